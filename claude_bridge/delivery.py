@@ -1,0 +1,305 @@
+"""The outbox worker: persisted hook events → Matrix, in order per thread, never twice.
+
+One task per thread with pending events (so a slow thread never holds up another), a global cap on
+concurrent sends, and for each hook event:
+
+1. render it to Matrix messages (pure, deterministic for the same event),
+2. send each message not yet recorded with the transaction id ``cb.<hook event id>.<part>`` — a retry
+   after a lost answer reuses it, and Synapse answers with the event it already has,
+3. record each event id as it is sent, and mark the hook event sent after the last part.
+
+Temporary failures (homeserver down, 5xx, 429, timeouts) are retried with backoff, honouring
+``retry_after_ms``; a permanent rejection of a part is replaced by a visible notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from claude_bridge.hooks.models import HookEvent, HookInputError, MessageDisplay, parse_hook_event
+from claude_bridge.ids import ThreadID
+from claude_bridge.log import get_logger
+from claude_bridge.matrix.client import MatrixClient, MatrixError
+from claude_bridge.render.messages import OutboundMessage, RenderContext
+from claude_bridge.router import ThreadRouter
+from claude_bridge.store import Outbox, PendingEvent, Thread, ThreadStore
+
+log = get_logger("delivery")
+
+Renderer = Callable[[HookEvent, RenderContext], list[OutboundMessage]]
+
+BATCH = 100
+BACKOFF_START = 0.25
+BACKOFF_MAX = 30.0
+PERMANENT_TRIES = 5
+
+
+class Delivery:
+    def __init__(
+        self,
+        outbox: Outbox,
+        threads: ThreadStore,
+        router: ThreadRouter,
+        client: MatrixClient,
+        render: Renderer,
+        *,
+        mirror: Any = None,
+        max_parallel: int = 16,
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.threads = threads
+        self.router = router
+        self.client = client
+        self.render = render
+        self.mirror = mirror
+        self.on_sent = on_sent or (lambda: None)
+        self._sends = asyncio.Semaphore(max_parallel)
+        self._workers: dict[ThreadID, asyncio.Task[None]] = {}
+        self._dirty: set[ThreadID] = set()
+        self._stopping = False
+        self.last_success_ms: int | None = None
+
+    async def start(self) -> None:
+        for thread_id in await self.outbox.threads_with_pending():
+            self.notify(thread_id)
+
+    def notify(self, thread_id: ThreadID) -> None:
+        """New work for a thread: start its worker, or tell the running one to look again."""
+        if self._stopping:
+            return
+        self._dirty.add(thread_id)
+        if thread_id not in self._workers:
+            task = asyncio.create_task(self._run(thread_id), name=f"delivery:{thread_id}")
+            self._workers[thread_id] = task
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish the events in flight, then stop; what is left stays in the outbox."""
+        self._stopping = True
+        workers = list(self._workers.values())
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    @property
+    def active_threads(self) -> int:
+        return len(self._workers)
+
+    async def _run(self, thread_id: ThreadID) -> None:
+        try:
+            while thread_id in self._dirty and not self._stopping:
+                self._dirty.discard(thread_id)
+                while not self._stopping:
+                    batch = await self._fetch(thread_id)
+                    if not batch:
+                        break
+                    for i, event in enumerate(batch):
+                        if self._stopping:
+                            return
+                        nxt = batch[i + 1] if i + 1 < len(batch) else None
+                        await self._deliver_with_retry(event, nxt)
+        except Exception:
+            log.exception(
+                "delivery worker crashed; the thread's events stay queued", thread_id=thread_id
+            )
+        finally:
+            self._workers.pop(thread_id, None)
+            # Work that arrived while we were leaving must not wait for the next event.
+            if thread_id in self._dirty and not self._stopping:
+                self.notify(thread_id)
+
+    async def _fetch(self, thread_id: ThreadID) -> list[PendingEvent]:
+        delay = BACKOFF_START
+        while True:
+            try:
+                return await self.outbox.pending(thread_id, BATCH)
+            except Exception as e:  # the database is away: wait for it, lose nothing
+                log.warning("outbox read failed, retrying", thread_id=thread_id, error=str(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _deliver_with_retry(self, event: PendingEvent, nxt: PendingEvent | None) -> None:
+        delay = BACKOFF_START
+        rejected = 0
+        while not self._stopping:
+            try:
+                await self._deliver(event, nxt)
+                return
+            except MatrixError as e:
+                wait = max(delay, (e.retry_after_ms or 0) / 1000)
+                if not e.temporary:
+                    # Rejected outright (e.g. forbidden): a few tries in case it was a race,
+                    # then set it aside so the rest of the thread is not held up for ever.
+                    rejected += 1
+                    if rejected >= PERMANENT_TRIES:
+                        log.error(
+                            "homeserver keeps rejecting an event, set aside",
+                            hook_event=event.id,
+                            error=str(e),
+                        )
+                        await self.outbox.mark_failed(event.id, str(e))
+                        return
+                log.warning(
+                    "homeserver request failed, will retry",
+                    hook_event=event.id,
+                    thread_id=event.thread_id,
+                    error=str(e),
+                    retry_in=round(wait, 2),
+                )
+                with contextlib.suppress(Exception):
+                    await self.outbox.record_attempt(event.id, str(e))
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, BACKOFF_MAX)
+            except Exception as e:  # database away, or a bug: keep the event, try again
+                log.warning("delivery step failed, will retry", hook_event=event.id, error=repr(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _deliver(self, event: PendingEvent, nxt: PendingEvent | None) -> None:
+        thread = await self.threads.get(event.thread_id)
+        if thread is None:  # cannot happen: the row is written with the event
+            await self.outbox.mark_failed(event.id, "thread row missing")
+            return
+        try:
+            hook = parse_hook_event(json.loads(event.payload))
+        except (ValueError, HookInputError) as e:
+            await self.outbox.mark_failed(event.id, f"stored payload unreadable: {e}")
+            return
+        if self._superseded(hook, nxt):
+            await self.outbox.mark_sent(event.id)
+            return
+        room_id = await self.router.ensure_room(thread)
+        messages = self.render(hook, await self._context(thread, hook, event))
+        done = await self.outbox.sent_parts(event.id)
+        for part, message in enumerate(messages):
+            if part in done:
+                continue
+            event_id = await self._send_part(thread, room_id, event, part, message)
+            await self.outbox.record_part(event.id, part, thread.id, message.anchor, event_id)
+            await self._after_part(thread, message)
+        await self.outbox.mark_sent(event.id)
+        self.last_success_ms = event.received_at
+        self.on_sent()
+
+    def _superseded(self, hook: HookEvent, nxt: PendingEvent | None) -> bool:
+        """A streamed chunk whose successor is already queued need not be shown (coalescing).
+
+        The first chunk of a stream is always sent: it creates the message later chunks edit.
+        """
+        if not isinstance(hook, MessageDisplay) or hook.index == 0 or hook.final or nxt is None:
+            return False
+        if nxt.event_name != "MessageDisplay":
+            return False
+        try:
+            following = json.loads(nxt.payload)
+        except ValueError:
+            return False
+        return bool(following.get("message_id") == hook.message_id)
+
+    async def _context(self, thread: Thread, hook: HookEvent, event: PendingEvent) -> RenderContext:
+        extra: dict[str, Any] = {
+            "session_id": thread.session_id,
+            "cwd": thread.project_path,
+            "title": thread.title,
+        }
+        if isinstance(hook, MessageDisplay):
+            extra["stream_text"] = await self._stream_text(thread.id, hook, event.id)
+        return RenderContext(
+            thread_id=thread.id,
+            project=thread.project_name or "Claude Code",
+            operators=tuple(self.router.permissions.invitees()),
+            mirror=self.mirror,
+            extra=extra,
+        )
+
+    async def _stream_text(self, thread_id: str, hook: MessageDisplay, up_to: int) -> str:
+        chunks: dict[int, str] = {}
+        for payload in await self.outbox.payloads(thread_id, "MessageDisplay", up_to):
+            data = json.loads(payload)
+            if data.get("message_id") == hook.message_id and isinstance(data.get("delta"), str):
+                chunks.setdefault(int(data.get("index") or 0), data["delta"])
+        return "".join(chunks[i] for i in sorted(chunks))
+
+    async def _send_part(
+        self, thread: Thread, room_id: str, event: PendingEvent, part: int, message: OutboundMessage
+    ) -> str:
+        sender = thread.ghost_mxid
+        if message.sender:
+            sender = self.router.ghost_mxid(thread.id, message.sender)
+            await self.router.ensure_member(
+                thread, sender, message.sender_displayname or self.router.displayname(thread)
+            )
+        content = dict(message.content)
+        async with self._sends:
+            if message.attachment is not None:
+                att = message.attachment
+                content["url"] = await self.client.upload(
+                    sender, att.data, att.filename, att.mimetype
+                )
+            if message.state_key is not None:
+                return await self.client.send_state(
+                    sender, room_id, message.event_type, message.state_key, content
+                )
+            content = await self._relate(thread.id, message, content)
+            txn_id = f"cb.{event.id}.{part}"
+            try:
+                return await self.client.send_event(
+                    sender, room_id, message.event_type, content, txn_id
+                )
+            except MatrixError as e:
+                if e.temporary:
+                    raise
+                log.error(
+                    "homeserver rejected a message", hook_event=event.id, part=part, error=str(e)
+                )
+                notice = {
+                    "msgtype": "m.notice",
+                    "body": f"⚠️ could not mirror part of {event.event_name}: {e.errcode or e.status}",
+                    "m.mentions": {},
+                }
+                return await self.client.send_event(
+                    sender, room_id, "m.room.message", notice, f"{txn_id}.fallback"
+                )
+
+    async def _relate(
+        self, thread_id: str, message: OutboundMessage, content: dict[str, Any]
+    ) -> dict[str, Any]:
+        if message.replaces:
+            original = await self.outbox.anchor_event(thread_id, message.replaces)
+            if original:
+                edit = {
+                    **content,
+                    "body": f"* {content.get('body', '')}",
+                    "m.new_content": content,
+                    "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+                }
+                if "formatted_body" in content:
+                    edit["formatted_body"] = f"* {content['formatted_body']}"
+                return edit
+        if message.thread_root:
+            root = await self.outbox.anchor_event(thread_id, message.thread_root)
+            if root:
+                content["m.relates_to"] = {
+                    "rel_type": "m.thread",
+                    "event_id": root,
+                    "is_falling_back": True,
+                    "m.in_reply_to": {"event_id": root},
+                }
+        return content
+
+    async def _after_part(self, thread: Thread, message: OutboundMessage) -> None:
+        """Keep the thread row in step with what the room now shows."""
+        if message.event_type == "m.room.name" and message.state_key == "":
+            await self.threads.set_title(thread.id, str(message.content.get("name", "")))
+        elif message.event_type == "org.claude_bridge.thread" and message.state_key == "":
+            status = message.content.get("status")
+            if isinstance(status, str):
+                await self.threads.set_status(thread.id, status)

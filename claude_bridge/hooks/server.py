@@ -1,0 +1,133 @@
+"""The hook-ingest HTTP server (Claude Code → bridge).
+
+Response contract of ``POST /claude/v1/hooks`` (also in ``openapi.yaml``):
+
+======  ==================================================================================
+200     stored durably; the body is the hook output JSON for Claude Code (``{}``: nothing)
+400     not a hook input: body not UTF-8 JSON, not an object, nested too deeply
+401     missing or unknown hook token
+413     body larger than ``hooks.max_body_bytes``
+422     a hook input with a missing or wrongly typed field (the message names it)
+503     the database cannot store it right now (the command shim spools and retries)
+======  ==================================================================================
+
+Every error body is ``{"error": "<what is wrong>"}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from claude_bridge.config import HooksConfig
+from claude_bridge.hooks.ingest import Ingest
+from claude_bridge.hooks.models import HookEvent, HookInputError, parse_hook_event
+from claude_bridge.log import get_logger
+from claude_bridge.store import Thread
+
+log = get_logger("hooks")
+
+Responder = Callable[[HookEvent, Thread], Awaitable[dict[str, Any]]]
+HealthProbe = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def _no_answer(_: HookEvent, __: Thread) -> dict[str, Any]:
+    return {}
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class HookServer:
+    def __init__(
+        self,
+        config: HooksConfig,
+        ingest: Ingest,
+        *,
+        respond: Responder = _no_answer,
+        health: HealthProbe | None = None,
+    ) -> None:
+        self.config = config
+        self.ingest = ingest
+        self.respond = respond
+        self.health = health
+        self.app = web.Application(client_max_size=config.max_body_bytes)
+        self.app.router.add_post("/claude/v1/hooks", self.handle_hook)
+        self.app.router.add_get("/health", self.handle_health)
+        self._runner: web.AppRunner | None = None
+
+    def token_name(self, request: web.Request) -> str | None:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return None
+        given = auth.removeprefix("Bearer ").strip().encode()
+        found = None
+        # Compare against every token, without stopping early, so timing says nothing.
+        for name, secret in self.config.tokens.items():
+            if hmac.compare_digest(given, secret.encode()):
+                found = name
+        return found
+
+    async def handle_hook(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        token_name = self.token_name(request)
+        if token_name is None:
+            return _error(401, "missing or unknown hook token (Authorization: Bearer <token>)")
+        if (
+            request.content_length is not None
+            and request.content_length > self.config.max_body_bytes
+        ):
+            return _error(413, f"body larger than {self.config.max_body_bytes} bytes")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body larger than {self.config.max_body_bytes} bytes")
+        try:
+            text = raw.decode("utf-8")
+            data = json.loads(text)
+        except UnicodeDecodeError:
+            return _error(400, "body is not valid UTF-8")
+        except RecursionError:
+            return _error(400, "JSON nested too deeply")
+        except ValueError as e:
+            return _error(400, f"body is not valid JSON: {e}")
+        if not isinstance(data, dict):
+            return _error(400, f"hook input must be a JSON object, not {type(data).__name__}")
+        try:
+            event = parse_hook_event(data)
+        except HookInputError as e:
+            return _error(422, f"not a valid hook input: {e}")
+        try:
+            thread, event_id = await self.ingest.accept(event, text, token_name)
+        except Exception as e:
+            log.warning("could not store hook event", error=repr(e), session_id=event.session_id)
+            return _error(503, "the bridge cannot store events right now; retry later")
+        answer = await self.respond(event, thread)
+        log.debug(
+            "hook accepted",
+            hook_event=event_id,
+            hook_event_name=event.hook_event_name,
+            thread_id=thread.id,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return web.json_response(answer)
+
+    async def handle_health(self, _: web.Request) -> web.Response:
+        report = await self.health() if self.health else {"live": True, "ready": True}
+        return web.json_response(report, status=200 if report.get("ready") else 503)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
+        log.info("hook server listening", listen=self.config.listen)
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()

@@ -1,0 +1,34 @@
+"""Typed identifiers and the mapping from Claude Code session ids to Matrix localparts."""
+
+from __future__ import annotations
+
+import string
+from typing import NewType
+
+SessionID = NewType("SessionID", str)
+"""A Claude Code ``session_id`` exactly as the CLI sends it."""
+
+ThreadID = NewType("ThreadID", str)
+"""A session id made safe for a Matrix localpart; names the ghost and the alias."""
+
+HookEventID = NewType("HookEventID", int)
+"""Primary key of a persisted hook event (the outbound queue)."""
+
+# Matrix localparts may hold a-z 0-9 . _ = - /; "=" is our escape and "/" confuses URLs.
+_LOCALPART_SAFE = frozenset(string.ascii_lowercase + string.digits + "._-")
+MAX_SESSION_ID_LENGTH = 128
+
+
+def thread_id_for(session_id: str) -> ThreadID:
+    """Lowercase the session id and escape what a localpart cannot hold as ``=xx``.
+
+    Session ids are UUIDs in practice, so this is the identity for them; anything else still
+    yields a valid, deterministic, reversible-enough localpart.
+    """
+    out: list[str] = []
+    for ch in session_id.lower():
+        if ch in _LOCALPART_SAFE:
+            out.append(ch)
+        else:
+            out.extend(f"={b:02x}" for b in ch.encode("utf-8"))
+    return ThreadID("".join(out))

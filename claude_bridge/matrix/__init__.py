@@ -1,0 +1,1 @@
+"""The Matrix side: the appservice listener, the client calls we make, inbound processing."""

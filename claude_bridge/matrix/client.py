@@ -1,0 +1,207 @@
+"""The client-server calls the bridge makes, as the bot or a ghost, with bounded timeouts.
+
+Requests go over the appservice's one aiohttp session with the ``as_token`` and ``user_id``
+masquerading, but without mautrix's ``IntentAPI`` and its implicit joins and retries: delivery
+decides when to join and when to retry, so a send is exactly one request, a retry reuses the same
+transaction id, and a 429's ``retry_after_ms`` reaches the retry policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from functools import partial
+from typing import Any
+from urllib.parse import quote as _quote
+
+import aiohttp
+
+# Room ids, aliases and transaction ids go into paths fully escaped.
+quote = partial(_quote, safe="")
+
+
+class MatrixError(Exception):
+    """A failed homeserver request, classified for the retry policy."""
+
+    def __init__(
+        self, message: str, *, status: int = 0, errcode: str = "", retry_after_ms: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errcode = errcode
+        self.retry_after_ms = retry_after_ms
+
+    @property
+    def temporary(self) -> bool:
+        """Worth retrying: unreachable, timed out, rate-limited or a server error."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
+
+class MatrixClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        as_token: str,
+        bot_mxid: str,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.as_token = as_token
+        self.bot_mxid = bot_mxid
+        self.timeout = timeout
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        content: Any = None,
+        *,
+        user_id: str | None = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        params = {**(query or {}), "user_id": user_id or self.bot_mxid}
+        hdrs = {"Authorization": f"Bearer {self.as_token}", **(headers or {})}
+        data: bytes | None = None
+        if isinstance(content, bytes):
+            data = content
+        elif content is not None:
+            data = json.dumps(content, ensure_ascii=False).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        limit = timeout or self.timeout
+        try:
+            async with asyncio.timeout(limit):
+                async with self.session.request(
+                    method, self.base_url + path, params=params, data=data, headers=hdrs
+                ) as resp:
+                    body = await resp.read()
+                    status = resp.status
+        except TimeoutError:
+            raise MatrixError(f"{method} {path}: no answer in {limit}s") from None
+        except (aiohttp.ClientError, OSError) as e:
+            raise MatrixError(f"{method} {path}: {e!r}") from None
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {}
+        if not isinstance(parsed, dict):
+            parsed = {}
+        if 200 <= status < 300:
+            return parsed
+        retry_after = parsed.get("retry_after_ms")
+        raise MatrixError(
+            f"{method} {path}: {status} {parsed.get('errcode', '')} {parsed.get('error', '')}".strip(),
+            status=status,
+            errcode=str(parsed.get("errcode", "")),
+            retry_after_ms=int(retry_after) if isinstance(retry_after, int | float) else None,
+        )
+
+    async def versions(self) -> dict[str, Any]:
+        return await self.request("GET", "/_matrix/client/versions", timeout=5)
+
+    async def whoami(self, user_id: str | None = None) -> str:
+        resp = await self.request("GET", "/_matrix/client/v3/account/whoami", user_id=user_id)
+        return str(resp["user_id"])
+
+    async def ping(self, appservice_id: str, txn_id: str | None = None) -> int:
+        resp = await self.request(
+            "POST",
+            f"/_matrix/client/v1/appservice/{quote(appservice_id)}/ping",
+            {"transaction_id": txn_id} if txn_id else {},
+        )
+        return int(resp.get("duration_ms", 0))
+
+    async def register(self, localpart: str) -> None:
+        """Register an appservice user; already registered is fine."""
+        try:
+            await self.request(
+                "POST",
+                "/_matrix/client/v3/register",
+                {"type": "m.login.application_service", "username": localpart},
+                query={"kind": "user"},
+            )
+        except MatrixError as e:
+            if e.errcode != "M_USER_IN_USE":
+                raise
+
+    async def set_displayname(self, user_id: str, name: str) -> None:
+        await self.request(
+            "PUT",
+            f"/_matrix/client/v3/profile/{quote(user_id)}/displayname",
+            {"displayname": name},
+            user_id=user_id,
+        )
+
+    async def create_room(self, user_id: str, body: dict[str, Any]) -> str:
+        resp = await self.request("POST", "/_matrix/client/v3/createRoom", body, user_id=user_id)
+        return str(resp["room_id"])
+
+    async def resolve_alias(self, alias: str) -> str | None:
+        try:
+            resp = await self.request("GET", f"/_matrix/client/v3/directory/room/{quote(alias)}")
+        except MatrixError as e:
+            if e.status == 404:
+                return None
+            raise
+        return str(resp["room_id"])
+
+    async def join(self, user_id: str, room: str) -> str:
+        resp = await self.request(
+            "POST", f"/_matrix/client/v3/join/{quote(room)}", {}, user_id=user_id
+        )
+        return str(resp["room_id"])
+
+    async def invite(self, user_id: str, room_id: str, invitee: str) -> None:
+        try:
+            await self.request(
+                "POST",
+                f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
+                {"user_id": invitee},
+                user_id=user_id,
+            )
+        except MatrixError as e:
+            # Already a member or already invited: the goal is reached.
+            if not (e.status == 403 and "already" in str(e).lower()):
+                raise
+
+    async def leave(self, user_id: str, room_id: str) -> None:
+        await self.request(
+            "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave", {}, user_id=user_id
+        )
+
+    async def send_event(
+        self, user_id: str, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> str:
+        resp = await self.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/send/{quote(event_type)}/{quote(txn_id)}",
+            content,
+            user_id=user_id,
+        )
+        return str(resp["event_id"])
+
+    async def send_state(
+        self, user_id: str, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> str:
+        resp = await self.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{quote(event_type)}/{quote(state_key)}",
+            content,
+            user_id=user_id,
+        )
+        return str(resp["event_id"])
+
+    async def upload(self, user_id: str, data: bytes, filename: str, mimetype: str) -> str:
+        resp = await self.request(
+            "POST",
+            "/_matrix/media/v3/upload",
+            data,
+            user_id=user_id,
+            query={"filename": filename},
+            headers={"Content-Type": mimetype},
+        )
+        return str(resp["content_uri"])

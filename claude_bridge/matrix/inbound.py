@@ -1,0 +1,70 @@
+"""The inbox worker: Matrix events stored by the transaction endpoint → the bridge's reactions.
+
+Transactions are answered as soon as their events are stored; this worker does the rest in the
+background, in arrival order, and marks each event processed when done. Handlers are plug-ins
+(``register``) so steering (messages to Claude, approvals, commands) lives in its own package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from claude_bridge.log import get_logger
+from claude_bridge.store import MatrixInbox
+from claude_bridge.store.inbox import InboxEvent
+
+log = get_logger("inbound")
+
+Handler = Callable[[InboxEvent], Awaitable[None]]
+
+
+class InboundProcessor:
+    def __init__(self, inbox: MatrixInbox, *, is_bridge_user: Callable[[str], bool]) -> None:
+        self.inbox = inbox
+        self.is_bridge_user = is_bridge_user
+        self.handlers: list[Handler] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def register(self, handler: Handler) -> None:
+        self.handlers.append(handler)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._wake.set()  # whatever was stored before a restart
+        self._task = asyncio.create_task(self._run(), name="inbound")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                while batch := await self.inbox.unprocessed(100):
+                    for event in batch:
+                        await self._process(event)
+            except Exception:
+                log.exception("inbox read failed; retrying shortly")
+                await asyncio.sleep(1)
+                self._wake.set()
+
+    async def _process(self, event: InboxEvent) -> None:
+        # Our own ghosts' and bot's events come back to us: never act on them (no loops).
+        if not self.is_bridge_user(event.sender):
+            for handler in self.handlers:
+                try:
+                    await handler(event)
+                except Exception:
+                    log.exception(
+                        "inbound handler failed", event_id=event.event_id, room_id=event.room_id
+                    )
+        await self.inbox.mark_processed(event.event_id)

@@ -1,0 +1,181 @@
+"""Session → thread: the room, its ghost and its alias. Creation is idempotent.
+
+A thread row exists from the first hook event on (written with the event, so the event is
+durable at once); the room is created later by delivery, one thread at a time, and a restart or a
+lost reply finds the room again through its alias instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os.path
+from collections import defaultdict
+
+from claude_bridge.config import Config
+from claude_bridge.hooks.models import HookEvent
+from claude_bridge.ids import SessionID, thread_id_for
+from claude_bridge.log import get_logger
+from claude_bridge.matrix.client import MatrixClient, MatrixError
+from claude_bridge.permissions import Permissions
+from claude_bridge.store import Thread, ThreadStore
+
+log = get_logger("router")
+
+THREAD_STATE = "org.claude_bridge.thread"
+
+
+class ThreadRouter:
+    def __init__(
+        self, config: Config, threads: ThreadStore, client: MatrixClient, permissions: Permissions
+    ) -> None:
+        self.config = config
+        self.threads = threads
+        self.client = client
+        self.permissions = permissions
+        self.domain = config.homeserver.domain
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._ready_ghosts: set[tuple[str, str]] = set()
+
+    def ghost_localpart(self, thread_id: str, suffix: str | None = None) -> str:
+        base = f"{self.config.bridge.ghost_prefix}{thread_id}"
+        return f"{base}-{suffix}" if suffix else base
+
+    def ghost_mxid(self, thread_id: str, suffix: str | None = None) -> str:
+        return f"@{self.ghost_localpart(thread_id, suffix)}:{self.domain}"
+
+    def alias_for(self, thread_id: str) -> str:
+        return f"#{self.config.bridge.alias_prefix}{thread_id}:{self.domain}"
+
+    def new_thread(self, event: HookEvent, token_name: str | None) -> Thread:
+        """The thread row for a session seen for the first time (no I/O)."""
+        thread_id = thread_id_for(event.session_id)
+        cwd = event.cwd or None
+        return Thread(
+            id=thread_id,
+            session_id=SessionID(event.session_id),
+            ghost_mxid=self.ghost_mxid(thread_id),
+            alias=self.alias_for(thread_id),
+            project_path=cwd,
+            project_name=os.path.basename(cwd.rstrip("/")) if cwd else None,
+            token_name=token_name,
+        )
+
+    async def ensure_room(self, thread: Thread) -> str:
+        """The thread's room id, creating the room (and ghost) on first use."""
+        if thread.room_id:
+            return thread.room_id
+        async with self._locks[thread.id]:
+            stored = await self.threads.get(thread.id)
+            if stored and stored.room_id:
+                thread.room_id = stored.room_id
+                return stored.room_id
+            await self.ensure_ghost(thread.ghost_mxid, self.displayname(thread))
+            room_id = await self.client.resolve_alias(thread.alias)
+            if room_id is None:
+                room_id = await self._create_room(thread)
+            else:
+                log.info("reusing the room behind the alias", thread_id=thread.id, room_id=room_id)
+                await self.client.join(thread.ghost_mxid, room_id)
+            await self.threads.set_room(thread.id, room_id)
+            thread.room_id = room_id
+            return room_id
+
+    def displayname(self, thread: Thread, role: str | None = None) -> str:
+        project = thread.project_name or "Claude Code"
+        return f"Claude · {project}" + (f" · {role}" if role else "")
+
+    async def ensure_ghost(self, mxid: str, displayname: str) -> None:
+        if (mxid, "") in self._ready_ghosts:
+            return
+        localpart = mxid[1:].split(":", 1)[0]
+        await self.client.register(localpart)
+        await self.client.set_displayname(mxid, displayname)
+        self._ready_ghosts.add((mxid, ""))
+
+    async def ensure_member(self, thread: Thread, mxid: str, displayname: str) -> None:
+        """Bring another ghost of this thread (e.g. a subagent's) into its room."""
+        assert thread.room_id
+        if (mxid, thread.room_id) in self._ready_ghosts:
+            return
+        await self.ensure_ghost(mxid, displayname)
+        await self.client.invite(thread.ghost_mxid, thread.room_id, mxid)
+        await self.client.join(mxid, thread.room_id)
+        self._ready_ghosts.add((mxid, thread.room_id))
+
+    async def _create_room(self, thread: Thread) -> str:
+        invite = self.permissions.invitees()
+        project = thread.project_name or "Claude Code"
+        body = {
+            "room_alias_name": thread.alias[1:].split(":", 1)[0],
+            "name": f"{project} · Claude session {thread.session_id[:8]}",
+            "topic": self.topic(thread, "active"),
+            "preset": "private_chat",
+            "invite": invite,
+            "initial_state": [
+                {
+                    "type": THREAD_STATE,
+                    "state_key": "",
+                    "content": self.thread_state(thread, "active"),
+                }
+            ],
+            "power_level_content_override": {
+                # The creator (the ghost) is not listed: room versions ≥ 12 refuse that.
+                "users": {
+                    f"@{self.config.appservice.bot_username}:{self.domain}": 100,
+                    **{user: 50 for user in invite},
+                }
+            },
+        }
+        try:
+            room_id = await self.client.create_room(thread.ghost_mxid, body)
+        except MatrixError as e:
+            if e.errcode != "M_ROOM_IN_USE":
+                raise
+            # A previous attempt created it but its answer was lost: adopt that room.
+            found = await self.client.resolve_alias(thread.alias)
+            if not found:
+                raise
+            await self.client.join(thread.ghost_mxid, found)
+            return found
+        log.info("created thread room", thread_id=thread.id, room_id=room_id, invited=invite)
+        return room_id
+
+    def topic(self, thread: Thread, status: str) -> str:
+        parts = [thread.project_name or "Claude Code", thread.project_path or "", thread.session_id]
+        lead = "Ended" if status == "ended" else "Claude Code session"
+        return " · ".join([lead, *(p for p in parts if p)])
+
+    def thread_state(self, thread: Thread, status: str) -> dict[str, str | None]:
+        return {
+            "status": status,
+            "session_id": thread.session_id,
+            "project": thread.project_name,
+            "cwd": thread.project_path,
+        }
+
+    async def query_alias(self, alias: str) -> bool:
+        """Synapse asks about an alias in our namespace: create the room if it is a thread's."""
+        localpart, _, domain = alias[1:].partition(":")
+        prefix = self.config.bridge.alias_prefix
+        if domain != self.domain or not localpart.startswith(prefix):
+            return False
+        thread = await self.threads.get(localpart.removeprefix(prefix))
+        if thread is None:
+            return False
+        if self._locks[thread.id].locked():
+            # We are creating this room right now and Synapse asks because we looked the alias
+            # up: it does not exist yet, and waiting for ourselves would deadlock.
+            return False
+        await self.ensure_room(thread)
+        return True
+
+    async def query_user(self, user_id: str) -> bool:
+        localpart, _, domain = user_id[1:].partition(":")
+        prefix = self.config.bridge.ghost_prefix
+        if domain != self.domain or not localpart.startswith(prefix):
+            return False
+        thread = await self.threads.get(localpart.removeprefix(prefix))
+        if thread is None:
+            return False
+        await self.ensure_ghost(thread.ghost_mxid, self.displayname(thread))
+        return True

@@ -1,0 +1,18 @@
+"""Durable state: one ``Database`` and one small repository per table."""
+
+from __future__ import annotations
+
+from claude_bridge.store.database import create_database, now_ms
+from claude_bridge.store.inbox import MatrixInbox
+from claude_bridge.store.outbox import Outbox, PendingEvent
+from claude_bridge.store.threads import Thread, ThreadStore
+
+__all__ = [
+    "MatrixInbox",
+    "Outbox",
+    "PendingEvent",
+    "Thread",
+    "ThreadStore",
+    "create_database",
+    "now_ms",
+]

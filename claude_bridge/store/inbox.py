@@ -1,0 +1,111 @@
+"""The Matrix inbox: events from appservice transactions, stored before Synapse gets its 200.
+
+The event id is the primary key, so the same event delivered again (a retried transaction, or the
+same events under a new transaction id) is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mautrix.util.async_db import Database
+from mautrix.util.async_db.connection import LoggingConnection
+
+from claude_bridge.store.database import now_ms
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    event_id: str
+    room_id: str
+    sender: str
+    event_type: str
+    event: dict[str, Any]
+    received_at: int
+
+    @classmethod
+    def _from_row(cls, r: Any) -> InboxEvent:
+        return cls(
+            r["event_id"],
+            r["room_id"],
+            r["sender"],
+            r["event_type"],
+            json.loads(r["event"]),
+            r["received_at"],
+        )
+
+
+_SELECT = "SELECT event_id, room_id, sender, event_type, event, received_at FROM matrix_event"
+
+
+def _is_storable(event: Any) -> bool:
+    return isinstance(event, dict) and all(
+        isinstance(event.get(k), str) and event.get(k)
+        for k in ("event_id", "room_id", "sender", "type")
+    )
+
+
+class MatrixInbox:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def store_transaction(self, txn_id: str, events: list[Any]) -> int | None:
+        """Persist a transaction's events and its id atomically.
+
+        Returns how many events were new, or ``None`` when the transaction was seen before.
+        Events without an id, room, sender or type cannot be routed and are skipped.
+        """
+        now = now_ms()
+        conn: LoggingConnection
+        async with self.db.acquire() as conn, conn.transaction():
+            seen = await conn.fetchval("SELECT 1 FROM appservice_txn WHERE txn_id=$1", txn_id)
+            if seen:
+                return None
+            new = 0
+            for event in events:
+                if not _is_storable(event):
+                    continue
+                result = await conn.fetchval(
+                    "INSERT INTO matrix_event (event_id, room_id, sender, event_type, event, "
+                    "txn_id, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                    "ON CONFLICT DO NOTHING RETURNING 1",
+                    event["event_id"],
+                    event["room_id"],
+                    event["sender"],
+                    event["type"],
+                    json.dumps(event, ensure_ascii=False),
+                    txn_id,
+                    now,
+                )
+                new += 1 if result else 0
+            await conn.execute(
+                "INSERT INTO appservice_txn (txn_id, received_at, event_count) VALUES ($1, $2, $3)",
+                txn_id,
+                now,
+                len(events),
+            )
+        return new
+
+    async def unprocessed(self, limit: int = 100) -> list[InboxEvent]:
+        rows = await self.db.fetch(
+            f"{_SELECT} WHERE processed_at IS NULL ORDER BY received_at, event_id LIMIT $1", limit
+        )
+        return [InboxEvent._from_row(r) for r in rows]
+
+    async def mark_processed(self, event_id: str) -> None:
+        await self.db.execute(
+            "UPDATE matrix_event SET processed_at=$2 WHERE event_id=$1", event_id, now_ms()
+        )
+
+    async def in_room(self, room_id: str, limit: int = 100) -> list[InboxEvent]:
+        rows = await self.db.fetch(
+            f"{_SELECT} WHERE room_id=$1 ORDER BY received_at, event_id LIMIT $2", room_id, limit
+        )
+        return [InboxEvent._from_row(r) for r in rows]
+
+    async def count_unprocessed(self) -> int:
+        return int(
+            await self.db.fetchval("SELECT COUNT(*) FROM matrix_event WHERE processed_at IS NULL")
+        )

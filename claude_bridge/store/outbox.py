@@ -1,0 +1,135 @@
+"""The ``hook_event`` outbox and the Matrix events each hook event became (``sent_event``).
+
+A hook event is acknowledged to Claude Code only once it is here; delivery removes it from the
+outbox (``state='sent'``) only after every Matrix event it renders to has been sent and recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mautrix.util.async_db import Database
+
+from claude_bridge.ids import HookEventID, ThreadID
+from claude_bridge.store.database import now_ms
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    id: HookEventID
+    thread_id: ThreadID
+    event_name: str
+    payload: str
+    attempts: int
+    received_at: int
+
+
+class Outbox:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def append(
+        self, thread_id: str, event_name: str, payload: str, token_name: str | None
+    ) -> HookEventID:
+        # RETURNING works on Postgres and SQLite ≥ 3.35.
+        value = await self.db.fetchval(
+            "INSERT INTO hook_event (thread_id, event_name, payload, token_name, received_at) "
+            "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            thread_id,
+            event_name,
+            payload,
+            token_name,
+            now_ms(),
+        )
+        return HookEventID(int(value))
+
+    async def pending(self, thread_id: str, limit: int = 100) -> list[PendingEvent]:
+        rows = await self.db.fetch(
+            "SELECT id, thread_id, event_name, payload, attempts, received_at FROM hook_event "
+            "WHERE thread_id=$1 AND state='pending' ORDER BY id LIMIT $2",
+            thread_id,
+            limit,
+        )
+        return [
+            PendingEvent(
+                HookEventID(r["id"]),
+                ThreadID(r["thread_id"]),
+                r["event_name"],
+                r["payload"],
+                r["attempts"],
+                r["received_at"],
+            )
+            for r in rows
+        ]
+
+    async def threads_with_pending(self) -> list[ThreadID]:
+        rows = await self.db.fetch(
+            "SELECT DISTINCT thread_id FROM hook_event WHERE state='pending'"
+        )
+        return [ThreadID(r["thread_id"]) for r in rows]
+
+    async def sent_parts(self, hook_event_id: int) -> dict[int, str]:
+        rows = await self.db.fetch(
+            "SELECT part, event_id FROM sent_event WHERE hook_event_id=$1", hook_event_id
+        )
+        return {r["part"]: r["event_id"] for r in rows}
+
+    async def record_part(
+        self, hook_event_id: int, part: int, thread_id: str, anchor: str | None, event_id: str
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO sent_event (hook_event_id, part, thread_id, anchor, event_id) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            hook_event_id,
+            part,
+            thread_id,
+            anchor,
+            event_id,
+        )
+
+    async def anchor_event(self, thread_id: str, anchor: str) -> str | None:
+        """The first Matrix event recorded under ``anchor`` (edits refer to the original)."""
+        return await self.db.fetchval(
+            "SELECT event_id FROM sent_event WHERE thread_id=$1 AND anchor=$2 "
+            "ORDER BY hook_event_id, part LIMIT 1",
+            thread_id,
+            anchor,
+        )
+
+    async def mark_sent(self, hook_event_id: int) -> None:
+        await self.db.execute(
+            "UPDATE hook_event SET state='sent', sent_at=$2, last_error=NULL WHERE id=$1",
+            hook_event_id,
+            now_ms(),
+        )
+
+    async def mark_failed(self, hook_event_id: int, error: str) -> None:
+        await self.db.execute(
+            "UPDATE hook_event SET state='failed', last_error=$2 WHERE id=$1",
+            hook_event_id,
+            error[:1000],
+        )
+
+    async def record_attempt(self, hook_event_id: int, error: str) -> None:
+        await self.db.execute(
+            "UPDATE hook_event SET attempts=attempts+1, last_error=$2 WHERE id=$1",
+            hook_event_id,
+            error[:1000],
+        )
+
+    async def backlog(self) -> tuple[int, int | None]:
+        """Pending events and the receive time (ms) of the oldest."""
+        row = await self.db.fetchrow(
+            "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM hook_event WHERE state='pending'"
+        )
+        return (int(row["n"]), row["oldest"]) if row else (0, None)
+
+    async def payloads(self, thread_id: str, event_name: str, up_to: int) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT payload FROM hook_event WHERE thread_id=$1 AND event_name=$2 AND id<=$3 "
+            "ORDER BY id",
+            thread_id,
+            event_name,
+            up_to,
+        )
+        return [r["payload"] for r in rows]

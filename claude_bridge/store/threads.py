@@ -1,0 +1,116 @@
+"""The ``thread`` table: one Claude Code session ↔ one Matrix room and its ghost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mautrix.util.async_db import Database
+
+from claude_bridge.ids import SessionID, ThreadID
+from claude_bridge.store.database import now_ms
+
+_COLUMNS = (
+    "id, session_id, room_id, ghost_mxid, alias, project_path, project_name, title, token_name, "
+    "status, created_at, updated_at"
+)
+
+
+@dataclass
+class Thread:
+    id: ThreadID
+    session_id: SessionID
+    ghost_mxid: str
+    alias: str
+    room_id: str | None = None
+    project_path: str | None = None
+    project_name: str | None = None
+    title: str | None = None
+    token_name: str | None = None
+    status: str = "active"
+    created_at: int = 0
+    updated_at: int = 0
+
+    @classmethod
+    def _from_row(cls, row: Any) -> Thread:
+        return cls(
+            id=ThreadID(row["id"]),
+            session_id=SessionID(row["session_id"]),
+            room_id=row["room_id"],
+            ghost_mxid=row["ghost_mxid"],
+            alias=row["alias"],
+            project_path=row["project_path"],
+            project_name=row["project_name"],
+            title=row["title"],
+            token_name=row["token_name"],
+            status=row["status"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+class ThreadCollision(Exception):
+    """Two session ids map to one thread id (they differ only in case)."""
+
+
+class ThreadStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def ensure(self, thread: Thread) -> Thread:
+        """Insert the thread unless it exists; return the stored row. Safe under concurrency."""
+        now = now_ms()
+        await self.db.execute(
+            f"INSERT INTO thread ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) "
+            "ON CONFLICT DO NOTHING",
+            thread.id,
+            thread.session_id,
+            thread.room_id,
+            thread.ghost_mxid,
+            thread.alias,
+            thread.project_path,
+            thread.project_name,
+            thread.title,
+            thread.token_name,
+            thread.status,
+            now,
+            now,
+        )
+        stored = await self.get(thread.id)
+        if stored is None or stored.session_id != thread.session_id:
+            raise ThreadCollision(f"session {thread.session_id!r} collides with thread {thread.id}")
+        return stored
+
+    async def get(self, thread_id: str) -> Thread | None:
+        row = await self.db.fetchrow(f"SELECT {_COLUMNS} FROM thread WHERE id=$1", thread_id)
+        return Thread._from_row(row) if row else None
+
+    async def get_by_room(self, room_id: str) -> Thread | None:
+        row = await self.db.fetchrow(f"SELECT {_COLUMNS} FROM thread WHERE room_id=$1", room_id)
+        return Thread._from_row(row) if row else None
+
+    async def list(self, limit: int = 100, offset: int = 0) -> list[Thread]:
+        rows = await self.db.fetch(
+            f"SELECT {_COLUMNS} FROM thread ORDER BY updated_at DESC, id LIMIT $1 OFFSET $2",
+            limit,
+            offset,
+        )
+        return [Thread._from_row(r) for r in rows]
+
+    async def set_room(self, thread_id: str, room_id: str) -> None:
+        await self.db.execute(
+            "UPDATE thread SET room_id=$2, updated_at=$3 WHERE id=$1", thread_id, room_id, now_ms()
+        )
+
+    async def set_status(self, thread_id: str, status: str) -> None:
+        await self.db.execute(
+            "UPDATE thread SET status=$2, updated_at=$3 WHERE id=$1", thread_id, status, now_ms()
+        )
+
+    async def set_title(self, thread_id: str, title: str) -> None:
+        await self.db.execute(
+            "UPDATE thread SET title=$2, updated_at=$3 WHERE id=$1", thread_id, title, now_ms()
+        )
+
+    async def touch(self, thread_id: str) -> None:
+        await self.db.execute("UPDATE thread SET updated_at=$2 WHERE id=$1", thread_id, now_ms())

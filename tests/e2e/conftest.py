@@ -1,0 +1,164 @@
+"""A real Synapse with the bridge's registration loaded, and bridges started against it.
+
+One Synapse per test session (about 2 s to start); each test gets its own bridge on its own
+database (``store_url``: SQLite and Postgres) and its own sessions, so tests never see each
+other's threads.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from ruamel.yaml import YAML
+
+from claude_bridge.app import Bridge
+from claude_bridge.config import Config, PermissionLevel, parse_config
+from claude_bridge.devenv.client import MatrixTestClient
+from claude_bridge.devenv.synapse import LocalSynapse
+from claude_bridge.registration import build_registration, new_token
+
+pytestmark = pytest.mark.e2e
+
+HOOK_TOKEN = "test-hook-secret"
+PAYLOADS = Path(__file__).resolve().parents[2].parent / "shared" / "claude-code" / "hook-payloads"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    synapse: LocalSynapse
+    config: dict[str, Any]
+    workdir: Path
+    users: dict[str, MatrixTestClient]
+
+    def bridge_config(self, database: str, **overrides: Any) -> Config:
+        data = {**self.config, "database": database}
+        for key, value in overrides.items():
+            data[key] = {**data.get(key, {}), **value}
+        return parse_config(data)
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    workdir = tmp_path_factory.mktemp("stack")
+    as_port, hook_port = free_port(), free_port()
+    synapse_port = free_port()
+    config: dict[str, Any] = {
+        "homeserver": {"address": f"http://127.0.0.1:{synapse_port}", "domain": "localhost"},
+        "appservice": {
+            "hostname": "127.0.0.1",
+            "port": as_port,
+            "address": f"http://127.0.0.1:{as_port}",
+            "as_token": new_token(),
+            "hs_token": new_token(),
+        },
+        "hooks": {"listen": f"127.0.0.1:{hook_port}", "tokens": {"laptop": HOOK_TOKEN}},
+        "bridge": {
+            "permissions": {
+                "@alice:localhost": PermissionLevel.OPERATOR.value,
+                "@admin:localhost": PermissionLevel.ADMIN.value,
+                "@victor:localhost": PermissionLevel.VIEWER.value,
+            }
+        },
+        "logging": {"level": "DEBUG", "format": "console"},
+    }
+    registration = workdir / "registration.yaml"
+    YAML().dump(build_registration(parse_config(config)), registration)
+    synapse = LocalSynapse(
+        workdir / "synapse", port=synapse_port, app_service_config_files=[registration]
+    )
+    await synapse.start()
+    users = {
+        name: await synapse.user_client(name) for name in ("alice", "admin", "victor", "mallory")
+    }
+    try:
+        yield Stack(synapse, config, workdir, users)
+    finally:
+        for client in users.values():
+            await client.close()
+        await synapse.stop()
+
+
+StartBridge = Callable[..., Awaitable[Bridge]]
+
+
+@pytest.fixture
+async def start_bridge(stack: Stack, store_url: str, tmp_path: Path) -> AsyncIterator[StartBridge]:
+    """Start bridges in this event loop on the test's store; all are stopped at the end."""
+    started: list[Bridge] = []
+
+    async def start(**overrides: Any) -> Bridge:
+        bridge = Bridge(stack.bridge_config(store_url, **overrides), tmp_path)
+        await bridge.start()
+        started.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in reversed(started):
+        await bridge.stop()
+
+
+@pytest.fixture
+async def bridge(start_bridge: StartBridge) -> Bridge:
+    return await start_bridge()
+
+
+class HookPoster:
+    """Claude Code's side: POSTs hook inputs like an ``http`` hook does."""
+
+    def __init__(self, url: str, token: str = HOOK_TOKEN) -> None:
+        self.url = url
+        self.token = token
+        self.http = aiohttp.ClientSession()
+
+    async def post(
+        self, payload: Any, *, token: str | None = None, raw: bytes | None = None, **headers: str
+    ) -> tuple[int, Any]:
+        hdrs = {"Content-Type": "application/json", **headers}
+        tok = self.token if token is None else token
+        if tok:
+            hdrs["Authorization"] = f"Bearer {tok}"
+        data = raw if raw is not None else (payload if isinstance(payload, bytes) else None)
+        kwargs: dict[str, Any] = {"data": data} if data is not None else {"json": payload}
+        async with self.http.post(f"{self.url}/claude/v1/hooks", headers=hdrs, **kwargs) as resp:
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                body = await resp.text()
+            return resp.status, body
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+@pytest.fixture
+async def hooks(stack: Stack) -> AsyncIterator[HookPoster]:
+    poster = HookPoster(f"http://{stack.config['hooks']['listen']}")
+    yield poster
+    await poster.close()
+
+
+def new_session() -> str:
+    return str(uuid.uuid4())
+
+
+def hook_payload(name: str, session_id: str, **fields: Any) -> dict[str, Any]:
+    """A captured payload from shared/claude-code, moved to ``session_id``."""
+    import json
+
+    data = json.loads((PAYLOADS / f"{name}.json").read_text())
+    data["session_id"] = session_id
+    data.update(fields)
+    return data
