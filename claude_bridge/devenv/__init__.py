@@ -1,0 +1,1 @@
+"""Development helpers: a throwaway real Synapse and a small Matrix test client."""
