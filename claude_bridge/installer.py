@@ -1,0 +1,600 @@
+"""``claude-bridge install-hooks``: merge the bridge's hooks into Claude Code's settings.json.
+
+What gets installed (Claude Code hooks reference, https://code.claude.com/docs/en/hooks):
+
+* one matcher group of our own per hook event, appended after the user's groups, so their
+  hooks keep running first and untouched;
+* an ``http`` hook (``POST <url>/claude/v1/hooks`` with ``Authorization: Bearer
+  $CLAUDE_BRIDGE_TOKEN`` interpolated from the environment through ``allowedEnvVars``) where
+  Claude Code runs http hooks, and the command shim ``claude-bridge-hook`` where it does not
+  (``SessionStart`` and ``Setup`` "support command and mcp_tool hooks", not http);
+* with ``durable=True`` the command shim for every event: http hooks fail open on a connection
+  error and the event is lost, the shim spools it and replays it in order.
+
+Our entries are recognised by their target (an http hook whose URL path ends in
+``/claude/v1/hooks``, a command running ``claude-bridge-hook`` or ``claude_bridge.shim``), so
+installing is a reconciliation — stale entries of ours (other URL, other mode) are replaced,
+correct ones are left where they are — and uninstalling removes exactly those entries.
+
+The secret never goes into a settings file: the hooks reference ``$CLAUDE_BRIDGE_TOKEN`` and the
+CLI prints the ``export`` line to put in the environment Claude Code starts from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HOOK_PATH = "/claude/v1/hooks"
+DEFAULT_TOKEN_ENV = "CLAUDE_BRIDGE_TOKEN"
+HOOK_COMMAND = "claude-bridge-hook"
+COMMAND_MARKERS = ("claude-bridge-hook", "claude_bridge.shim")
+
+BASELINE_CLAUDE_VERSION = (2, 1, 197)
+"""The Claude Code version the bridge was checked against (shared/claude-code/README.md).
+Events introduced later are only installed for a newer ``claude_version``: before Claude Code
+learnt to skip unknown hook event names with a warning, one unknown name made it ignore the
+whole settings file ("Files with errors are skipped entirely")."""
+
+SHORT = 10
+"""Seconds for events the bridge answers at once. Claude Code waits for every hook, so a hung
+bridge costs the user at most this much per event."""
+HELD = 600
+"""PermissionRequest and Stop: the bridge may hold the answer until a human replies in Matrix."""
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    matcher: bool  # the event filters on a matcher: install "*" (everything)
+    http: bool = True  # Claude Code runs http hooks for it
+    timeout: int = SHORT
+    since: tuple[int, int, int] = (0, 0, 0)
+
+
+# Every event of the hooks reference, in its lifecycle order, except three whose hooks are not
+# observers: WorktreeCreate (a hook *replaces* git's worktree creation and must print a path),
+# WorktreeRemove (its pair; git worktrees clean up by themselves) and FileChanged (the matcher is
+# the list of files to watch; there is no "all files").
+EVENTS: tuple[EventSpec, ...] = (
+    EventSpec("SessionStart", matcher=True, http=False),
+    EventSpec("Setup", matcher=True, http=False),
+    EventSpec("InstructionsLoaded", matcher=True),
+    EventSpec("UserPromptSubmit", matcher=False),
+    EventSpec("UserPromptExpansion", matcher=True),
+    EventSpec("PreToolUse", matcher=True),
+    EventSpec("PermissionRequest", matcher=True, timeout=HELD),
+    EventSpec("PermissionDenied", matcher=True),
+    EventSpec("PostToolUse", matcher=True),
+    EventSpec("PostToolUseFailure", matcher=True),
+    EventSpec("PostToolBatch", matcher=False),
+    EventSpec("Notification", matcher=True),
+    # Claude Code holds each displayed batch of text until the hook returns.
+    EventSpec("MessageDisplay", matcher=False, timeout=5),
+    EventSpec("SubagentStart", matcher=True),
+    EventSpec("SubagentStop", matcher=True),
+    EventSpec("TaskCreated", matcher=False),
+    EventSpec("TaskCompleted", matcher=False),
+    EventSpec("Stop", matcher=False, timeout=HELD),
+    EventSpec("StopFailure", matcher=True),
+    EventSpec("TeammateIdle", matcher=False),
+    EventSpec("ConfigChange", matcher=True),
+    EventSpec("CwdChanged", matcher=False),
+    EventSpec("DirectoryAdded", matcher=True, since=(2, 1, 219)),
+    EventSpec("PreCompact", matcher=True),
+    EventSpec("PostCompact", matcher=True),
+    EventSpec("PreModelSwitch", matcher=True, since=(2, 1, 251)),
+    EventSpec("PostModelSwitch", matcher=True, since=(2, 1, 251)),
+    EventSpec("Elicitation", matcher=True),
+    EventSpec("ElicitationResult", matcher=True),
+    # SessionEnd hooks share a 1.5 s budget unless a hook's timeout raises it (max 60 s).
+    EventSpec("SessionEnd", matcher=True, timeout=5),
+)
+
+SHIM_MARGIN = 2
+"""The shim's own --timeout is this much below the hook's timeout, so it can still spool the
+event before Claude Code kills it."""
+
+
+class InstallError(Exception):
+    """The settings file can't be merged safely (not JSON, unexpected shape, bad URL)."""
+
+
+# --- what we install ----------------------------------------------------------------------------
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``"2.1.197 (Claude Code)"`` → ``(2, 1, 197)``."""
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    if not m:
+        raise ValueError(f"not a Claude Code version: {text!r}")
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+def normalize_url(url: str) -> str:
+    """The bridge's base URL, without the hook path or a trailing slash."""
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InstallError(f"--url must be http(s)://host[:port][/prefix], got {url!r}")
+    if parts.query or parts.fragment:
+        raise InstallError(f"--url must not have a query or fragment: {url!r}")
+    path = parts.path.rstrip("/")
+    path = path.removesuffix(HOOK_PATH)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def events_for(claude_version: tuple[int, int, int] | None = None) -> list[EventSpec]:
+    version = claude_version or BASELINE_CLAUDE_VERSION
+    return [e for e in EVENTS if e.since <= version]
+
+
+def _command_handler(
+    spec: EventSpec, *, url: str, token_env: str, hook_command: str
+) -> dict[str, Any]:
+    parts = [hook_command, "--url", shlex.quote(url)]
+    if token_env != DEFAULT_TOKEN_ENV:
+        parts += ["--token-env", shlex.quote(token_env)]
+    parts += ["--timeout", str(max(spec.timeout - SHIM_MARGIN, 1))]
+    return {"type": "command", "command": " ".join(parts), "timeout": spec.timeout}
+
+
+def _http_handler(spec: EventSpec, *, url: str, token_env: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "url": url + HOOK_PATH,
+        "timeout": spec.timeout,
+        "headers": {"Authorization": f"Bearer ${token_env}"},
+        "allowedEnvVars": [token_env],
+    }
+
+
+def desired_hooks(
+    *,
+    url: str,
+    token_env: str = DEFAULT_TOKEN_ENV,
+    durable: bool = False,
+    hook_command: str = HOOK_COMMAND,
+    claude_version: tuple[int, int, int] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Our matcher group for each event, in install order."""
+    url = normalize_url(url)
+    if not any(m in hook_command for m in COMMAND_MARKERS):
+        # uninstall finds our command hooks by these names
+        raise InstallError(f"--hook-command must run {HOOK_COMMAND} or claude_bridge.shim")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+        raise InstallError(f"not an environment variable name: {token_env!r}")
+    groups: dict[str, dict[str, Any]] = {}
+    for spec in events_for(claude_version):
+        if durable or not spec.http:
+            handler = _command_handler(
+                spec, url=url, token_env=token_env, hook_command=hook_command
+            )
+        else:
+            handler = _http_handler(spec, url=url, token_env=token_env)
+        group: dict[str, Any] = {"matcher": "*"} if spec.matcher else {}
+        group["hooks"] = [handler]
+        groups[spec.name] = group
+    return groups
+
+
+def is_ours(handler: Any) -> bool:
+    if not isinstance(handler, dict):
+        return False
+    if handler.get("type") == "http":
+        url = handler.get("url")
+        if not isinstance(url, str):
+            return False
+        return urllib.parse.urlsplit(url).path.rstrip("/").endswith(HOOK_PATH)
+    if handler.get("type") == "command":
+        command = handler.get("command")
+        return isinstance(command, str) and any(m in command for m in COMMAND_MARKERS)
+    return False
+
+
+# --- merging ------------------------------------------------------------------------------------
+
+
+def reconcile(settings: dict[str, Any], desired: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Return a copy of ``settings`` whose bridge hooks are exactly ``desired``.
+
+    Everything that isn't ours is kept, in place and in order. An entry of ours that is already
+    exactly right stays where it is (so a second install changes nothing); any other entry of
+    ours is removed, and containers that only became empty through that removal go too.
+    """
+    new = copy.deepcopy(settings)
+    hooks = new.get("hooks")
+    if hooks is None:
+        hooks = {}
+    elif not isinstance(hooks, dict):
+        raise InstallError('"hooks" in the settings file is not an object')
+
+    satisfied: set[str] = set()
+    for event in list(hooks):
+        groups = hooks[event]
+        if not isinstance(groups, list):
+            continue  # not a shape we know: not ours to touch
+        kept = []
+        for group in groups:
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            if not isinstance(handlers, list) or not any(is_ours(h) for h in handlers):
+                kept.append(group)
+                continue
+            if group == desired.get(event) and event not in satisfied:
+                satisfied.add(event)
+                kept.append(group)
+                continue
+            others = [h for h in handlers if not is_ours(h)]
+            if others:  # a user's group that also held one of ours: keep theirs
+                kept.append({**group, "hooks": others})
+        if kept or not groups:
+            hooks[event] = kept
+        else:
+            del hooks[event]
+
+    for event, group in desired.items():
+        if event not in satisfied:
+            hooks.setdefault(event, []).append(copy.deepcopy(group))
+
+    if hooks:
+        new["hooks"] = hooks
+    elif "hooks" in new and settings.get("hooks"):
+        del new["hooks"]  # emptied by removing ours
+    return new
+
+
+# --- the settings file --------------------------------------------------------------------------
+
+
+def user_settings_path() -> Path:
+    """``~/.claude/settings.json``, or under ``$CLAUDE_CONFIG_DIR`` (documented in env-vars)."""
+    base = os.environ.get("CLAUDE_CONFIG_DIR")
+    return (Path(base).expanduser() if base else Path.home() / ".claude") / "settings.json"
+
+
+def project_settings_path(project: Path, *, shared: bool = False) -> Path:
+    return project / ".claude" / ("settings.json" if shared else "settings.local.json")
+
+
+def read_settings(path: Path) -> tuple[bytes | None, dict[str, Any]]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, {}
+    if not raw.strip():
+        return raw, {}
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise InstallError(f"{path} is not valid JSON ({e}); fix it first, nothing changed") from e
+    if not isinstance(data, dict):
+        raise InstallError(f"{path} does not hold a JSON object; nothing changed")
+    return raw, data
+
+
+def render(settings: dict[str, Any], previous: bytes | None = None) -> bytes:
+    """JSON in the file's own indentation (two spaces, as Claude Code writes, by default)."""
+    indent: int | str = 2
+    m = re.search(rb"\n([ \t]+)\S", previous or b"")
+    if m:
+        indent = "\t" if m[1].startswith(b"\t") else len(m[1])
+    return (json.dumps(settings, indent=indent, ensure_ascii=False) + "\n").encode()
+
+
+def write_settings(path: Path, data: bytes, previous: bytes | None) -> None:
+    """Atomically replace ``path``; the previous content goes to ``<name>.bak``."""
+    # Dotfile managers often symlink settings.json: replace the file, not the link.
+    path = path.resolve() if path.is_symlink() else path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = 0o644
+    if previous is not None:
+        mode = path.stat().st_mode & 0o777
+        backup = path.with_name(path.name + ".bak")
+        backup.write_bytes(previous)
+        os.chmod(backup, mode)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _apply(path: Path, desired: dict[str, dict[str, Any]], *, dry_run: bool) -> tuple[bool, str]:
+    previous, settings = read_settings(path)
+    new = reconcile(settings, desired)
+    if new == settings:
+        return False, ""
+    old_text = (previous or b"").decode("utf-8", "replace")
+    new_bytes = render(new, previous)
+    diff = "".join(
+        difflib.unified_diff(
+            old_text.splitlines(keepends=True),
+            new_bytes.decode().splitlines(keepends=True),
+            fromfile=str(path),
+            tofile=str(path),
+        )
+    )
+    if not dry_run:
+        write_settings(path, new_bytes, previous)
+    return True, diff
+
+
+def install(
+    settings_path: Path,
+    *,
+    url: str,
+    token_env: str = DEFAULT_TOKEN_ENV,
+    durable: bool = False,
+    hook_command: str = HOOK_COMMAND,
+    claude_version: tuple[int, int, int] | None = None,
+    dry_run: bool = False,
+) -> bool:
+    """Merge the bridge's hooks into ``settings_path``. True when the file changed (or would)."""
+    desired = desired_hooks(
+        url=url,
+        token_env=token_env,
+        durable=durable,
+        hook_command=hook_command,
+        claude_version=claude_version,
+    )
+    return _apply(settings_path, desired, dry_run=dry_run)[0]
+
+
+def uninstall(settings_path: Path, *, dry_run: bool = False) -> bool:
+    """Remove every hook entry of ours. True when the file changed (or would)."""
+    return _apply(settings_path, {}, dry_run=dry_run)[0]
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def detect_claude_version() -> tuple[int, int, int] | None:
+    exe = shutil.which("claude")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+        return parse_version(out)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def default_hook_command(shared: bool) -> str:
+    """The shim as Claude Code's shell should run it.
+
+    A file committed for a team can only name the command (each machine has its own install);
+    a personal file gets the absolute path when it sits next to this Python, because Claude Code
+    runs hooks with the PATH it was started with, which may not include our virtualenv.
+    """
+    if not shared:
+        beside = Path(sys.executable).parent / HOOK_COMMAND
+        found = str(beside) if beside.exists() else shutil.which(HOOK_COMMAND)
+        if found:
+            return shlex.quote(found)
+    return HOOK_COMMAND
+
+
+def _token_hint(token: str | None, token_env: str, config: Path | None) -> str:
+    """What to tell the user about the token: an export line, never a file write."""
+    if token is None:
+        return (
+            f"Set {token_env} to a hook token's secret (hooks.tokens in the bridge config) in "
+            "the environment Claude Code starts from."
+        )
+    tokens: dict[str, str] = {}
+    if config is not None:
+        try:
+            from claude_bridge.config import load_config  # heavy (pydantic): only when asked
+
+            tokens = dict(load_config(config).hooks.tokens)
+        except Exception as e:
+            print(f"install-hooks: can't read hook tokens from {config}: {e}", file=sys.stderr)
+    if token in tokens:
+        secret: str | None = tokens[token]
+    elif token in tokens.values() or len(token) >= 24:
+        secret = token  # looks like (or is) the secret itself
+    else:
+        secret = None  # a token name we can't resolve without --config
+    if secret is None:
+        return (
+            f"Put the secret of hook token {token!r} (hooks.tokens.{token} in the bridge config) "
+            f"in the environment Claude Code starts from, e.g. in your shell profile:\n"
+            f"  export {token_env}='<secret of {token}>'"
+        )
+    return (
+        "Put the token in the environment Claude Code starts from, e.g. in your shell profile "
+        "(it is not written to any settings file):\n"
+        f"  export {token_env}={shlex.quote(secret)}"
+    )
+
+
+def _git_ignored(path: Path) -> bool | None:
+    try:
+        r = subprocess.run(
+            ["git", "-C", str(path.parent), "check-ignore", "-q", str(path)],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {0: True, 1: False}.get(r.returncode)  # 128: not a git repository
+
+
+def _also_installed(path: Path, project: str | None) -> list[Path]:
+    """Other settings files Claude Code merges with ``path`` that hold hooks of ours."""
+    candidates = [user_settings_path()]
+    if project is not None:
+        candidates += [project_settings_path(Path(project), shared=s) for s in (True, False)]
+    found = []
+    for candidate in candidates:
+        if candidate.resolve() == path.resolve():
+            continue
+        try:
+            hooks = read_settings(candidate)[1].get("hooks")
+        except InstallError:
+            continue
+        if isinstance(hooks, dict) and any(
+            is_ours(h)
+            for groups in hooks.values()
+            if isinstance(groups, list)
+            for g in groups
+            if isinstance(g, dict) and isinstance(g.get("hooks"), list)
+            for h in g["hooks"]
+        ):
+            found.append(candidate)
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    shared = bool(args.shared)
+    if args.project is not None:
+        path = project_settings_path(Path(args.project), shared=shared)
+    else:
+        if shared:
+            print("--shared only applies to --project", file=sys.stderr)
+            return 2
+        path = user_settings_path()
+
+    try:
+        if args.uninstall:
+            changed, diff = _apply(path, {}, dry_run=args.dry_run)
+            verb = "would remove" if args.dry_run else "removed"
+            print(
+                f"{verb} the bridge's hooks from {path}" if changed else f"not installed in {path}"
+            )
+        else:
+            if not args.url:
+                print("--url is required to install", file=sys.stderr)
+                return 2
+            if args.claude_version == "auto":
+                version = detect_claude_version()
+                if version is None:
+                    version = BASELINE_CLAUDE_VERSION
+                    print(
+                        "claude not found on PATH: installing the events of Claude Code "
+                        f"{'.'.join(map(str, version))} (see --claude-version)",
+                        file=sys.stderr,
+                    )
+            else:
+                version = parse_version(args.claude_version)
+            desired = desired_hooks(
+                url=args.url,
+                token_env=args.token_env,
+                durable=args.durable,
+                hook_command=args.hook_command or default_hook_command(shared),
+                claude_version=version,
+            )
+            changed, diff = _apply(path, desired, dry_run=args.dry_run)
+            if read_settings(path)[1].get("disableAllHooks") is True:
+                print(f"warning: {path} sets disableAllHooks: no hook runs", file=sys.stderr)
+            verb = "would install" if args.dry_run else "installed"
+            mode = "command shim (durable)" if args.durable else "http hooks + command shim"
+            print(
+                f"{verb} {len(desired)} hook events ({mode}) in {path}"
+                if changed
+                else f"already installed in {path}"
+            )
+            print(_token_hint(args.token, args.token_env, args.config))
+            for other in _also_installed(path, args.project):
+                print(
+                    f"warning: the bridge's hooks are also in {other}: unless both files hold "
+                    "identical entries, Claude Code sends every event twice",
+                    file=sys.stderr,
+                )
+            if args.project is not None and not shared and _git_ignored(path) is False:
+                print(f"note: {path} is not git-ignored; add it to .gitignore (personal settings)")
+            if shared:
+                print(
+                    f"note: {path} is meant to be committed: it holds no secret, but every "
+                    f"teammate needs {args.token_env} set and {HOOK_COMMAND} on PATH"
+                )
+    except (InstallError, ValueError, OSError) as e:
+        print(f"install-hooks: {e}", file=sys.stderr)
+        return 1
+    if args.dry_run and diff:
+        print(diff, end="")
+    return 0
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "install-hooks",
+        help="add the bridge's hooks to Claude Code's settings.json",
+        description="Merge (or with --uninstall remove) the bridge's hooks in a Claude Code "
+        "settings file. Other settings and hooks are left as they are; running it again "
+        "changes nothing.",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--user",
+        action="store_true",
+        help="~/.claude/settings.json ($CLAUDE_CONFIG_DIR/settings.json) — the default",
+    )
+    where.add_argument(
+        "--project",
+        metavar="DIR",
+        help="DIR/.claude/settings.local.json (personal, git-ignored project settings)",
+    )
+    p.add_argument(
+        "--shared",
+        action="store_true",
+        help="with --project: DIR/.claude/settings.json, the file a team commits",
+    )
+    p.add_argument("--url", help="the bridge's base URL, e.g. http://127.0.0.1:29341")
+    p.add_argument(
+        "--token",
+        metavar="NAME_OR_SECRET",
+        help="hook token name (from hooks.tokens) or the secret; only used to print the "
+        "export line, never written to a settings file",
+    )
+    p.add_argument(
+        "--token-env",
+        default=DEFAULT_TOKEN_ENV,
+        metavar="VAR",
+        help="environment variable the hooks read the token from (default: %(default)s)",
+    )
+    p.add_argument(
+        "--config", type=Path, help="bridge config, to resolve a token name to its secret"
+    )
+    p.add_argument(
+        "--durable",
+        action="store_true",
+        help="use the spooling command shim for every event (no event lost while the bridge "
+        "is down; costs a process start per event)",
+    )
+    p.add_argument(
+        "--hook-command",
+        help=f"how to run the shim (default: {HOOK_COMMAND}, by absolute path when found)",
+    )
+    p.add_argument(
+        "--claude-version",
+        default="auto",
+        metavar="X.Y.Z",
+        help="install only events this Claude Code version knows (default: ask `claude --version`)",
+    )
+    p.add_argument("--uninstall", action="store_true", help="remove the bridge's hooks")
+    p.add_argument(
+        "--dry-run", action="store_true", help="show the change as a diff, write nothing"
+    )
+    p.set_defaults(func=run)
