@@ -52,6 +52,8 @@ class RenderContext:
     """The ``bridge.mirror`` config section: a ``MirrorConfig``, a mapping of it, or ``None``
     for defaults."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else. ``title``, ``stream_text``, ``stream_anchor`` and ``cwd`` are also read from
+    here when the field of that name is ``None``."""
     title: str | None = None
     """The room's current title (set from the first prompt). ``None``: the room has no title yet,
     so a UserPromptSubmit also renders an ``m.room.name`` state event."""

@@ -1,0 +1,161 @@
+"""Session lifecycle and attention events: start/end, compaction, notifications, failures.
+
+Pings: Notification and StopFailure are the only messages that mention the operators. They are
+``m.text``, not ``m.notice``: the default push rule ``.m.rule.suppress_notices`` silences every
+notice, mentions included, so a pinging notice would never notify anyone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from claude_bridge.hooks.models import (
+    HookEvent,
+    Notification,
+    PostCompact,
+    PreCompact,
+    SessionEnd,
+    SessionStart,
+    StopFailure,
+)
+from claude_bridge.render.blocks import Frame, long_text
+from claude_bridge.render.content import Env, message, operators, pill
+from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.render.text import esc, one_line, shorten
+
+THREAD_STATE = "org.claude_bridge.thread"
+_NOTE_CHARS = 2_000
+
+_END_REASONS = {
+    "clear": "cleared with /clear",
+    "logout": "logged out",
+    "prompt_input_exit": "exited",
+    "bypass_permissions_disabled": "bypass permissions disabled",
+    "other": "ended",
+}
+_NOTIFY_ICONS = {
+    "permission_prompt": "🔐",
+    "idle_prompt": "💤",
+    "auth_success": "🔑",
+    "elicitation_dialog": "❓",
+}
+
+
+def _state(event_type: str, content: dict[str, Any]) -> OutboundMessage:
+    return OutboundMessage(content=content, event_type=event_type, state_key="")
+
+
+def _topic(env: Env, event: HookEvent, status: str) -> OutboundMessage:
+    cwd = event.cwd or env.ctx.extra.get("cwd")
+    parts = [status, one_line(env.ctx.project, 100), one_line(str(cwd or ""), 200)]
+    parts.append(f"session {one_line(event.session_id, 128)}")
+    text = " · ".join(p for p in parts if p)
+    return _state(
+        "m.room.topic",
+        {"topic": text, "m.topic": [{"mimetype": "text/plain", "body": text}]},
+    )
+
+
+def render_session_start(event: SessionStart, env: Env) -> list[OutboundMessage]:
+    source = event.source or "startup"
+    model = f" (model {one_line(event.model, 80)})" if event.model else ""
+    project = one_line(env.ctx.project, 100)
+    texts = {
+        "startup": f"▶️ Session started in {project}{model}" if project else "▶️ Session started",
+        "resume": f"🔄 Session resumed{model}",
+        "clear": "🧹 Conversation cleared",
+        "compact": "🗜️ Session continues after compaction",
+    }
+    body = texts.get(source, f"▶️ Session started ({one_line(source, 40)}){model}")
+    out = [OutboundMessage(content=message(body))]
+    if source != "compact":  # Compaction continues the same session: nothing to update.
+        out.append(_topic(env, event, "Active"))
+        out.append(_state(THREAD_STATE, {"status": "active", "source": source}))
+    return out
+
+
+def render_session_end(event: SessionEnd, env: Env) -> list[OutboundMessage]:
+    reason = event.reason or "other"
+    said = _END_REASONS.get(reason, one_line(reason, 60))
+    body = "⏹️ Session ended" + ("" if said == "ended" else f" ({said})")
+    return [
+        OutboundMessage(content=message(body)),
+        _topic(env, event, "Ended"),
+        _state(THREAD_STATE, {"status": "ended", "reason": reason}),
+    ]
+
+
+def _trigger(trigger: str | None) -> str:
+    return {"auto": " (automatic)", "manual": " (manual)"}.get(trigger or "", "")
+
+
+def render_pre_compact(event: PreCompact, env: Env) -> list[OutboundMessage]:
+    lead = "🗜️ Compacting the conversation" + _trigger(event.trigger)
+    text = event.custom_instructions or ""
+    if not text.strip():
+        return [OutboundMessage(content=message(lead))]
+    frame = Frame(lead_body=lead, lead_html=esc(lead), style="quote")
+    return long_text(env, text, frame, attach_as="compact-instructions.txt")
+
+
+def render_post_compact(event: PostCompact, env: Env) -> list[OutboundMessage]:
+    lead = "🗜️ Conversation compacted" + _trigger(event.trigger)
+    text = event.compact_summary or ""
+    if not text.strip():
+        return [OutboundMessage(content=message(lead))]
+    frame = Frame(lead_body=lead, lead_html=esc(lead), style="plain")
+    return long_text(env, text, frame, attach_as="compact-summary.txt")
+
+
+def _ping(env: Env, body: str, html: str) -> OutboundMessage:
+    """A message that mentions the thread's operators: user ids in body, pills in HTML."""
+    ops = operators(env)
+    if ops:
+        body += " — " + ", ".join(ops)
+        html += " — " + ", ".join(pill(u) for u in ops)
+    return OutboundMessage(
+        content=message(body, html, msgtype="m.text" if ops else "m.notice", mentions=ops)
+    )
+
+
+def render_notification(event: Notification, env: Env) -> list[OutboundMessage]:
+    icon = _NOTIFY_ICONS.get(event.notification_type or "", "🔔")
+    text = shorten(event.message.strip(), _NOTE_CHARS)
+    title = one_line(event.title or "", 120)
+    if not text:
+        text = title or one_line(event.notification_type or "Notification", 60)
+        title = ""
+    body = f"{icon} {title}: {text}" if title else f"{icon} {text}"
+    html = f"{icon} <b>{esc(title)}</b>: {esc(text)}" if title else f"{icon} {esc(text)}"
+    return [_ping(env, body, html)]
+
+
+def render_stop_failure(event: StopFailure, env: Env) -> list[OutboundMessage]:
+    extra = event.extra
+    kind = _text(extra.get("error_type")) or _text(event.error) or "error"
+    detail = (
+        _text(extra.get("error_message"))
+        or _text(event.error_details)
+        or (_text(event.error) if _text(event.error) != kind else "")
+    )
+    kind = one_line(kind.replace("_", " "), 80)
+    detail = shorten(detail.strip(), _NOTE_CHARS)
+    body = f"⚠️ Claude stopped: {kind}" + (f"\n{detail}" if detail else "")
+    html = f"⚠️ <b>Claude stopped</b>: {esc(kind)}" + (
+        f"<br>{esc(detail).replace(chr(10), '<br>')}" if detail else ""
+    )
+    return [_ping(env, body, html)]
+
+
+def _text(value: Any) -> str:
+    """An error field as text: strings as is, objects by their message or as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in ("message", "error_message", "type"):
+            if isinstance(value.get(key), str):
+                return str(value[key])
+    return json.dumps(value, ensure_ascii=False, default=str)

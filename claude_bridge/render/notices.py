@@ -1,0 +1,59 @@
+"""One-line notices for the documented events that need no more, and for unknown events.
+
+Claude Code adds hook events between versions; an event this table does not know still shows up
+as ``⚙️ <name>`` instead of vanishing, so a new event is noticed (and can be switched off).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claude_bridge.hooks.models import HookEvent
+from claude_bridge.render.content import Env, message, speaker
+from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.render.text import esc, one_line
+
+# name → (icon, label, input fields shown after the label, in order)
+MINOR_EVENTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "Setup": ("🛠️", "Setup", ("trigger",)),
+    "InstructionsLoaded": ("📜", "Instructions loaded", ("file_path", "load_reason")),
+    "ConfigChange": ("⚙️", "Configuration changed", ("source", "file_path")),
+    "CwdChanged": ("📂", "Working directory changed", ("old_cwd", "new_cwd")),
+    "FileChanged": ("📄", "File changed", ("file_path", "event")),
+    "WorktreeCreate": ("🌳", "Worktree created", ("name", "worktree_path")),
+    "WorktreeRemove": ("🌳", "Worktree removed", ("worktree_path",)),
+    "TaskCreated": ("📌", "Task created", ("task_subject", "teammate_name")),
+    "TaskCompleted": ("✅", "Task completed", ("task_subject", "teammate_name")),
+    "TeammateIdle": ("💤", "Teammate idle", ("teammate_name", "team_name")),
+    "Elicitation": ("❓", "MCP server asks for input", ("mcp_server_name", "message")),
+    "ElicitationResult": ("💬", "MCP input answered", ("mcp_server_name", "action")),
+}
+_FIELD_CHARS = 200
+
+
+def render_minor(event: HookEvent, env: Env) -> list[OutboundMessage]:
+    icon, label, fields = MINOR_EVENTS[event.hook_event_name]
+    values = [_value(event.extra.get(f)) for f in fields]
+    shown = [v for v in values if v]
+    sep = " → " if event.hook_event_name == "CwdChanged" else " · "
+    body = f"{icon} {label}" + (": " + sep.join(shown) if shown else "")
+    html = f"{icon} {esc(label)}" + (
+        ": " + sep.join(f"<code>{esc(v)}</code>" for v in shown) if shown else ""
+    )
+    sender, displayname = speaker(event)
+    return [
+        OutboundMessage(content=message(body, html), sender=sender, sender_displayname=displayname)
+    ]
+
+
+def render_unknown(event: HookEvent, env: Env) -> list[OutboundMessage]:
+    name = one_line(event.hook_event_name, 128) or "event"
+    return [OutboundMessage(content=message(f"⚙️ {name}"))]
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return one_line(value, _FIELD_CHARS)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""

@@ -1,0 +1,150 @@
+"""The ``bridge.mirror`` config section: what the renderer mirrors and how much of it.
+
+Every field has a ``description`` because the example config is generated from them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_DISABLED_EVENTS: frozenset[str] = frozenset(
+    # PostToolBatch repeats tool calls already shown; the other two fire often and say little.
+    {"PostToolBatch", "InstructionsLoaded", "FileChanged"}
+)
+
+
+class RedactConfig(BaseModel):
+    """Secret scrubbing applied to everything before it leaves for Matrix."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        default=True,
+        description="Replace secrets (API keys, tokens, private keys, password assignments) "
+        "with the replacement text in every message, room name, topic and attachment.",
+    )
+    use_defaults: bool = Field(
+        default=True,
+        description="Use the built-in patterns (Anthropic, OpenAI, GitHub, GitLab, Slack, AWS, "
+        "Google, Stripe keys, bearer tokens, JWTs, private key blocks, password=/token=/api_key= "
+        "assignments, credentials in URLs).",
+    )
+    patterns: list[str] = Field(
+        default_factory=list,
+        description="Extra regular expressions (Python syntax) to redact. A named group "
+        "'secret' limits the replacement to that group; otherwise the whole match is replaced.",
+    )
+    replacement: str = Field(
+        default="[redacted]",
+        min_length=1,
+        max_length=64,
+        description="Text that replaces each secret.",
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        # Fail at config load, not on the first event that reaches the scrubber.
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"invalid redact pattern {pattern!r}: {e}") from None
+        return patterns
+
+
+class MirrorConfig(BaseModel):
+    """Which hook events are mirrored into the session's room, and how verbosely."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    events: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Per hook event switch, e.g. {PreToolUse: false, MessageDisplay: false}. "
+        "Events not listed are mirrored, except PostToolBatch, InstructionsLoaded and "
+        "FileChanged, which are off unless set to true. Turning an event off hides its "
+        "messages but keeps its room state updates (room name, topic, thread status).",
+    )
+    unknown_events: bool = Field(
+        default=True,
+        description="Show hook events this bridge version does not know as a one-line notice.",
+    )
+    tool_output: Literal["thread", "inline", "off"] = Field(
+        default="thread",
+        description="Where a tool call's output, diff or error goes: 'thread' replies under "
+        "the tool call line, 'inline' posts it in the timeline, 'off' hides it (failed calls "
+        "still get their line marked).",
+    )
+    max_inline_lines: int = Field(
+        default=40,
+        ge=1,
+        le=10_000,
+        description="Tool output, diffs and summaries longer than this many lines are cut, "
+        "with a '… (truncated, N more lines)' marker.",
+    )
+    inline_output_bytes: int = Field(
+        default=16_384,
+        ge=512,
+        le=40_000,
+        description="Tool output longer than this many UTF-8 bytes is cut like long output.",
+    )
+    attach_full_output: bool = Field(
+        default=True,
+        description="When output or a reply was cut, attach the full text as a file next to it.",
+    )
+    max_content_bytes: int = Field(
+        default=49_152,
+        ge=4_096,
+        le=60_000,
+        description="Upper bound for one event's content as JSON (Matrix allows 65536 bytes "
+        "for the whole event). Edits get half, since they carry the text twice.",
+    )
+    show_diffs: bool = Field(
+        default=True,
+        description="Show Edit, MultiEdit, Write and NotebookEdit calls as unified diffs.",
+    )
+    diff_context_lines: int = Field(
+        default=3, ge=0, le=20, description="Unchanged lines shown around each diff hunk."
+    )
+    mention_operators: bool = Field(
+        default=True,
+        description="Mention (notify) the thread's operators on Notification and StopFailure.",
+    )
+    room_name_length: int = Field(
+        default=60,
+        ge=10,
+        le=255,
+        description="Longest room name set from the project and the first prompt.",
+    )
+    tool_line_length: int = Field(
+        default=160,
+        ge=20,
+        le=2_000,
+        description="Longest summary of a tool call's input on its timeline line.",
+    )
+    redact: RedactConfig = Field(
+        default_factory=RedactConfig, description="Secret scrubbing (see RedactConfig)."
+    )
+
+    def enabled(self, event_name: str, *, known: bool = True) -> bool:
+        """Whether ``event_name``'s messages are mirrored."""
+        if event_name in self.events:
+            return self.events[event_name]
+        if not known:
+            return self.unknown_events
+        return event_name not in DEFAULT_DISABLED_EVENTS
+
+
+_DEFAULT = MirrorConfig()
+
+
+def mirror_options(value: Any) -> MirrorConfig:
+    """Accept what ``RenderContext.mirror`` may hold: ``None``, a mapping, or the model."""
+    if value is None:
+        return _DEFAULT
+    if isinstance(value, MirrorConfig):
+        return value
+    return MirrorConfig.model_validate(value)

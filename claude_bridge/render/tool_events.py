@@ -1,0 +1,238 @@
+"""Tool calls: one line in the timeline per call, its output, diff or error under it.
+
+The line is anchored ``tool:<tool_use_id>``; output goes into the ``m.thread`` rooted there (or
+the timeline, per ``tool_output``). A failure or denial also edits the line to show ❌/🚫 so the
+timeline alone tells which calls went wrong. When PreToolUse is not mirrored, PostToolUse posts the
+line itself, so output never appears without saying which call it belongs to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from claude_bridge.hooks.models import (
+    HookEvent,
+    PermissionRequest,
+    PostToolBatch,
+    PostToolUse,
+    PostToolUseFailure,
+    PreToolUse,
+)
+from claude_bridge.render.blocks import Frame, code, long_text
+from claude_bridge.render.content import Env, message, operators, pill, speaker
+from claude_bridge.render.diff import EDIT_TOOLS, unified_diff
+from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.render.text import esc, first_line
+from claude_bridge.render.tools import (
+    attachment_name,
+    display_name,
+    output_text,
+    todo_text,
+    tool_line,
+)
+
+
+def _tool(event: HookEvent) -> tuple[str, dict[str, Any], str | None]:
+    """(tool_name, tool_input, tool_use_id), also for tool events without a model."""
+    name = getattr(event, "tool_name", None) or event.extra.get("tool_name")
+    tool_input = getattr(event, "tool_input", None) or event.extra.get("tool_input")
+    use_id = getattr(event, "tool_use_id", None) or event.extra.get("tool_use_id")
+    return (
+        name if isinstance(name, str) else "",
+        tool_input if isinstance(tool_input, dict) else {},
+        use_id if isinstance(use_id, str) and use_id else None,
+    )
+
+
+def _anchor(event: HookEvent) -> str | None:
+    use_id = _tool(event)[2]
+    return f"tool:{use_id}" if use_id else None
+
+
+def _line(
+    event: HookEvent, env: Env, *, prefix: str = "", note: str = "", edit: bool = False
+) -> OutboundMessage:
+    name, tool_input, _ = _tool(event)
+    body, html = tool_line(
+        name, tool_input, event.cwd, env.opts.tool_line_length, prefix=prefix, note=note
+    )
+    sender, displayname = speaker(event)
+    anchor = _anchor(event)
+    return OutboundMessage(
+        content=message(body, html),
+        sender=sender,
+        sender_displayname=displayname,
+        anchor=None if edit else anchor,
+        replaces=anchor if edit else None,
+    )
+
+
+def _reply(
+    event: HookEvent, env: Env, text: str, frame: Frame, kind: str, *, after_line: bool = False
+) -> list[OutboundMessage]:
+    """The output message under a call's line (thread) or after it (inline).
+
+    ``after_line``: this same event posted the line just before.
+    """
+    name, tool_input, _ = _tool(event)
+    thread = env.opts.tool_output == "thread"
+    if not thread and not after_line:
+        # Inline: say which call this is, other calls may have come in between.
+        body, html = tool_line(name, tool_input, event.cwd, env.opts.tool_line_length, prefix="↳")
+        frame = dataclasses.replace(
+            frame,
+            lead_body=" ".join(p for p in (body, frame.lead_body) if p),
+            lead_html=" ".join(p for p in (html, frame.lead_html) if p),
+        )
+    sender, displayname = speaker(event)
+    return long_text(
+        env,
+        text,
+        frame,
+        attach_as=attachment_name(name, tool_input, kind),
+        thread_root=_anchor(event) if thread else None,
+        sender=sender,
+        sender_displayname=displayname,
+    )
+
+
+def render_pre_tool_use(event: PreToolUse, env: Env) -> list[OutboundMessage]:
+    return [_line(event, env)]
+
+
+def render_post_tool_use(event: PostToolUse, env: Env) -> list[OutboundMessage]:
+    out = [] if env.opts.enabled("PreToolUse") else [_line(event, env)]
+    if env.opts.tool_output == "off":
+        return out
+    shown = _output(event, env)
+    if shown is None:
+        return out
+    text, frame, kind = shown
+    return out + _reply(event, env, text, frame, kind, after_line=bool(out))
+
+
+def _output(event: PostToolUse, env: Env) -> tuple[str, Frame, str] | None:
+    """(text, frame, attachment kind) of a successful call's output; None: nothing to show."""
+    name, tool_input, response = event.tool_name, event.tool_input, event.tool_response
+    if env.opts.show_diffs and name in EDIT_TOOLS:
+        diff = unified_diff(name, tool_input, event.cwd, env.opts.diff_context_lines, response)
+        if diff:
+            return diff, Frame(language="diff"), "diff"
+    if name == "TodoWrite" and todo_text(tool_input):
+        return todo_text(tool_input), Frame(style="plain"), "todos"
+    if name == "Bash":
+        text, frame = _bash(tool_input, response)
+        return text, frame, "output"
+    text = output_text(response)
+    if not text.strip():
+        return None
+    # A subagent's report is Markdown written for people, like Claude's replies.
+    return text, Frame(style="markdown") if name in ("Task", "Agent") else Frame(), "output"
+
+
+def _bash(tool_input: dict[str, Any], response: Any) -> tuple[str, Frame]:
+    command = tool_input.get("command")
+    output = output_text(response)
+    text = f"$ {command}\n{output}" if isinstance(command, str) else output
+    tail = ""
+    if isinstance(response, dict):
+        if response.get("interrupted"):
+            tail = "⏹️ interrupted"
+        elif response.get("backgroundTaskId"):
+            tail = f"⏳ running in the background ({response['backgroundTaskId']})"
+        elif response.get("isImage"):
+            tail = "🖼️ image output"
+    if not output.strip() and not tail:
+        tail = "(no output)"
+    return text.rstrip("\n"), Frame(language="console", tail_body=tail)
+
+
+def render_post_tool_use_failure(event: PostToolUseFailure, env: Env) -> list[OutboundMessage]:
+    error = output_text(event.error).strip()
+    interrupted = bool(event.is_interrupt)
+    prefix = "⏹️" if interrupted else "❌"
+    note = "interrupted" if interrupted else first_line(error, 80) or "failed"
+    out = [_line(event, env, prefix=prefix, note=note, edit=env.opts.enabled("PreToolUse"))]
+    if env.opts.tool_output == "off" or not error:
+        return out
+    command = event.tool_input.get("command")
+    text = f"$ {command}\n{error}" if event.tool_name == "Bash" and command else error
+    what = "interrupted" if interrupted else "failed"
+    lead = f"{prefix} {display_name(event.tool_name)} {what}"
+    frame = Frame(
+        lead_body=lead,
+        lead_html=f"{prefix} <b>{esc(lead[len(prefix) + 1 :])}</b>",
+        language="console" if event.tool_name == "Bash" else None,
+    )
+    return out + _reply(event, env, text, frame, "error", after_line=out[0].replaces is None)
+
+
+PERMISSION_HELP = "React ✅ allow once · 🔁 allow for this session · ❌ deny — or reply allow / always / deny <reason>"
+_PERMISSION_DETAIL_LINES = 30
+
+
+def permission_anchor(hook_event_id: object) -> str:
+    """The anchor of the approval prompt a PermissionRequest posts (control finds it by this)."""
+    return f"perm:{hook_event_id}"
+
+
+def render_permission_request(event: PermissionRequest, env: Env) -> list[OutboundMessage]:
+    """The approval prompt: what Claude wants to do, the command or diff, operators pinged."""
+    line = _line(event, env)
+    lead_body = f"🔐 Claude asks to use {line.content['body']}"
+    lead_html = (
+        f"🔐 Claude asks to use {line.content.get('formatted_body') or esc(line.content['body'])}"
+    )
+    detail, language = _permission_detail(event, env)
+    body_parts, html_parts = [lead_body], [f"<p>{lead_html}</p>"]
+    if detail:
+        lines = detail.splitlines()
+        if len(lines) > _PERMISSION_DETAIL_LINES:
+            hidden = len(lines) - _PERMISSION_DETAIL_LINES
+            detail = "\n".join([*lines[:_PERMISSION_DETAIL_LINES], f"… ({hidden} more lines)"])
+        detail = detail[:4000]
+        block_body, block_html = code(detail, language)
+        body_parts.append(block_body)
+        html_parts.append(block_html)
+    ops = operators(env)
+    help_body = PERMISSION_HELP + (" — " + ", ".join(ops) if ops else "")
+    help_html = esc(PERMISSION_HELP) + (" — " + ", ".join(pill(u) for u in ops) if ops else "")
+    body_parts.append(help_body)
+    html_parts.append(f"<p>{help_html}</p>")
+    hook_event_id = env.ctx.extra.get("hook_event_id")
+    return [
+        OutboundMessage(
+            content=message(
+                "\n".join(body_parts), "".join(html_parts), msgtype="m.text", mentions=ops
+            ),
+            sender=line.sender,
+            sender_displayname=line.sender_displayname,
+            anchor=permission_anchor(hook_event_id) if hook_event_id is not None else None,
+        )
+    ]
+
+
+def _permission_detail(event: PermissionRequest, env: Env) -> tuple[str, str | None]:
+    if event.tool_name == "Bash" and isinstance(event.tool_input.get("command"), str):
+        return event.tool_input["command"], "console"
+    if event.tool_name in EDIT_TOOLS:
+        diff = unified_diff(
+            event.tool_name, event.tool_input, event.cwd, env.opts.diff_context_lines
+        )
+        if diff:
+            return diff, "diff"
+    text = output_text(event.tool_input) if event.tool_input else ""
+    return text, None
+
+
+def render_permission_denied(event: HookEvent, env: Env) -> list[OutboundMessage]:
+    reason = event.extra.get("reason")
+    note = first_line(reason, 120) if isinstance(reason, str) and reason else "denied"
+    edit = _anchor(event) is not None and env.opts.enabled("PreToolUse")
+    return [_line(event, env, prefix="🚫", note=note, edit=edit)]
+
+
+def render_post_tool_batch(event: PostToolBatch, env: Env) -> list[OutboundMessage]:
+    # Each call in the batch was already shown by its PreToolUse/PostToolUse.
+    return []
