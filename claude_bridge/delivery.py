@@ -20,7 +20,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from claude_bridge.hooks.models import HookEvent, HookInputError, MessageDisplay, parse_hook_event
+from claude_bridge.hooks.models import (
+    HookEvent,
+    HookInputError,
+    MessageDisplay,
+    Stop,
+    SubagentStop,
+    parse_hook_event,
+)
 from claude_bridge.ids import ThreadID
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
@@ -182,8 +189,8 @@ class Delivery:
         for part, message in enumerate(messages):
             if part in done:
                 continue
-            event_id = await self._send_part(thread, room_id, event, part, message)
-            await self.outbox.record_part(event.id, part, thread.id, message.anchor, event_id)
+            event_id, anchor = await self._send_part(thread, room_id, event, part, message)
+            await self.outbox.record_part(event.id, part, thread.id, anchor, event_id)
             await self._after_part(thread, message)
         await self.outbox.mark_sent(event.id)
         self.last_success_ms = event.received_at
@@ -206,12 +213,24 @@ class Delivery:
 
     async def _context(self, thread: Thread, hook: HookEvent, event: PendingEvent) -> RenderContext:
         extra: dict[str, Any] = {
+            "hook_event_id": event.id,
             "session_id": thread.session_id,
             "cwd": thread.project_path,
             "title": thread.title,
         }
         if isinstance(hook, MessageDisplay):
-            extra["stream_text"] = await self._stream_text(thread.id, hook, event.id)
+            streams = await self._streams(thread.id, event.id)
+            extra["stream_text"] = streams.get(hook.message_id or "", (None, ""))[1]
+        elif isinstance(hook, Stop) and not isinstance(hook, SubagentStop) and hook.prompt_id:
+            # The turn's text may already be on screen as a streamed message: the renderer then
+            # edits or skips instead of posting the reply a second time.
+            turn = [
+                (mid, text)
+                for mid, (prompt, text) in (await self._streams(thread.id, event.id)).items()
+                if prompt == hook.prompt_id
+            ]
+            if turn:
+                extra["stream_anchor"], extra["stream_text"] = f"stream:{turn[-1][0]}", turn[-1][1]
         return RenderContext(
             thread_id=thread.id,
             project=thread.project_name or "Claude Code",
@@ -220,17 +239,26 @@ class Delivery:
             extra=extra,
         )
 
-    async def _stream_text(self, thread_id: str, hook: MessageDisplay, up_to: int) -> str:
-        chunks: dict[int, str] = {}
+    async def _streams(self, thread_id: str, up_to: int) -> dict[str, tuple[str | None, str]]:
+        """MessageDisplay streams so far: message id → (prompt id, text), oldest first."""
+        chunks: dict[str, dict[int, str]] = {}
+        prompts: dict[str, str | None] = {}
         for payload in await self.outbox.payloads(thread_id, "MessageDisplay", up_to):
             data = json.loads(payload)
-            if data.get("message_id") == hook.message_id and isinstance(data.get("delta"), str):
-                chunks.setdefault(int(data.get("index") or 0), data["delta"])
-        return "".join(chunks[i] for i in sorted(chunks))
+            mid, delta = data.get("message_id"), data.get("delta")
+            if not isinstance(mid, str) or not isinstance(delta, str):
+                continue
+            prompts.setdefault(mid, data.get("prompt_id"))
+            chunks.setdefault(mid, {}).setdefault(int(data.get("index") or 0), delta)
+        return {
+            mid: (prompts[mid], "".join(parts[i] for i in sorted(parts)))
+            for mid, parts in chunks.items()
+        }
 
     async def _send_part(
         self, thread: Thread, room_id: str, event: PendingEvent, part: int, message: OutboundMessage
-    ) -> str:
+    ) -> tuple[str, str | None]:
+        """Send one message; returns its event id and the anchor to record it under."""
         sender = thread.ghost_mxid
         if message.sender:
             sender = self.router.ghost_mxid(thread.id, message.sender)
@@ -245,15 +273,17 @@ class Delivery:
                     sender, att.data, att.filename, att.mimetype
                 )
             if message.state_key is not None:
-                return await self.client.send_state(
+                state_id = await self.client.send_state(
                     sender, room_id, message.event_type, message.state_key, content
                 )
-            content = await self._relate(thread.id, message, content)
+                return state_id, message.anchor
+            content, anchor = await self._relate(thread.id, message, content)
             txn_id = f"cb.{event.id}.{part}"
             try:
-                return await self.client.send_event(
+                sent = await self.client.send_event(
                     sender, room_id, message.event_type, content, txn_id
                 )
+                return sent, anchor
             except MatrixError as e:
                 if e.temporary:
                     raise
@@ -265,13 +295,20 @@ class Delivery:
                     "body": f"⚠️ could not mirror part of {event.event_name}: {e.errcode or e.status}",
                     "m.mentions": {},
                 }
-                return await self.client.send_event(
+                fallback = await self.client.send_event(
                     sender, room_id, "m.room.message", notice, f"{txn_id}.fallback"
                 )
+                return fallback, message.anchor
 
     async def _relate(
         self, thread_id: str, message: OutboundMessage, content: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str | None]:
+        """Resolve anchors into relations; also say which anchor the sent event should carry.
+
+        An edit whose original is unknown (its first send was rejected) is sent as a new message
+        and takes the original's anchor, so later edits edit it instead of each posting anew.
+        """
+        anchor = message.anchor
         if message.replaces:
             original = await self.outbox.anchor_event(thread_id, message.replaces)
             if original:
@@ -283,7 +320,8 @@ class Delivery:
                 }
                 if "formatted_body" in content:
                     edit["formatted_body"] = f"* {content['formatted_body']}"
-                return edit
+                return edit, anchor
+            anchor = anchor or message.replaces
         if message.thread_root:
             root = await self.outbox.anchor_event(thread_id, message.thread_root)
             if root:
@@ -293,7 +331,7 @@ class Delivery:
                     "is_falling_back": True,
                     "m.in_reply_to": {"event_id": root},
                 }
-        return content
+        return content, anchor
 
     async def _after_part(self, thread: Thread, message: OutboundMessage) -> None:
         """Keep the thread row in step with what the room now shows."""
