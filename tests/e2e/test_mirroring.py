@@ -168,9 +168,9 @@ async def test_scripted_session_timeline(stack: Stack, bridge: Bridge, hooks: Ho
     sub = [e for e in messages if "Subagent says" in e["content"].get("body", "")]
     assert sub and sub[0]["sender"].startswith(f"@claude-{thread_id}-agent-")
     # Claude's reply rendered as HTML with a table; the prompt shown as the local user's words.
-    reply = [e for e in messages if "Fixed the parser" in e["content"].get("body", "")][0]
+    reply = next(e for e in messages if "Fixed the parser" in e["content"].get("body", ""))
     assert "<table>" in reply["content"]["formatted_body"]
-    prompt = [e for e in messages if "fix the parser" in e["content"].get("body", "")][0]
+    prompt = next(e for e in messages if "fix the parser" in e["content"].get("body", ""))
     assert "Prompt" in prompt["content"]["body"]
     # No secret anywhere: timeline, state, and the uploaded file.
     assert SECRET not in json.dumps(events)
@@ -190,9 +190,9 @@ async def test_scripted_session_timeline(stack: Stack, bridge: Bridge, hooks: Ho
     # Room named after the project and the first prompt; the session's end marks the thread.
     names = [s for s in state if s["type"] == "m.room.name"]
     assert names and names[0]["content"]["name"].startswith("demo-app")
-    topic = [s for s in state if s["type"] == "m.room.topic"][0]["content"]["topic"]
+    topic = next(s for s in state if s["type"] == "m.room.topic")["content"]["topic"]
     assert topic.startswith("Ended")
-    status_state = [s for s in state if s["type"] == "org.claude_bridge.thread"][0]
+    status_state = next(s for s in state if s["type"] == "org.claude_bridge.thread")
     assert status_state["content"]["status"] == "ended"
     thread = await bridge.threads.get(thread_id)
     assert thread is not None and thread.status == "ended" and thread.title
