@@ -1,0 +1,194 @@
+"""Matrix events → steering: messages to Claude, approval decisions, commands, invites.
+
+Registered with ``matrix/inbound``, which hands us every stored event in order (never the
+bridge's own ghosts or bot). Who sent it decides everything: no level — ignored; a viewer — may
+read and ask ``help``/``status``, nothing they write reaches Claude; an operator — messages,
+decisions and commands; an admin — also ``invite``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claude_bridge.config import PermissionLevel
+from claude_bridge.control import decisions
+from claude_bridge.control.commands import Caller, CommandError, CommandSet
+from claude_bridge.control.info_commands import InfoCommands
+from claude_bridge.control.parts import Parts
+from claude_bridge.control.roles import allows
+from claude_bridge.control.room import RoomReplies
+from claude_bridge.control.signals import thread_key
+from claude_bridge.matrix.echo import handoff_from
+from claude_bridge.store import Thread
+from claude_bridge.store.approvals import PENDING, Approval
+from claude_bridge.store.inbox import InboxEvent
+
+FORWARDED_MSGTYPES = frozenset({"m.text", "m.emote"})
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drop the ``> <@user> quoted`` lines clients put before a reply's own text."""
+    lines = body.split("\n")
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    return "\n".join(lines).strip()
+
+
+class InboundHandler:
+    def __init__(
+        self, parts: Parts, commands: CommandSet, info: InfoCommands, replies: RoomReplies
+    ) -> None:
+        self.p = parts
+        self.commands = commands
+        self.info = info
+        self.replies = replies
+
+    async def __call__(self, event: InboxEvent) -> None:
+        kind = event.event_type
+        if kind == "m.room.member":
+            await self._member(event)
+            return
+        thread = await self.p.threads.get_by_room(event.room_id)
+        if kind == "m.room.message":
+            await self._message(event, thread)
+        elif thread is not None and kind == "m.reaction":
+            await self._reaction(event, thread)
+        elif thread is not None and kind == "m.room.redaction":
+            redacts = event.event.get("redacts") or event.event.get("content", {}).get("redacts")
+            if isinstance(redacts, str) and await self.p.inbox.withdraw(redacts):
+                await self.p.audit.record(thread.id, event.sender, "withdraw", redacts)
+
+    async def _member(self, event: InboxEvent) -> None:
+        content = event.event.get("content") or {}
+        target = event.event.get("state_key")
+        membership = content.get("membership")
+        if membership == "invite" and target == self.p.client.bot_mxid:
+            # A direct chat with the bot is its management room, for people with a level. Only
+            # direct chats: in a group room every line would be read as a command.
+            if not content.get("is_direct") or self.p.roles.global_level(event.sender) is None:
+                await self.p.client.leave(self.p.client.bot_mxid, event.room_id)
+                return
+            await self.p.client.join(self.p.client.bot_mxid, event.room_id)
+            welcome = await self.info.welcome()
+            await self.replies.send(None, event.room_id, event.event_id, welcome, as_reply=False)
+        elif membership == "knock" and isinstance(target, str):
+            # Joining through #claude-thread-…: thread rooms are knock-only; let in who may read.
+            thread = await self.p.threads.get_by_room(event.room_id)
+            if thread is not None and await self.p.roles.level(target, thread.id) is not None:
+                await self.p.client.invite(thread.ghost_mxid, event.room_id, target)
+                await self.p.audit.record(thread.id, target, "join", "knock accepted")
+
+    async def _message(self, event: InboxEvent, thread: Thread | None) -> None:
+        content: dict[str, Any] = event.event.get("content") or {}
+        body = content.get("body")
+        if not isinstance(body, str) or content.get("msgtype") == "m.notice":
+            return
+        source = handoff_from(event.event)
+        if source is not None:
+            # Another session's Claude handing work over (threads API / MCP): the bridge sent
+            # it, so it reaches this session like an operator's message.
+            if thread is not None and source != thread.id and body.strip():
+                await self._queue(event, thread, body.strip())
+            return
+        level = await self.p.roles.level(event.sender, thread.id if thread else None)
+        if level is None:
+            return
+        relates = content.get("m.relates_to") or {}
+        if relates.get("rel_type") == "m.replace":
+            new = content.get("m.new_content") or {}
+            if (
+                thread
+                and isinstance(new.get("body"), str)
+                and isinstance(relates.get("event_id"), str)
+            ):
+                if await self.p.inbox.edit(relates["event_id"], event.sender, new["body"]):
+                    await self.p.audit.record(thread.id, event.sender, "edit", relates["event_id"])
+            return
+        reply_to = (relates.get("m.in_reply_to") or {}).get("event_id")
+        text = strip_reply_fallback(body) if reply_to else body.strip()
+        caller = Caller(event.sender, level, event.room_id, event.event_id, thread)
+        try:
+            words = self.commands.split(text, management=thread is None)
+        except CommandError as e:
+            await self.replies.send(thread, event.room_id, event.event_id, f"⚠️ {e}")
+            return
+        if words is not None:
+            reply = await self.commands.run(caller, words)
+            await self.p.audit.record(thread.id if thread else None, event.sender, "command", text)
+            await self.replies.send(thread, event.room_id, event.event_id, reply.text)
+            if reply.after:
+                await reply.after()
+            return
+        if thread is None or not allows(level, PermissionLevel.OPERATOR):
+            return  # viewers read; what they write stays in the room
+        if isinstance(reply_to, str):
+            approval = await self.p.approval_store.for_matrix_event(reply_to)
+            if approval is not None and approval.thread_id == thread.id:
+                await self._reply_decision(event, thread, approval, text)
+                return
+        if content.get("msgtype") in FORWARDED_MSGTYPES and text:
+            await self._queue(event, thread, text)
+
+    async def _queue(self, event: InboxEvent, thread: Thread, text: str) -> None:
+        control = await self.p.controls.get(thread.id)
+        if control.archived_at:
+            await self.replies.send(
+                thread, event.room_id, event.event_id, "This thread is archived: not forwarded."
+            )
+            return
+        if await self.p.inbox.queue(event.event_id, thread.id, event.room_id, event.sender, text):
+            await self.p.audit.record(thread.id, event.sender, "message", event.event_id)
+            self.p.signals.fire(thread_key(thread.id))
+
+    async def _reply_decision(
+        self, event: InboxEvent, thread: Thread, approval: Approval, text: str
+    ) -> None:
+        parsed = decisions.from_reply(text)
+        if parsed is None:
+            hint = "Reply `allow`, `always` or `deny <reason>` to decide this request."
+            await self.replies.send(thread, event.room_id, event.event_id, hint)
+            return
+        await self._decide(event, thread, approval, *parsed, reply_to=event.event_id)
+
+    async def _reaction(self, event: InboxEvent, thread: Thread) -> None:
+        relates = (event.event.get("content") or {}).get("m.relates_to") or {}
+        target, key = relates.get("event_id"), relates.get("key")
+        if relates.get("rel_type") != "m.annotation" or not isinstance(target, str):
+            return
+        decision = decisions.from_reaction(key) if isinstance(key, str) else None
+        if decision is None:
+            return
+        approval = await self.p.approval_store.for_matrix_event(target)
+        if approval is None or approval.thread_id != thread.id:
+            return
+        level = await self.p.roles.level(event.sender, thread.id)
+        if allows(level, PermissionLevel.OPERATOR):
+            await self._decide(event, thread, approval, decision, None, reply_to=target)
+
+    async def _decide(
+        self,
+        event: InboxEvent,
+        thread: Thread,
+        approval: Approval,
+        decision: str,
+        reason: str | None,
+        *,
+        reply_to: str,
+    ) -> None:
+        won = approval.state == PENDING and await self.p.approvals.decide(
+            approval, decision, event.sender, reason=reason, event_id=event.event_id
+        )
+        if won:
+            detail = f"{approval.hook_event_id} {decision}" + (f": {reason}" if reason else "")
+            await self.p.audit.record(thread.id, event.sender, "approval", detail)
+            return
+        settled = await self.p.approval_store.get(approval.hook_event_id) or approval
+        note = decisions.already_decided(settled, self.p.options.approval_timeout)
+        await self.replies.send(
+            thread,
+            event.room_id,
+            event.event_id,
+            f"{event.sender}: {note}",
+            reply_to=reply_to,
+            mention=event.sender,
+        )

@@ -1,0 +1,169 @@
+"""Commands that tell: ``help``, ``status``, ``threads``, and ``join`` (an invite to a thread)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from urllib.parse import quote
+
+from claude_bridge.config import PermissionLevel
+from claude_bridge.control.commands import MANAGEMENT, Caller, CommandError, CommandSet, Reply
+from claude_bridge.control.decisions import tool_summary
+from claude_bridge.control.parts import Parts
+from claude_bridge.store import Thread
+from claude_bridge.store.database import now_ms
+
+LIST_LIMIT = 20
+
+
+def ago(ms: int | None, now: int | None = None) -> str:
+    if not ms:
+        return "never"
+    seconds = max(((now or now_ms()) - ms) // 1000, 0)
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
+
+
+def clock(ms: int) -> str:
+    return time.strftime("%H:%M UTC", time.gmtime(ms / 1000))
+
+
+def link(thread: Thread) -> str:
+    label = thread.title or thread.project_name or thread.session_id[:8]
+    return f"[{label}](https://matrix.to/#/{quote(thread.alias, safe=':')})"
+
+
+class InfoCommands:
+    def __init__(self, parts: Parts, commands: CommandSet) -> None:
+        self.p = parts
+        self.commands = commands
+        viewer = PermissionLevel.VIEWER
+        commands.add(
+            "help",
+            "Show the commands you can use here, or one command's arguments.",
+            self.help,
+            level=viewer,
+            arguments=[(("command",), {"nargs": "?", "help": "a command to explain"})],
+        )
+        commands.add(
+            "status",
+            "The session, its project, last activity, queued messages and pending approvals "
+            "(in a bot chat: every live session).",
+            self.status,
+            level=viewer,
+        )
+        commands.add(
+            "threads",
+            "List the sessions with links to their rooms.",
+            self.threads,
+            level=viewer,
+            arguments=[(("--all",), {"action": "store_true", "help": "include ended sessions"})],
+        )
+        commands.add(
+            "join",
+            "Get invited to a session's room (by thread id, alias or the start of the session id).",
+            self.join,
+            level=viewer,
+            rooms=(MANAGEMENT,),
+            arguments=[(("thread",), {"help": "thread id, #alias or session id prefix"})],
+        )
+
+    async def welcome(self) -> str:
+        return (
+            "👋 I put every Claude Code session into a room of its own. Send `help` for what you "
+            "can do here, `join <thread>` to get into a session's room.\n\n"
+            + await self._overview()
+        )
+
+    async def help(self, caller: Caller, args: argparse.Namespace) -> Reply:
+        return Reply(self.commands.help(caller, args.command))
+
+    async def status(self, caller: Caller, args: argparse.Namespace) -> Reply:
+        if caller.thread is None:
+            return Reply(await self._overview())
+        thread = caller.thread
+        control = await self.p.controls.get(thread.id)
+        last = await self.p.controls.last_event(thread.id)
+        queued = await self.p.inbox.queued(thread.id, 10)
+        pending = await self.p.approval_store.pending(thread.id)
+        now = now_ms()
+        lines = [
+            f"**Session** `{thread.session_id}` · {thread.status}",
+            f"**Project** {thread.project_name or '?'} (`{thread.project_path or '?'}`)",
+            "**Last activity** " + (f"{ago(last[1], now)} ({last[0]})" if last else "none yet"),
+            f"**Queue** {len(queued)} message(s) waiting for Claude"
+            + "".join(f"\n  - {m.sender}: {m.body[:80]}" for m in queued),
+            f"**Pending approvals** {len(pending)}"
+            + "".join(f"\n  - {tool_summary(a)} (asked {ago(a.created_at, now)})" for a in pending),
+        ]
+        if control.listening(now):
+            lines.append(
+                f"**Listening** until {clock(control.listen_until or now)} ({control.listen_by})"
+            )
+        if control.muted:
+            lines.append("**Muted**: tool calls are not mirrored here")
+        if control.stop_requested:
+            lines.append(f"**Stop requested** by {control.stop_requested_by}")
+        if control.archived_at:
+            lines.append(f"**Archived** by {control.archived_by} {ago(control.archived_at, now)}")
+        return Reply("\n\n".join(lines))
+
+    async def _overview(self) -> str:
+        live = [t for t in await self.p.threads.list(1000) if t.status != "ended"]
+        pending = await self.p.approval_store.pending()
+        queued = await self.p.inbox.count_queued()
+        head = (
+            f"{len(live)} live session(s), {queued} message(s) queued, "
+            f"{len(pending)} approval(s) pending."
+        )
+        return head + ("\n\n" + self._list(live) if live else "")
+
+    def _list(self, threads: list[Thread]) -> str:
+        shown = threads[:LIST_LIMIT]
+        lines = [
+            f"- {link(t)} — {t.project_name or '?'} · {t.status} · {ago(t.updated_at)}"
+            for t in shown
+        ]
+        if len(threads) > len(shown):
+            lines.append(f"- … and {len(threads) - len(shown)} more")
+        return "\n".join(lines)
+
+    async def threads(self, caller: Caller, args: argparse.Namespace) -> Reply:
+        threads = await self.p.threads.list(1000)
+        if not args.all:
+            threads = [t for t in threads if t.status != "ended"]
+        if not threads:
+            return Reply("No sessions yet." if args.all else "No live sessions.")
+        return Reply(self._list(threads))
+
+    async def join(self, caller: Caller, args: argparse.Namespace) -> Reply:
+        thread = await self.find(args.thread)
+        if thread.room_id is None:
+            raise CommandError("That session has no room yet.")
+        if await self.p.roles.level(caller.user_id, thread.id) is None:
+            raise CommandError("You have no access to that session's room.")
+        await self.p.client.invite(thread.ghost_mxid, thread.room_id, caller.user_id)
+        await self.p.audit.record(thread.id, caller.user_id, "join")
+        return Reply(f"Invited you to {link(thread)}.")
+
+    async def find(self, ref: str) -> Thread:
+        ref = ref.strip()
+        prefix = self.p.router.config.bridge.alias_prefix
+        if ref.startswith("#"):
+            ref = ref[1:].split(":", 1)[0].removeprefix(prefix)
+        exact = await self.p.threads.get(ref.lower())
+        if exact is not None:
+            return exact
+        found = [t for t in await self.p.threads.list(1000) if t.id.startswith(ref.lower())]
+        if len(found) != 1:
+            raise CommandError(
+                f"No session matches `{ref}`."
+                if not found
+                else f"`{ref}` matches several sessions."
+            )
+        return found[0]

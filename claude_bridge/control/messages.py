@@ -1,0 +1,67 @@
+"""The session inbox → the text a hook answer carries to Claude.
+
+Each message is attributed (``Message from @alice:example.org via Matrix: …``). One answer carries
+as many queued messages, oldest first, as fit ``message_budget`` characters (Claude Code caps
+``additionalContext`` at 10 000); a single longer message is cut, and says so.
+
+Claiming is the moment a message counts as delivered, so it happens only when an answer is about
+to be written: right after checking that Claude Code still holds the connection. If the write
+then fails (the client vanished in the microseconds between), the message stays marked delivered:
+we cannot know, and delivering it twice would be worse than the tiny window. The claim itself is
+one conditional UPDATE, so concurrent hooks of one session never carry the same message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from claude_bridge.store.session_messages import SessionInbox, SessionMessage
+
+FETCH = 50
+
+
+def attributed(message: SessionMessage) -> str:
+    return f"Message from {message.sender} via Matrix: {message.body}"
+
+
+def compose(messages: Sequence[SessionMessage], budget: int) -> str:
+    """The text for Claude: one attributed paragraph per message, cut to ``budget``."""
+    text = "\n\n".join(attributed(m) for m in messages)
+    if len(text) <= budget:
+        return text
+    marker = f"\n[… cut: {len(text) - budget} more characters were sent in Matrix]"
+    return text[: max(budget - len(marker), 0)] + marker
+
+
+def fitting(messages: Sequence[SessionMessage], budget: int) -> list[SessionMessage]:
+    """The longest prefix of ``messages`` that fits the budget; at least one message."""
+    taken: list[SessionMessage] = []
+    used = 0
+    for message in messages:
+        size = len(attributed(message)) + (2 if taken else 0)
+        if taken and used + size > budget:
+            break
+        taken.append(message)
+        used += size
+    return taken
+
+
+class MessageQueue:
+    def __init__(self, inbox: SessionInbox, budget: int) -> None:
+        self.inbox = inbox
+        self.budget = budget
+
+    async def take(
+        self,
+        thread_id: str,
+        *,
+        via: str,
+        hook_event_id: int | None,
+        connected: Callable[[], bool],
+    ) -> list[SessionMessage]:
+        """Claim what fits in one answer, if the answer still has somewhere to go."""
+        queued = await self.inbox.queued(thread_id, FETCH)
+        if not queued or not connected():
+            return []
+        prefix = fitting(queued, self.budget)
+        return await self.inbox.claim_through(thread_id, prefix[-1].id, via, hook_event_id)

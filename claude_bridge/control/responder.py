@@ -1,0 +1,183 @@
+"""What a hook answers: the only way the bridge talks back to a live Claude Code session.
+
+Per event, after it was stored (hooks/server calls us with the stored event's id):
+
+* any tool-loop event or Stop, while an operator's ``!claude stop`` is pending:
+  ``{"continue": false, "stopReason": …}`` (consumed by exactly one answer);
+* PreToolUse, PostToolUse, PostToolUseFailure, UserPromptSubmit (mid-turn): queued messages as
+  ``hookSpecificOutput.additionalContext``;
+* Stop: queued messages as ``{"decision": "block", "reason": …}`` so Claude carries on with
+  them, at most ``stop_block_limit`` times in a row (Claude Code ignores blocks past its cap);
+  in listen mode, with nothing queued, the answer is held until a message arrives;
+* PermissionRequest: held until an operator decides (``Approvals``).
+
+Spooled replays (nobody reads their answer) and events whose token does not own the session get
+``{}``: messages are never handed to a process that is not that session. A failure here answers
+``{}`` as well — a 5xx would make the shim spool and replay an event that was stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from claude_bridge.control.approvals import Approvals
+from claude_bridge.control.messages import MessageQueue, compose
+from claude_bridge.control.options import ControlConfig
+from claude_bridge.control.signals import Signals, thread_key, wait_for_change
+from claude_bridge.hooks.call import HookCall
+from claude_bridge.hooks.models import HookEvent, PermissionRequest
+from claude_bridge.log import get_logger
+from claude_bridge.store import Thread
+from claude_bridge.store.database import now_ms
+from claude_bridge.store.session_messages import SessionMessage
+from claude_bridge.store.thread_control import ThreadControlStore
+
+log = get_logger("responder")
+
+MID_TURN = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure", "UserPromptSubmit"})
+STOPPABLE = frozenset(
+    {
+        "PreToolUse",
+        "PostToolUse",
+        "PostToolUseFailure",
+        "PostToolBatch",
+        "PermissionRequest",
+        "Stop",
+    }
+)
+# After these the session sits at its prompt; anything else means it is working on a turn.
+TURN_ENDS = frozenset({"Stop", "StopFailure", "SessionStart", "SessionEnd"})
+QUIET = frozenset({"Notification", "MessageDisplay"})
+
+
+class Responder:
+    def __init__(
+        self,
+        options: ControlConfig,
+        controls: ThreadControlStore,
+        queue: MessageQueue,
+        approvals: Approvals,
+        signals: Signals,
+        *,
+        on_delivered: Callable[[], None],
+    ) -> None:
+        self.options = options
+        self.controls = controls
+        self.queue = queue
+        self.approvals = approvals
+        self.signals = signals
+        self.on_delivered = on_delivered
+        # thread → (busy, monotonic time of its last hook event): for the background waiter.
+        self._activity: dict[str, tuple[bool, float]] = {}
+        self._held_stops: set[str] = set()
+
+    async def __call__(self, event: HookEvent, thread: Thread, call: HookCall) -> dict[str, Any]:
+        try:
+            return await self._respond(event, thread, call)
+        except Exception:
+            log.exception("composing a hook answer failed; answering {}", thread_id=thread.id)
+            return {}
+
+    def idle(self, thread_id: str) -> bool:
+        """Whether the background waiter may deliver now (nobody else will any time soon)."""
+        if thread_id in self._held_stops:
+            return False
+        busy, at = self._activity.get(thread_id, (False, 0.0))
+        return not busy or time.monotonic() - at >= self.options.idle_after
+
+    async def _respond(self, event: HookEvent, thread: Thread, call: HookCall) -> dict[str, Any]:
+        if call.replayed:
+            return {}  # a spooled event from the past: its answer goes nowhere
+        if thread.token_name is not None and call.token_name != thread.token_name:
+            return {}  # another host's token: this session's messages are not for it
+        name = event.hook_event_name
+        await self.approvals.note_event(event, thread.id, int(call.hook_event_id))
+        if name not in QUIET:
+            self._activity[thread.id] = (name not in TURN_ENDS, time.monotonic())
+        if name in STOPPABLE and (stop := await self._stop_answer(thread, call)):
+            return stop
+        if name in MID_TURN:
+            messages = await self._take(thread, name, call)
+            if not messages:
+                return {}
+            return {
+                "hookSpecificOutput": {
+                    "hookEventName": name,
+                    "additionalContext": compose(messages, self.options.message_budget),
+                }
+            }
+        if name == "Stop":
+            return await self._stop(event, thread, call)
+        if isinstance(event, PermissionRequest):
+            return await self.approvals.hold(event, thread.id, call)
+        return {}
+
+    async def _stop_answer(self, thread: Thread, call: HookCall) -> dict[str, Any] | None:
+        control = await self.controls.get(thread.id)
+        if not control.stop_requested or not call.connected():
+            return None
+        by = await self.controls.take_stop(thread.id)
+        if by is None:
+            return None  # another hook of this session carried it
+        log.info("telling Claude Code to stop", thread_id=thread.id, by=by)
+        return {"continue": False, "stopReason": f"Stopped from Matrix by {by}"}
+
+    async def _take(self, thread: Thread, via: str, call: HookCall) -> list[SessionMessage]:
+        messages = await self.queue.take(
+            thread.id, via=via, hook_event_id=int(call.hook_event_id), connected=call.connected
+        )
+        if messages:
+            log.info("messages delivered", thread_id=thread.id, via=via, count=len(messages))
+            self.on_delivered()
+        return messages
+
+    async def _stop(self, event: HookEvent, thread: Thread, call: HookCall) -> dict[str, Any]:
+        control = await self.controls.get(thread.id)
+        active = bool(getattr(event, "stop_hook_active", False))
+        blocks = control.stop_blocks if active else 0
+        if blocks >= self.options.stop_block_limit:
+            # Claude Code would ignore this block; leave the messages for the next chance.
+            await self.controls.set_stop_blocks(thread.id, 0)
+            return {}
+        messages = await self._take(thread, "Stop", call)
+        if not messages and control.listening(now_ms()):
+            held = await self._listen(thread, call)
+            if held is not None:
+                return held
+            messages = await self._take(thread, "Stop", call)
+        if not messages:
+            if control.stop_blocks:
+                await self.controls.set_stop_blocks(thread.id, 0)
+            return {}
+        await self.controls.set_stop_blocks(thread.id, blocks + 1)
+        self._activity[thread.id] = (True, time.monotonic())
+        return {"decision": "block", "reason": compose(messages, self.options.message_budget)}
+
+    async def _listen(self, thread: Thread, call: HookCall) -> dict[str, Any] | None:
+        """Hold the Stop answer until a message (or a stop request) arrives, or listening ends.
+
+        Returns a stop answer, or None to look at the queue again.
+        """
+        loop = asyncio.get_running_loop()
+        hold_until = loop.time() + self.options.max_hold
+        self._held_stops.add(thread.id)
+        try:
+            with self.signals.listen(thread_key(thread.id)) as wake:
+                while not self.signals.closed:
+                    control = await self.controls.get(thread.id)
+                    if control.stop_requested:
+                        return await self._stop_answer(thread, call)
+                    if await self.queue.inbox.count_queued(thread.id):
+                        return None
+                    now = now_ms()
+                    if not control.listen_until or control.listen_until <= now:
+                        return None
+                    until = min(hold_until, loop.time() + (control.listen_until - now) / 1000)
+                    if not await wait_for_change(wake, until, call.connected):
+                        return None
+                return None
+        finally:
+            self._held_stops.discard(thread.id)

@@ -1,0 +1,151 @@
+"""``Control``: steering, built from the bridge's parts, handed to the composition root.
+
+The bridge wires four things from it: ``respond`` (the hook server's answers), ``handle`` (an
+inbound Matrix handler), ``add_routes`` (the background waiter's long-poll on the hook server) and
+``renderer`` (so ``!claude mute`` takes effect in delivery). ``release`` ends every held hook
+answer with ``{}`` and must run before the hook server stops, or its shutdown waits for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from mautrix.util.async_db import Database
+
+from claude_bridge.config import Config
+from claude_bridge.control.approvals import Approvals
+from claude_bridge.control.commands import CommandSet
+from claude_bridge.control.handler import InboundHandler
+from claude_bridge.control.info_commands import InfoCommands
+from claude_bridge.control.messages import MessageQueue
+from claude_bridge.control.parts import Parts
+from claude_bridge.control.receipts import Receipts
+from claude_bridge.control.responder import Responder
+from claude_bridge.control.roles import Roles
+from claude_bridge.control.room import RoomReplies
+from claude_bridge.control.signals import Signals
+from claude_bridge.control.thread_commands import ThreadCommands
+from claude_bridge.control.waiter import WAIT_PATH, Waiter
+from claude_bridge.hooks.models import HookEvent
+from claude_bridge.hooks.server import HookServer
+from claude_bridge.log import get_logger
+from claude_bridge.matrix.client import MatrixClient
+from claude_bridge.permissions import Permissions
+from claude_bridge.render.messages import OutboundMessage, RenderContext
+from claude_bridge.render.options import mirror_options
+from claude_bridge.router import ThreadRouter
+from claude_bridge.store import ThreadStore
+from claude_bridge.store.approvals import ApprovalStore
+from claude_bridge.store.audit import AuditLog
+from claude_bridge.store.session_messages import SessionInbox
+from claude_bridge.store.thread_control import ThreadControlStore
+from claude_bridge.store.thread_members import ThreadMembers
+
+log = get_logger("control")
+
+Renderer = Callable[[HookEvent, RenderContext], list[OutboundMessage]]
+# What "mute" hides: the tool-call lines and their output. Approvals stay visible.
+TOOL_NOISE = (
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "PostToolBatch",
+    "PermissionDenied",
+)
+
+
+class Control:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        threads: ThreadStore,
+        router: ThreadRouter,
+        client: MatrixClient,
+        permissions: Permissions,
+        is_bridge_user: Callable[[str], bool],
+    ) -> None:
+        options = config.bridge.control
+        self.signals = Signals()
+        inbox = SessionInbox(db)
+        approval_store = ApprovalStore(db)
+        members = ThreadMembers(db)
+        self.receipts = Receipts(
+            inbox, approval_store, threads, client, approval_timeout=options.approval_timeout
+        )
+        approvals = Approvals(
+            approval_store,
+            self.signals,
+            timeout=options.approval_timeout,
+            on_settled=self.receipts.notify,
+        )
+        self.parts = Parts(
+            options=options,
+            router=router,
+            threads=threads,
+            client=client,
+            controls=ThreadControlStore(db),
+            inbox=inbox,
+            approval_store=approval_store,
+            approvals=approvals,
+            members=members,
+            roles=Roles(permissions, members, is_bridge_user),
+            audit=AuditLog(db),
+            signals=self.signals,
+        )
+        self.queue = MessageQueue(inbox, options.message_budget)
+        self.respond = Responder(
+            options,
+            self.parts.controls,
+            self.queue,
+            approvals,
+            self.signals,
+            on_delivered=self.receipts.notify,
+        )
+        commands = CommandSet(options.command_prefix)
+        info = InfoCommands(self.parts, commands)
+        ThreadCommands(self.parts, commands)
+        self.handle = InboundHandler(self.parts, commands, info, RoomReplies(client))
+
+    def add_routes(self, server: HookServer) -> None:
+        waiter = Waiter(
+            self.parts.options,
+            self.parts.threads,
+            self.queue,
+            self.respond,
+            self.signals,
+            server.token_name,
+            self.receipts.notify,
+        )
+        server.app.router.add_get(WAIT_PATH, waiter.handle)
+
+    def renderer(self, render: Renderer) -> Renderer:
+        """``render`` with tool calls switched off in muted threads."""
+        muted = self.parts.muted
+
+        def render_unless_muted(event: HookEvent, ctx: RenderContext) -> list[OutboundMessage]:
+            if ctx.thread_id in muted:
+                base = mirror_options(ctx.mirror)
+                quiet = {**base.events, **dict.fromkeys(TOOL_NOISE, False)}
+                ctx = dataclasses.replace(ctx, mirror=base.model_copy(update={"events": quiet}))
+            return render(event, ctx)
+
+        return render_unless_muted
+
+    async def start(self) -> None:
+        abandoned = await self.parts.approval_store.abandon_pending(
+            "the bridge restarted before a decision"
+        )
+        if abandoned:
+            log.info("permission requests left over from before a restart", count=abandoned)
+        self.parts.muted |= await self.parts.controls.muted_threads()
+        await self.receipts.start()
+
+    def release(self) -> None:
+        """End every held hook answer now (each answers ``{}``): the bridge is stopping."""
+        self.signals.close()
+
+    async def stop(self) -> None:
+        self.release()
+        await self.receipts.stop()

@@ -1,0 +1,77 @@
+"""Wake-ups for held hook answers: "something changed for this thread / this approval".
+
+The database is the truth; a signal only says "look again". A holder registers before it reads
+the database, so a change that lands between its read and its wait still wakes it. ``close``
+wakes every holder for good (bridge shutdown: each answers ``{}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+# Held answers also look at their HTTP client this often: aiohttp does not cancel a handler
+# whose client went away, so a hook Claude Code gave up on must be noticed by polling.
+CONNECTION_POLL = 0.5
+
+
+def thread_key(thread_id: str) -> str:
+    return f"thread:{thread_id}"
+
+
+def approval_key(hook_event_id: int) -> str:
+    return f"approval:{hook_event_id}"
+
+
+class Signals:
+    def __init__(self) -> None:
+        self._listeners: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self.closed = False
+
+    def fire(self, key: str) -> None:
+        for event in self._listeners.get(key, ()):
+            event.set()
+
+    def close(self) -> None:
+        self.closed = True
+        for listeners in self._listeners.values():
+            for event in listeners:
+                event.set()
+
+    def holding(self, key: str) -> int:
+        """How many holders wait on ``key`` right now."""
+        return len(self._listeners.get(key, ()))
+
+    @contextlib.contextmanager
+    def listen(self, key: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        if self.closed:
+            event.set()
+        self._listeners[key].add(event)
+        try:
+            yield event
+        finally:
+            self._listeners[key].discard(event)
+            if not self._listeners[key]:
+                del self._listeners[key]
+
+
+async def wait_for_change(
+    wake: asyncio.Event, deadline: float, connected: Callable[[], bool]
+) -> bool:
+    """Sleep until ``wake`` is set, the deadline passes or the client disconnects.
+
+    True when woken (look at the database again); False when the time is up or nobody is
+    listening any more.
+    """
+    loop = asyncio.get_running_loop()
+    while not wake.is_set():
+        left = deadline - loop.time()
+        if left <= 0 or not connected():
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), min(left, CONNECTION_POLL))
+    wake.clear()
+    return True

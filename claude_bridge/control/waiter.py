@@ -1,0 +1,123 @@
+"""``GET /claude/v1/sessions/{session_id}/wait``: the background waiter's long-poll.
+
+``claude-bridge-hook wait`` runs as an ``asyncRewake`` Stop hook: Claude Code starts it when a
+turn ends and does not wait for it. It long-polls here; when an operator writes while the session
+sits idle, the answer carries the messages and the hook exits 2, which wakes the session with
+them. Answers (bearer token as for hooks; only the token that owns the session may wait on it):
+
+======  =====================================================================================
+200     ``{"messages": [...], "text": "…"}``: claimed for this waiter, print and exit 2
+204     nothing within ``timeout`` (or the bridge is stopping): poll again
+401     missing or unknown token
+403     the token does not own this session
+404     no such session
+410     a newer waiter of this session took over (``since`` older than its): exit quietly
+======  =====================================================================================
+
+While the session is busy (it had a hook event within ``idle_after`` and did not end its turn)
+or a Stop hook is held in listen mode, messages are left to those hook answers instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from claude_bridge.control.messages import MessageQueue, compose
+from claude_bridge.control.options import ControlConfig
+from claude_bridge.control.responder import Responder
+from claude_bridge.control.signals import Signals, thread_key, wait_for_change
+from claude_bridge.ids import thread_id_for
+from claude_bridge.log import get_logger
+from claude_bridge.store import ThreadStore
+
+log = get_logger("waiter")
+
+WAIT_PATH = "/claude/v1/sessions/{session_id}/wait"
+BUSY_RECHECK = 1.0
+
+
+class Waiter:
+    def __init__(
+        self,
+        options: ControlConfig,
+        threads: ThreadStore,
+        queue: MessageQueue,
+        responder: Responder,
+        signals: Signals,
+        token_name: Callable[[web.Request], str | None],
+        on_delivered: Callable[[], None],
+    ) -> None:
+        self.options = options
+        self.threads = threads
+        self.queue = queue
+        self.responder = responder
+        self.signals = signals
+        self.token_name = token_name
+        self.on_delivered = on_delivered
+        self._newest: dict[str, int] = {}
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        token = self.token_name(request)
+        if token is None:
+            return _error(401, "missing or unknown hook token (Authorization: Bearer <token>)")
+        thread = await self.threads.get(thread_id_for(request.match_info["session_id"]))
+        if thread is None:
+            return _error(404, "no such session")
+        if thread.token_name is not None and thread.token_name != token:
+            return _error(403, "this token does not own that session")
+        try:
+            timeout = min(
+                float(request.query.get("timeout", self.options.max_wait)), self.options.max_wait
+            )
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            return _error(400, "timeout and since must be numbers")
+        if since < self._newest.get(thread.id, 0):
+            return _error(410, "a newer waiter of this session took over")
+        if since > self._newest.get(thread.id, 0):
+            self._newest[thread.id] = since
+            self.signals.fire(thread_key(thread.id))  # an older waiter's poll ends now
+
+        def connected() -> bool:
+            return not (request.transport is None or request.transport.is_closing())
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        with self.signals.listen(thread_key(thread.id)) as wake:
+            while not self.signals.closed:
+                if since < self._newest.get(thread.id, 0):
+                    return _error(410, "a newer waiter of this session took over")
+                queued = await self.queue.inbox.count_queued(thread.id)
+                if queued and self.responder.idle(thread.id):
+                    messages = await self.queue.take(
+                        thread.id, via="waiter", hook_event_id=None, connected=connected
+                    )
+                    if messages:
+                        log.info(
+                            "waiter woke the session", thread_id=thread.id, count=len(messages)
+                        )
+                        self.on_delivered()
+                        return web.json_response(_body(messages, self.options.message_budget))
+                until = min(deadline, loop.time() + BUSY_RECHECK) if queued else deadline
+                if not await wait_for_change(wake, until, connected) and (
+                    loop.time() >= deadline or not connected()
+                ):
+                    break
+        return web.Response(status=204)
+
+
+def _body(messages: list[Any], budget: int) -> dict[str, Any]:
+    return {
+        "messages": [
+            {"event_id": m.event_id, "sender": m.sender, "body": m.body} for m in messages
+        ],
+        "text": compose(messages, budget),
+    }
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

@@ -1,0 +1,116 @@
+"""The background waiter's long-poll endpoint, served by aiohttp on loopback, stores on SQLite
+and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from claude_bridge.control.messages import MessageQueue
+from claude_bridge.control.signals import thread_key
+from claude_bridge.control.waiter import WAIT_PATH, Waiter
+from tests.unit.control.test_responder import Env, make_env, until
+
+TOKENS = {"Bearer laptop-secret": "laptop", "Bearer other-secret": "other"}
+
+
+class Served:
+    def __init__(self, env: Env, server: TestServer) -> None:
+        self.env = env
+        self.server = server
+        self.http = aiohttp.ClientSession()
+
+    async def wait(
+        self,
+        session: str = "T1",  # as Claude Code spells it; the thread id is its lowercase form
+        *,
+        token: str = "laptop-secret",
+        **query: Any,
+    ) -> tuple[int, Any]:
+        url = self.server.make_url(WAIT_PATH.format(session_id=session))
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.get(
+            url, params={k: str(v) for k, v in query.items()}, headers=headers
+        ) as r:
+            return r.status, (await r.json() if r.status not in (204,) else None)
+
+
+async def serve(store_url: str, **options: Any) -> AsyncIterator[Served]:
+    async for env in make_env(store_url, **options):
+        waiter = Waiter(
+            env.responder.options,
+            env.thread_store,
+            MessageQueue(env.inbox, 9000),
+            env.responder,
+            env.signals,
+            lambda request: TOKENS.get(request.headers.get("Authorization", "")),
+            lambda: None,
+        )
+        app = web.Application()
+        app.router.add_get(WAIT_PATH, waiter.handle)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        served = Served(env, server)
+        try:
+            yield served
+        finally:
+            await served.http.close()
+            await server.close()
+
+
+@pytest.fixture
+async def served(store_url: str) -> AsyncIterator[Served]:
+    async for s in serve(store_url, idle_after=3600):
+        yield s
+
+
+async def test_refuses_strangers(served: Served) -> None:
+    assert (await served.wait(token=""))[0] == 401
+    assert (await served.wait("no-such-session"))[0] == 404
+    assert (await served.wait(token="other-secret"))[0] == 403  # not the host of this session
+    assert (await served.wait(timeout="soon"))[0] == 400
+
+
+async def test_an_idle_session_gets_its_messages(served: Served) -> None:
+    await served.env.hook("Stop")  # the turn ended
+    poll = asyncio.create_task(served.wait(timeout=30, since=1))
+    await until(lambda: served.env.signals.holding(thread_key("t1")) == 1)
+    await served.env.say("wake up")
+    status, body = await asyncio.wait_for(poll, 10)
+    assert status == 200
+    assert body["text"] == "Message from @alice:x via Matrix: wake up"
+    assert [m["body"] for m in body["messages"]] == ["wake up"]
+    assert await served.env.inbox.count_queued("t1") == 0
+    assert (await served.wait(timeout=0.2, since=1))[0] == 204  # nothing more
+
+
+async def test_a_busy_session_is_left_to_its_hook_answers(served: Served) -> None:
+    await served.env.hook("PreToolUse", tool_name="Bash")  # mid-turn
+    await served.env.say("for the next tool call")
+    assert (await served.wait(timeout=0.5, since=1))[0] == 204
+    assert await served.env.inbox.count_queued("t1") == 1
+    assert "next tool call" in str(await served.env.hook("PostToolUse", tool_name="Bash"))
+
+
+async def test_a_newer_waiter_supersedes_the_older(served: Served) -> None:
+    await served.env.hook("Stop")
+    old = asyncio.create_task(served.wait(timeout=30, since=100))
+    await until(lambda: served.env.signals.holding(thread_key("t1")) == 1)
+    new = asyncio.create_task(served.wait(timeout=30, since=200))
+    assert (await asyncio.wait_for(old, 10))[0] == 410
+    assert (await served.wait(timeout=30, since=100))[0] == 410  # the old one polling again
+    await served.env.say("hello")
+    assert (await asyncio.wait_for(new, 10))[0] == 200
+
+
+async def test_shutdown_ends_the_poll(served: Served) -> None:
+    poll = asyncio.create_task(served.wait(timeout=30, since=1))
+    await until(lambda: served.env.signals.holding(thread_key("t1")) == 1)
+    served.env.signals.close()
+    assert (await asyncio.wait_for(poll, 10))[0] == 204

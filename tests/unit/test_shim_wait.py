@@ -1,0 +1,176 @@
+"""``claude-bridge-hook wait``, run as a real process against a small HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from claude_bridge import installer
+from tests.unit.test_shim import REPO, TOKEN, free_port, run_command
+
+SESSION = "3eb5f21d-5dcb-43a8-9ab8-939331f73b6b"
+STOP = json.dumps({"session_id": SESSION, "hook_event_name": "Stop"}).encode()
+
+
+@dataclass
+class FakeWaitEndpoint:
+    """Answers each long-poll from ``answers`` in order, then 204s."""
+
+    port: int
+    answers: list[tuple[int, dict[str, object] | None]] = field(default_factory=list)
+    polls: list[web.Request] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.polls.append(request)
+        status, body = self.answers.pop(0) if self.answers else (204, None)
+        if body is None:
+            return web.Response(status=status)
+        return web.json_response(body, status=status)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/claude/v1/sessions/{session_id}/wait", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[FakeWaitEndpoint]:
+    fake = FakeWaitEndpoint(free_port())
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"CLAUDE_BRIDGE_TOKEN": TOKEN, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+
+
+def waiter(url: str, *args: str, poll: str | None = None) -> list[str]:
+    extra = ["--poll", poll] if poll else []
+    return [sys.executable, "-m", "claude_bridge.shim", "--url", url, *args, "wait", *extra]
+
+
+WAKE: dict[str, object] = {
+    "messages": [{"sender": "@alice:x", "body": "hi"}],
+    "text": "Message from @alice:x: hi",
+}
+
+
+async def test_wakes_with_the_messages_on_stderr(
+    endpoint: FakeWaitEndpoint, env: dict[str, str]
+) -> None:
+    await endpoint.start()
+    endpoint.answers = [(204, None), (200, WAKE)]
+
+    run = await run_command(waiter(endpoint.url, "--timeout", "30"), STOP, env)
+
+    assert (run.rc, run.stdout, run.stderr) == (2, b"", "Message from @alice:x: hi\n")
+    first, second = endpoint.polls
+    assert first.match_info["session_id"] == SESSION
+    assert first.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert first.query["since"] == second.query["since"]  # one waiter, one identity
+    assert 0 < float(first.query["timeout"]) <= 30
+
+
+async def test_superseded_or_refused_exits_quietly(
+    endpoint: FakeWaitEndpoint, env: dict[str, str]
+) -> None:
+    await endpoint.start()
+    for status in (410, 403, 404):
+        endpoint.answers = [(status, {"error": "no"})]
+        run = await run_command(waiter(endpoint.url, "--timeout", "30"), STOP, env)
+        assert (run.rc, run.stdout, run.stderr) == (0, b"", "")
+        assert run.seconds < 10
+
+
+async def test_keeps_waiting_while_the_bridge_restarts(
+    endpoint: FakeWaitEndpoint, env: dict[str, str]
+) -> None:
+    endpoint.answers = [(200, WAKE)]
+    tried = asyncio.Event()
+
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tried.set()  # a bridge going down: the connection is dropped without an answer
+        writer.close()
+
+    down = await asyncio.start_server(hang_up, "127.0.0.1", endpoint.port)
+    proc = asyncio.create_task(run_command(waiter(endpoint.url, "--timeout", "30"), STOP, env))
+    await asyncio.wait_for(tried.wait(), 30)
+    down.close()
+    await down.wait_closed()
+    await endpoint.start()
+    run = await asyncio.wait_for(proc, 60)
+    assert (run.rc, run.stderr) == (2, "Message from @alice:x: hi\n")
+
+
+async def test_gives_up_at_its_timeout(endpoint: FakeWaitEndpoint, env: dict[str, str]) -> None:
+    await endpoint.start()
+    run = await run_command(waiter(endpoint.url, "--timeout", "1", poll="0.3"), STOP, env)
+    assert (run.rc, run.stdout, run.stderr) == (0, b"", "")
+    assert 1 <= len(endpoint.polls) and run.seconds < 10
+
+
+async def test_without_a_session_or_url_does_nothing(env: dict[str, str]) -> None:
+    run = await run_command(waiter("http://127.0.0.1:9", "--timeout", "5"), b"{}", env)
+    assert (run.rc, run.stdout, run.stderr) == (0, b"", "")
+
+
+async def test_the_installed_waiter_command_runs(
+    endpoint: FakeWaitEndpoint, env: dict[str, str], tmp_path: Path
+) -> None:
+    await endpoint.start()
+    endpoint.answers = [(200, WAKE)]
+    settings = tmp_path / "settings.json"
+    installer.install(
+        settings,
+        url=endpoint.url,
+        hook_command=f"{shlex.quote(sys.executable)} -m claude_bridge.shim",
+    )
+    [group] = json.loads(settings.read_text())["hooks"]["Stop"]
+    command = next(h["command"] for h in group["hooks"] if h.get("asyncRewake"))
+
+    run = await run_command(["sh", "-c", command], STOP, env)
+
+    assert (run.rc, run.stderr) == (2, "Message from @alice:x: hi\n")
+
+
+async def test_the_default_installed_waiter_runs_isolated(
+    endpoint: FakeWaitEndpoint, tmp_path: Path
+) -> None:
+    """The command a personal install writes (python -I -S, no PYTHONPATH needed) goes through
+    argparse for ``wait`` and hands Claude the text as UTF-8 whatever the locale."""
+    await endpoint.start()
+    text = "Message from @zoë:x: ça va? 🙂"
+    endpoint.answers = [(204, None), (200, {**WAKE, "text": text})]
+    settings = tmp_path / "settings.json"
+    installer.install(
+        settings, url=endpoint.url, hook_command=installer.default_hook_command(False)
+    )
+    [group] = json.loads(settings.read_text())["hooks"]["Stop"]
+    command = next(h["command"] for h in group["hooks"] if h.get("asyncRewake"))
+    assert command.startswith(shlex.join(installer.fast_shim_argv()))
+    env = {"CLAUDE_BRIDGE_TOKEN": TOKEN, "PATH": "/usr/bin:/bin", "LC_ALL": "C"}
+
+    run = await run_command(["sh", "-c", command], STOP, env, cwd=tmp_path)
+
+    assert (run.rc, run.stdout, run.stderr) == (2, b"", f"{text}\n")
+    assert [p.headers["Authorization"] for p in endpoint.polls] == [f"Bearer {TOKEN}"] * 2
