@@ -1,0 +1,167 @@
+"""Reading the transcript after a gap and turning what is missing into hook events to store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mautrix.util.async_db import Database
+from pydantic import BaseModel, ConfigDict, Field
+
+from claude_bridge.catchup.coverage import CATCHUP_KEY, missing_items, shown_by
+from claude_bridge.catchup.gaps import GapWindow
+from claude_bridge.catchup.marker import CATCHUP_EVENT
+from claude_bridge.catchup.transcript import Item, parse_items, read_tail
+from claude_bridge.hooks.models import HookEvent
+from claude_bridge.log import get_logger
+from claude_bridge.store import now_ms
+
+log = get_logger("catchup")
+
+SLACK_MS = 60_000
+"""Items written this long before the gap began are candidates too: a hook reaches the bridge a
+little after its transcript line is written, so the last lost event may predate the failure."""
+LOOKBACK_ROWS = 100_000
+"""Stored events this far back (by id) from the gap's start are searched for what is shown."""
+
+
+class CatchupConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        True,
+        description="After events were lost (bridge down, or it could not store them), post the "
+        "missing prompts, replies and tool calls from the session transcript, after a 'caught up "
+        "after an outage' notice. Needs the transcripts readable by the bridge (same host).",
+    )
+    transcript_dirs: list[str] = Field(
+        default_factory=lambda: ["~/.claude/projects"],
+        description="Only transcripts (*.jsonl) under these directories are read; a hook input's "
+        "transcript_path anywhere else is ignored.",
+    )
+    max_items: int = Field(
+        200, ge=1, le=5000, description="Most items posted by one catch-up (the latest are kept)."
+    )
+    max_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="How much of the end of a transcript is read when looking for a gap.",
+    )
+
+
+def timestamp_ms(stamp: str) -> int | None:
+    try:
+        return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def synthetic_events(items: list[Item], omitted: int, event: HookEvent) -> list[dict[str, Any]]:
+    """The marker and one hook input per item, as Claude Code would have sent them."""
+    base = {"session_id": event.session_id, "cwd": event.cwd}
+    stamps = [s for s in (timestamp_ms(i.timestamp) for i in items) if s is not None]
+    out: list[dict[str, Any]] = [
+        {
+            **base,
+            "hook_event_name": CATCHUP_EVENT,
+            "recovered": len(items),
+            "omitted": omitted,
+            "first_ms": min(stamps, default=None),
+            "last_ms": max(stamps, default=None),
+        }
+    ]
+    for item in items:
+        data: dict[str, Any] = {**base, CATCHUP_KEY: item.uuid}
+        tool = {
+            "tool_name": item.tool_name,
+            "tool_input": item.tool_input,
+            "tool_use_id": item.tool_use_id,
+        }
+        if item.kind == "prompt":
+            data.update(hook_event_name="UserPromptSubmit", prompt=item.text)
+        elif item.kind == "text":
+            data.update(hook_event_name="Stop", last_assistant_message=item.text)
+        elif item.kind == "tool_use":
+            data.update(hook_event_name="PreToolUse", **tool)
+        elif item.is_error:
+            data.update(hook_event_name="PostToolUseFailure", error=item.text, **tool)
+        else:
+            data.update(hook_event_name="PostToolUse", tool_response=item.text, **tool)
+        out.append(data)
+    return out
+
+
+class CatchUp:
+    def __init__(self, config: CatchupConfig, db: Database) -> None:
+        self.config = config
+        self.db = db
+        self.roots = [Path(d).expanduser().resolve() for d in config.transcript_dirs]
+
+    def transcript_file(self, event: HookEvent) -> Path | None:
+        """The event's transcript if it is one we may read: a *.jsonl file under a root."""
+        if not event.transcript_path or "\x00" in event.transcript_path:
+            return None
+        path = Path(event.transcript_path).expanduser()
+        if not path.is_absolute() or path.suffix != ".jsonl":
+            return None
+        real = path.resolve()  # symlinks out of the roots do not count as inside
+        if not any(real.is_relative_to(root) for root in self.roots) or not real.is_file():
+            return None
+        return real
+
+    async def boot_window(self) -> GapWindow:
+        """The gap a restart may have left: since the last event the previous run stored."""
+        row = await self.db.fetchrow(
+            "SELECT id, received_at FROM hook_event ORDER BY id DESC LIMIT 1"
+        )
+        if row is None:
+            return GapWindow(now_ms(), 0)
+        return GapWindow(int(row["received_at"]), int(row["id"]))
+
+    async def recover(
+        self, thread_id: str, event: HookEvent, current: dict[str, Any], window: GapWindow
+    ) -> list[dict[str, Any]]:
+        """The synthetic events to store before ``current``; ``[]`` when nothing is missing."""
+        path = self.transcript_file(event) if self.config.enabled else None
+        if path is None:
+            return []
+        try:
+            data, _ = await asyncio.to_thread(read_tail, path, self.config.max_bytes)
+        except OSError as e:
+            log.info("transcript unreadable, no catch-up", thread_id=thread_id, error=str(e))
+            return []
+        since = window.since_ms - SLACK_MS
+        items = [
+            i
+            for i in parse_items(data, event.session_id)
+            if (timestamp_ms(i.timestamp) or since) >= since
+        ]
+        if not items:
+            return []
+        rows = await self.db.fetch(
+            "SELECT payload FROM hook_event WHERE thread_id=$1 AND id>$2 ORDER BY id",
+            thread_id,
+            window.since_id - LOOKBACK_ROWS,
+        )
+        gap = missing_items(items, shown_by(_decoded(r["payload"] for r in rows)), current)
+        if not gap:
+            return []
+        kept = gap[-self.config.max_items :]
+        log.info(
+            "caught up from the transcript", thread_id=thread_id, items=len(kept), gap=len(gap)
+        )
+        return synthetic_events(kept, len(gap) - len(kept), event)
+
+
+def _decoded(payloads: Iterable[str]) -> Iterable[dict[str, Any]]:
+    for payload in payloads:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            yield data

@@ -1,0 +1,57 @@
+"""Checks on a hook body beyond its model: what would break a later step, refused up front.
+
+Each is a client error (4xx): retrying cannot help, and the shim would otherwise keep a 5xx'd
+event in its spool, in front of every later one, for ever.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from claude_bridge.hooks.models import HookEvent
+
+MAX_JSON_DEPTH = 64
+"""Real hook inputs nest a few levels; far deeper JSON would only strain every later step."""
+
+
+def not_json(literal: str) -> Any:
+    raise ValueError(f"{literal} is not JSON")
+
+
+def finite(literal: str) -> float:
+    # Python reads NaN, Infinity and 1e999; nothing downstream (Postgres JSON, Matrix) would.
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"number {literal[:40]} is not finite")
+    return value
+
+
+def too_deep(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def unstorable(event: HookEvent) -> str | None:
+    """A field that goes into a database column but cannot (Postgres refuses NUL and surrogates).
+
+    Refused as 422, not 503: a retry cannot succeed, and the shim would spool it for ever.
+    """
+    for name in ("session_id", "hook_event_name", "cwd"):
+        value = getattr(event, name)
+        if value is None:
+            continue
+        if "\x00" in value:
+            return f"{name}: contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{name}: contains a lone surrogate"
+    return None
