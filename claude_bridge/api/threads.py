@@ -1,0 +1,248 @@
+"""The threads API on the hook server, for the MCP tools (``claude-bridge mcp``) and scripts.
+
+``GET /claude/v1/threads``, ``GET /claude/v1/threads/{id}``,
+``GET /claude/v1/threads/{id}/messages`` and ``POST /claude/v1/threads/{id}/messages``, all with a
+hook token (``Authorization: Bearer``). A POST speaks as the *calling* session's ghost, named by
+``X-Claude-Session-Id`` (the MCP server sends the ``CLAUDE_CODE_SESSION_ID`` Claude Code gives it);
+that session must already have a thread here, made with the same hook token. See ``openapi.yaml``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from claude_bridge.history import ThreadFilter, ThreadHistory
+from claude_bridge.ids import thread_id_for
+from claude_bridge.log import get_logger
+from claude_bridge.matrix.client import MatrixClient, MatrixError
+from claude_bridge.matrix.echo import HANDOFF_FIELD
+from claude_bridge.render.markdown import markdown_to_html
+from claude_bridge.router import ThreadRouter
+from claude_bridge.store import Thread, ThreadStore
+
+log = get_logger("api")
+
+SESSION_HEADER = "X-Claude-Session-Id"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_TEXT = 20_000
+TOKEN_NAME = web.RequestKey("token_name", str)
+_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+Authenticate = Callable[[web.Request], str | None]
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def thread_json(thread: Thread) -> dict[str, Any]:
+    return {
+        "id": thread.id,
+        "session_id": thread.session_id,
+        "room_id": thread.room_id,
+        "alias": thread.alias,
+        "ghost": thread.ghost_mxid,
+        "project": thread.project_name,
+        "project_path": thread.project_path,
+        "title": thread.title,
+        "status": thread.status,
+        "created_at": thread.created_at,
+        "updated_at": thread.updated_at,
+    }
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise APIError(400, f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _storable(text: str) -> bool:
+    """Text a database column can hold: no NUL, valid UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+class ThreadsAPI:
+    def __init__(
+        self,
+        *,
+        threads: ThreadStore,
+        history: ThreadHistory,
+        router: ThreadRouter,
+        client: MatrixClient,
+        authenticate: Authenticate,
+    ) -> None:
+        self.threads = threads
+        self.history = history
+        self.router = router
+        self.client = client
+        self.authenticate = authenticate
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Auth and the ``{"error": …}`` contract for the API's routes only."""
+        if not request.path.startswith("/claude/v1/threads"):
+            return await handler(request)
+        token_name = self.authenticate(request)
+        if token_name is None:
+            return web.json_response(
+                {"error": "missing or unknown hook token (Authorization: Bearer <token>)"},
+                status=401,
+            )
+        request[TOKEN_NAME] = token_name
+        try:
+            if not all(map(_storable, (request.path, *request.query.values()))):
+                raise APIError(400, "NUL or lone surrogates in the path or query")
+            return await handler(request)
+        except APIError as e:
+            return web.json_response({"error": str(e)}, status=e.status)
+        except web.HTTPException as e:  # no such route or method: the same error contract
+            if e.status < 400:
+                raise
+            allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+            return web.json_response({"error": e.reason}, status=e.status, headers=allow)
+
+    async def list_threads(self, request: web.Request) -> web.Response:
+        limit = _int_param(request, "limit", 50, 1, 200)
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        q = request.query
+        found = await self.history.list_threads(
+            ThreadFilter(
+                project=q.get("project") or None,
+                status=q.get("status") or None,
+                text=q.get("q") or None,
+                limit=limit + 1,
+                offset=offset,
+            )
+        )
+        return web.json_response(
+            {
+                "threads": [thread_json(t) for t in found[:limit]],
+                "next_offset": offset + limit if len(found) > limit else None,
+            }
+        )
+
+    async def _thread(self, request: web.Request) -> Thread:
+        thread = await self.threads.get(request.match_info["thread_id"])
+        if thread is None:
+            raise APIError(404, f"no thread {request.match_info['thread_id']!r}")
+        return thread
+
+    async def get_thread(self, request: web.Request) -> web.Response:
+        return web.json_response(thread_json(await self._thread(request)))
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        thread = await self._thread(request)
+        limit = _int_param(request, "limit", 50, 1, 200)
+        try:
+            messages, before = await self.history.messages(
+                thread, limit=limit, before=request.query.get("before") or None
+            )
+        except ValueError as e:
+            raise APIError(400, str(e)) from None
+        return web.json_response(
+            {
+                "thread": thread_json(thread),
+                "messages": [m.as_dict() for m in messages],
+                "next_before": before,
+            }
+        )
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        target = await self._thread(request)
+        caller = await self._caller(request)
+        text = await self._text(request)
+        key = request.headers.get(IDEMPOTENCY_HEADER) or uuid.uuid4().hex
+        if not _IDEMPOTENCY_KEY.match(key):
+            raise APIError(400, f"{IDEMPOTENCY_HEADER} must match {_IDEMPOTENCY_KEY.pattern}")
+        content = {
+            "msgtype": "m.text",
+            "body": text,
+            "format": "org.matrix.custom.html",
+            "formatted_body": markdown_to_html(text),
+            "m.mentions": {},
+            HANDOFF_FIELD: caller.id,
+        }
+        try:
+            room_id = await self.router.ensure_room(target)
+            if caller.id != target.id:
+                await self.router.ensure_member(
+                    target, caller.ghost_mxid, self.router.displayname(caller)
+                )
+            event_id = await self.client.send_event(
+                caller.ghost_mxid, room_id, "m.room.message", content, f"cb.api.{caller.id}.{key}"
+            )
+        except MatrixError as e:
+            log.warning("could not post for the API", thread_id=target.id, error=str(e))
+            status = 503 if e.temporary else 502
+            raise APIError(status, f"the homeserver refused or did not answer: {e}") from None
+        log.info(
+            "posted into another thread",
+            thread_id=target.id,
+            from_thread=caller.id,
+            room_id=room_id,
+        )
+        return web.json_response(
+            {
+                "event_id": event_id,
+                "room_id": room_id,
+                "thread_id": target.id,
+                "sender": caller.ghost_mxid,
+            },
+            status=201,
+        )
+
+    async def _caller(self, request: web.Request) -> Thread:
+        session_id = request.headers.get(SESSION_HEADER, "").strip()
+        if not session_id:
+            raise APIError(400, f"{SESSION_HEADER} (the calling Claude Code session) is required")
+        caller = await self.threads.get(thread_id_for(session_id))
+        if caller is None or caller.session_id != session_id:
+            raise APIError(
+                403,
+                f"session {session_id!r} has no thread here yet: its hooks must reach the bridge",
+            )
+        if caller.token_name is not None and caller.token_name != request[TOKEN_NAME]:
+            raise APIError(403, f"session {session_id!r} belongs to another hook token")
+        return caller
+
+    async def _text(self, request: web.Request) -> str:
+        try:
+            body = await request.json()
+        except web.HTTPRequestEntityTooLarge:
+            raise APIError(413, "body too large") from None
+        except ValueError:
+            raise APIError(400, 'body must be JSON: {"text": "…"}') from None
+        text = body.get("text") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise APIError(422, "text: a non-empty string is required")
+        if len(text) > MAX_TEXT:
+            raise APIError(422, f"text: at most {MAX_TEXT} characters")
+        if not _storable(text):
+            raise APIError(422, "text: NUL characters and lone surrogates are not allowed")
+        return text
+
+
+def register_routes(app: web.Application, api: ThreadsAPI) -> None:
+    """Add the API's routes and middleware to the hook server's app (before it starts)."""
+    app.middlewares.append(api.middleware)
+    app.router.add_get("/claude/v1/threads", api.list_threads)
+    app.router.add_get("/claude/v1/threads/{thread_id}", api.get_thread)
+    app.router.add_get("/claude/v1/threads/{thread_id}/messages", api.list_messages)
+    app.router.add_post("/claude/v1/threads/{thread_id}/messages", api.post_message)

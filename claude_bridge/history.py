@@ -1,0 +1,252 @@
+"""A thread's history as people read it: what Claude Code did (from the stored hook events) and
+what people wrote in the room (from the Matrix inbox), merged in time order and paginated.
+
+Read-only; used by the REST API (and so the MCP tools) and by ``export --format markdown``.
+Events the ghost sent for a hook event are recorded in ``sent_event``; those are left out of the
+Matrix side so nothing appears twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mautrix.util.async_db import Database
+
+from claude_bridge.store import Thread
+from claude_bridge.store.threads import _COLUMNS as THREAD_COLUMNS
+
+# Streamed chunks repeat the final reply, tool results repeat their call, batches their tools.
+NOT_MESSAGES = ("MessageDisplay", "PostToolUse", "PostToolBatch")
+MAX_TEXT = 4000
+_END = 2**62  # "after everything" for cursor comparisons
+
+
+@dataclass(frozen=True)
+class ThreadFilter:
+    project: str | None = None
+    status: str | None = None
+    text: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass
+class Message:
+    cursor: str
+    ts: int
+    role: str  # user (the terminal's prompt), assistant, tool, system, or matrix (the room)
+    sender: str
+    text: str
+    hook_event: str | None = None
+    hook_event_id: int | None = None
+    matrix_event_ids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _like(value: str) -> str:
+    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def encode_cursor(ts: int, source: str, key: str | int) -> str:
+    return base64.urlsafe_b64encode(f"{ts}.{source}.{key}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str, str]:
+    """Raises ValueError for anything this module did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, source, key = raw.split(".", 2)
+        if source not in ("h", "m") or (source == "h" and not key.isdigit()):
+            raise ValueError(source)
+        return int(ts), source, key
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"not a cursor from this API: {cursor!r}") from None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def describe_hook_event(name: str, payload: str) -> tuple[str, str]:
+    """(role, text) of a stored hook event, in a line a person (or Claude) can read."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    if data.get("pruned"):
+        return "system", f"{name} (payload pruned by retention)"
+
+    def get(key: str) -> str:
+        value = data.get(key)
+        return value if isinstance(value, str) else ""
+
+    if name == "UserPromptSubmit":
+        return "user", get("prompt")
+    if name in ("Stop", "SubagentStop", "StopFailure"):
+        return "assistant", get("last_assistant_message") or f"({name})"
+    if name in ("PreToolUse", "PermissionRequest", "PostToolUseFailure"):
+        raw_input = data.get("tool_input")
+        tool_input: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
+        detail = next(
+            (
+                str(tool_input[k])
+                for k in ("command", "file_path", "pattern", "url", "description")
+                if isinstance(tool_input.get(k), str)
+            ),
+            "",
+        )
+        verb = {"PermissionRequest": "asks to use", "PostToolUseFailure": "failed:"}.get(name, "")
+        text = " ".join(p for p in (verb, get("tool_name") or "a tool", detail) if p)
+        return "tool", text
+    if name == "Notification":
+        return "system", get("message") or "notification"
+    if name == "SessionStart":
+        return "system", f"session started ({get('source') or 'startup'})"
+    if name == "SessionEnd":
+        return "system", f"session ended ({get('reason') or 'other'})"
+    if name == "SubagentStart":
+        return "system", f"subagent {get('agent_type') or get('agent_id')} started"
+    return "system", name
+
+
+class ThreadHistory:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def list_threads(self, f: ThreadFilter) -> list[Thread]:
+        where: list[str] = []
+        args: list[Any] = []
+        if f.project:
+            args.append(_like(f.project))
+            n = len(args)
+            where.append(
+                f"(LOWER(COALESCE(project_name, '')) LIKE ${n} ESCAPE '\\' "
+                f"OR LOWER(COALESCE(project_path, '')) LIKE ${n} ESCAPE '\\')"
+            )
+        if f.status:
+            args.append(f.status)
+            where.append(f"status = ${len(args)}")
+        if f.text:
+            args.append(_like(f.text))
+            n = len(args)
+            cols = ("title", "project_name", "project_path", "session_id", "id")
+            where.append(
+                "("
+                + " OR ".join(f"LOWER(COALESCE({c}, '')) LIKE ${n} ESCAPE '\\'" for c in cols)
+                + ")"
+            )
+        args += [f.limit, f.offset]
+        sql = (
+            f"SELECT {THREAD_COLUMNS} FROM thread"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + f" ORDER BY updated_at DESC, id LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        )
+        return [Thread._from_row(r) for r in await self.db.fetch(sql, *args)]
+
+    async def messages(
+        self, thread: Thread, *, limit: int = 50, before: str | None = None
+    ) -> tuple[list[Message], str | None]:
+        """Up to ``limit`` messages older than ``before`` (newest page by default), oldest first,
+        and the cursor of the page before it (``None`` at the beginning)."""
+        ts, source, key = decode_cursor(before) if before else (_END, "m", "")
+        hook_key = int(key) if source == "h" else _END
+        hooks = await self._hook_messages(thread, ts, hook_key, limit + 1)
+        matrix = await self._matrix_messages(thread, ts, key if source == "m" else "", limit + 1)
+        # Both lists are newest first; at equal times hook events sort before Matrix events.
+        merged: list[Message] = []
+        while (hooks or matrix) and len(merged) < limit + 1:
+            if not matrix or (hooks and hooks[0].ts > matrix[0].ts):
+                merged.append(hooks.pop(0))
+            else:
+                merged.append(matrix.pop(0))
+        more = len(merged) > limit
+        page = merged[:limit]
+        return list(reversed(page)), (page[-1].cursor if more and page else None)
+
+    async def _hook_messages(self, thread: Thread, ts: int, key: int, limit: int) -> list[Message]:
+        skip = ", ".join(f"'{name}'" for name in NOT_MESSAGES)
+        rows = await self.db.fetch(
+            "SELECT id, event_name, payload, received_at FROM hook_event "
+            f"WHERE thread_id=$1 AND event_name NOT IN ({skip}) "
+            "AND (received_at < $2 OR (received_at = $2 AND id < $3)) "
+            "ORDER BY received_at DESC, id DESC LIMIT $4",
+            thread.id,
+            ts,
+            key,
+            limit,
+        )
+        sent = await self._sent_event_ids([r["id"] for r in rows])
+        out = []
+        for r in rows:
+            role, text = describe_hook_event(r["event_name"], r["payload"])
+            out.append(
+                Message(
+                    cursor=encode_cursor(r["received_at"], "h", r["id"]),
+                    ts=r["received_at"],
+                    role=role,
+                    sender=thread.ghost_mxid,
+                    text=_clip(text),
+                    hook_event=r["event_name"],
+                    hook_event_id=r["id"],
+                    matrix_event_ids=sent.get(r["id"], []),
+                )
+            )
+        return out
+
+    async def _sent_event_ids(self, hook_ids: list[int]) -> dict[int, list[str]]:
+        if not hook_ids:
+            return {}
+        marks = ", ".join(f"${i}" for i in range(1, len(hook_ids) + 1))
+        rows = await self.db.fetch(
+            f"SELECT hook_event_id, event_id FROM sent_event WHERE hook_event_id IN ({marks}) "
+            "ORDER BY hook_event_id, part",
+            *hook_ids,
+        )
+        found: dict[int, list[str]] = {}
+        for r in rows:
+            found.setdefault(r["hook_event_id"], []).append(r["event_id"])
+        return found
+
+    async def _matrix_messages(
+        self, thread: Thread, ts: int, key: str, limit: int
+    ) -> list[Message]:
+        if not thread.room_id:
+            return []
+        rows = await self.db.fetch(
+            "SELECT m.event_id, m.sender, m.event, m.received_at FROM matrix_event m "
+            "WHERE m.room_id=$1 AND m.event_type='m.room.message' "
+            "AND NOT EXISTS (SELECT 1 FROM sent_event s WHERE s.event_id = m.event_id) "
+            "AND (m.received_at < $2 OR (m.received_at = $2 AND m.event_id < $3)) "
+            "ORDER BY m.received_at DESC, m.event_id DESC LIMIT $4",
+            thread.room_id,
+            ts,
+            key,
+            limit,
+        )
+        out = []
+        for r in rows:
+            content = json.loads(r["event"]).get("content") or {}
+            relation = content.get("m.relates_to") or {}
+            body = content["body"] if isinstance(content.get("body"), str) else "(redacted)"
+            if relation.get("rel_type") == "m.replace":
+                new = content.get("m.new_content") or {}
+                body = "(edited) " + str(new.get("body", body))
+            out.append(
+                Message(
+                    cursor=encode_cursor(r["received_at"], "m", r["event_id"]),
+                    ts=r["received_at"],
+                    role="matrix",
+                    sender=r["sender"],
+                    text=_clip(body),
+                    matrix_event_ids=[r["event_id"]],
+                )
+            )
+        return out

@@ -1,0 +1,1 @@
+"""Running the bridge as a service: health report and Prometheus metrics."""
