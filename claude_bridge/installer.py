@@ -6,13 +6,20 @@ What gets installed (Claude Code hooks reference, https://code.claude.com/docs/e
   hooks keep running first and untouched;
 * an ``http`` hook (``POST <url>/claude/v1/hooks`` with ``Authorization: Bearer
   $CLAUDE_BRIDGE_TOKEN`` interpolated from the environment through ``allowedEnvVars``) where
-  Claude Code runs http hooks, and the command shim ``claude-bridge-hook`` where it does not
-  (``SessionStart`` and ``Setup`` "support command and mcp_tool hooks", not http);
+  Claude Code runs http hooks, and the command shim where it does not (``SessionStart`` and
+  ``Setup`` "support command and mcp_tool hooks", not http);
+* the command shim run by this Python straight from its files, ``python -I -S -c 'import sys;
+  sys.path.append("<root>");from claude_bridge.shim import run;run()'`` (``fast_shim_argv``):
+  Claude Code waits for it on every event, and this skips ``site``, ``.pth`` files and the
+  environment and loads the module's cached bytecode (a script path would be compiled on every
+  call, ~4 ms). A file committed for a team (``--shared``) names the console script
+  ``claude-bridge-hook`` instead;
 * with ``durable=True`` the command shim for every event: http hooks fail open on a connection
   error and the event is lost, the shim spools it and replays it in order.
 
 Our entries are recognised by their target (an http hook whose URL path ends in
-``/claude/v1/hooks``, a command running ``claude-bridge-hook`` or ``claude_bridge.shim``), so
+``/claude/v1/hooks``, a command running ``claude-bridge-hook``, ``claude_bridge.shim`` or
+``claude_bridge/shim.py``: every form the shim was ever installed as), so
 installing is a reconciliation — stale entries of ours (other URL, other mode) are replaced,
 correct ones are left where they are — and uninstalling removes exactly those entries.
 
@@ -41,7 +48,9 @@ from typing import Any
 HOOK_PATH = "/claude/v1/hooks"
 DEFAULT_TOKEN_ENV = "CLAUDE_BRIDGE_TOKEN"
 HOOK_COMMAND = "claude-bridge-hook"
-COMMAND_MARKERS = ("claude-bridge-hook", "claude_bridge.shim")
+COMMAND_MARKERS = ("claude-bridge-hook", "claude_bridge.shim", "claude_bridge/shim.py")
+"""A command hook is ours when it contains one of these: the console script, the module (``-m``
+or the ``-c`` loader of ``fast_shim_argv``) or the module's file run as a script."""
 
 BASELINE_CLAUDE_VERSION = (2, 1, 197)
 """The Claude Code version the bridge was checked against (shared/claude-code/README.md).
@@ -54,6 +63,9 @@ SHORT = 10
 bridge costs the user at most this much per event."""
 HELD = 600
 """PermissionRequest and Stop: the bridge may hold the answer until a human replies in Matrix."""
+WAIT = 3600
+"""The background waiter (``claude-bridge-hook wait``, an ``asyncRewake`` Stop hook): how long
+after a turn ends a message from Matrix can still wake the idle session by itself."""
 
 
 @dataclass(frozen=True)
@@ -142,13 +154,28 @@ def events_for(claude_version: tuple[int, int, int] | None = None) -> list[Event
 
 
 def _command_handler(
-    spec: EventSpec, *, url: str, token_env: str, hook_command: str
+    spec: EventSpec, *, url: str, token_env: str, hook_command: str, subcommand: str = ""
 ) -> dict[str, Any]:
     parts = [hook_command, "--url", shlex.quote(url)]
     if token_env != DEFAULT_TOKEN_ENV:
         parts += ["--token-env", shlex.quote(token_env)]
     parts += ["--timeout", str(max(spec.timeout - SHIM_MARGIN, 1))]
-    return {"type": "command", "command": " ".join(parts), "timeout": spec.timeout}
+    return {
+        "type": "command",
+        "command": " ".join([*parts, subcommand]).strip(),
+        "timeout": spec.timeout,
+    }
+
+
+def _wait_handler(*, url: str, token_env: str, hook_command: str) -> dict[str, Any]:
+    """Runs in the background after each turn and wakes the session when Matrix writes to it
+    (exit 2). ``async`` as well, so a Claude Code that predates ``asyncRewake`` still never
+    waits for it."""
+    spec = EventSpec("Stop", matcher=False, timeout=WAIT)
+    handler = _command_handler(
+        spec, url=url, token_env=token_env, hook_command=hook_command, subcommand="wait"
+    )
+    return {**handler, "async": True, "asyncRewake": True}
 
 
 def _http_handler(spec: EventSpec, *, url: str, token_env: str) -> dict[str, Any]:
@@ -168,12 +195,18 @@ def desired_hooks(
     durable: bool = False,
     hook_command: str = HOOK_COMMAND,
     claude_version: tuple[int, int, int] | None = None,
+    wake: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Our matcher group for each event, in install order."""
+    """Our matcher group for each event, in install order.
+
+    ``wake``: the Stop group also runs the background waiter that wakes an idle session.
+    """
     url = normalize_url(url)
     if not any(m in hook_command for m in COMMAND_MARKERS):
         # uninstall finds our command hooks by these names
-        raise InstallError(f"--hook-command must run {HOOK_COMMAND} or claude_bridge.shim")
+        raise InstallError(
+            f"--hook-command must run {HOOK_COMMAND}, claude_bridge.shim or claude_bridge/shim.py"
+        )
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
         raise InstallError(f"not an environment variable name: {token_env!r}")
     groups: dict[str, dict[str, Any]] = {}
@@ -186,6 +219,10 @@ def desired_hooks(
             handler = _http_handler(spec, url=url, token_env=token_env)
         group: dict[str, Any] = {"matcher": "*"} if spec.matcher else {}
         group["hooks"] = [handler]
+        if wake and spec.name == "Stop":
+            group["hooks"].append(
+                _wait_handler(url=url, token_env=token_env, hook_command=hook_command)
+            )
         groups[spec.name] = group
     return groups
 
@@ -346,6 +383,7 @@ def install(
     hook_command: str = HOOK_COMMAND,
     claude_version: tuple[int, int, int] | None = None,
     dry_run: bool = False,
+    wake: bool = True,
 ) -> bool:
     """Merge the bridge's hooks into ``settings_path``. True when the file changed (or would)."""
     desired = desired_hooks(
@@ -354,6 +392,7 @@ def install(
         durable=durable,
         hook_command=hook_command,
         claude_version=claude_version,
+        wake=wake,
     )
     return _apply(settings_path, desired, dry_run=dry_run)[0]
 
@@ -379,19 +418,42 @@ def detect_claude_version() -> tuple[int, int, int] | None:
         return None
 
 
+def fast_shim_argv() -> list[str]:
+    """This Python (absolute: Claude Code runs hooks with the PATH it was started with, which may
+    not include our virtualenv) running the shim with nothing but the standard library.
+
+    ``-I``: no ``PYTHON*`` environment, user site or current directory on ``sys.path`` (the
+    project Claude Code runs in can't shadow a module); ``-S``: no ``site``, so no ``.pth`` files
+    (the shim needs nothing from site-packages). The ``-c`` loader appends the directory holding
+    ``claude_bridge`` to ``sys.path`` (after the standard library, which it can't shadow either)
+    and imports the shim from its cached bytecode, then ``run()`` skips the interpreter's
+    finalisation. About 1.2 × curl per event, ~1 ms over a bare ``python -I -S -c pass``, where
+    the console script costs ~1.7 × and ``python -I -S …/claude_bridge/shim.py`` ~1.8 × (a script
+    is compiled on every run, ~4 ms): ``bench/shim_vs_curl.py``.
+    """
+    from claude_bridge import shim  # standard library only: cheap
+
+    root = str(Path(shim.__file__).absolute().parent.parent)
+    # json.dumps: a double-quoted Python string literal (its escapes are Python's too)
+    loader = (
+        f"import sys;sys.path.append({json.dumps(root)});from claude_bridge.shim import run;run()"
+    )
+    return [sys.executable, "-I", "-S", "-c", loader]
+
+
 def default_hook_command(shared: bool) -> str:
     """The shim as Claude Code's shell should run it.
 
     A file committed for a team can only name the command (each machine has its own install);
-    a personal file gets the absolute path when it sits next to this Python, because Claude Code
-    runs hooks with the PATH it was started with, which may not include our virtualenv.
+    a personal file gets ``fast_shim_argv`` (or, from a Python that doesn't know its own path,
+    the console script by its absolute path when it is on PATH).
     """
-    if not shared:
-        beside = Path(sys.executable).parent / HOOK_COMMAND
-        found = str(beside) if beside.exists() else shutil.which(HOOK_COMMAND)
-        if found:
-            return shlex.quote(found)
-    return HOOK_COMMAND
+    if shared:
+        return HOOK_COMMAND
+    if sys.executable:
+        return shlex.join(fast_shim_argv())
+    found = shutil.which(HOOK_COMMAND)
+    return shlex.quote(found) if found else HOOK_COMMAND
 
 
 def _token_hint(token: str | None, token_env: str, config: Path | None) -> str:
@@ -504,6 +566,7 @@ def run(args: argparse.Namespace) -> int:
                 durable=args.durable,
                 hook_command=args.hook_command or default_hook_command(shared),
                 claude_version=version,
+                wake=not args.no_wake,
             )
             changed, diff = _apply(path, desired, dry_run=args.dry_run)
             if read_settings(path)[1].get("disableAllHooks") is True:
@@ -585,13 +648,21 @@ def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     p.add_argument(
         "--hook-command",
-        help=f"how to run the shim (default: {HOOK_COMMAND}, by absolute path when found)",
+        help="how to run the shim (default: this Python running it directly, "
+        f"'<python> -I -S -c <loader>'; with --shared: {HOOK_COMMAND}); must contain "
+        f"{HOOK_COMMAND}, claude_bridge.shim or claude_bridge/shim.py",
     )
     p.add_argument(
         "--claude-version",
         default="auto",
         metavar="X.Y.Z",
         help="install only events this Claude Code version knows (default: ask `claude --version`)",
+    )
+    p.add_argument(
+        "--no-wake",
+        action="store_true",
+        help="don't add the background waiter (an asyncRewake Stop hook running "
+        f"'{HOOK_COMMAND} wait') that wakes an idle session when someone writes in Matrix",
     )
     p.add_argument("--uninstall", action="store_true", help="remove the bridge's hooks")
     p.add_argument(

@@ -6,10 +6,21 @@ stdout is the hook output, and Claude Code waits for us on every event. So this 
 * imports the standard library only (no pydantic, aiohttp or ``claude_bridge`` modules): it is
   started once per hook event and its start-up time is added to the user's wait;
 * always exits 0 — exit code 2 means "block" to Claude Code — and prints ``{}`` when it has
-  nothing from the bridge;
+  nothing from the bridge (``wait``, the background waiter, exits 2 on purpose: see there);
 * is bounded by ``--timeout`` for the whole call (draining the spool included);
 * never loses an event to a bridge outage: when the bridge is unreachable or answers a temporary
   error, the event goes to a spool directory and is replayed, in order, by the next call.
+
+Start-up is most of its cost, so the common call — ``send`` to an ``http://`` bridge with an
+empty spool — imports nothing but this module and ``_socket``: ``install-hooks`` runs it as
+``python -I -S -c <loader>`` (no ``site``, ``.pth`` files, environment or current directory;
+cached bytecode, see ``installer.fast_shim_argv``) and ``run()`` skips the interpreter's
+finalisation. The flags are read without ``argparse`` (``parse_fast``), the request goes over
+``_socket`` instead of ``http.client`` (which pulls in ``email`` and ``ssl``), the URL is split
+without ``urllib.parse`` and ``posix`` stands in for ``os`` (whose Python layer costs ~1 ms).
+Anything else — ``wait``, ``--help``, a flag the fast parser doesn't know, ``https://``, the
+spool — imports what it needs when it needs it. ``tests/unit/test_shim.py`` checks the imports;
+``bench/shim_vs_curl.py`` measures the result against ``curl``.
 
 Spool layout (one directory per spool, ``$CLAUDE_BRIDGE_SPOOL``)::
 
@@ -28,13 +39,16 @@ overtakes a spooled one: while anything is left in the spool, the current event 
 
 from __future__ import annotations
 
-import argparse
-import fcntl
-import http.client
-import os
+import _socket
+import posix
 import sys
 import time
-import urllib.parse
+
+TYPE_CHECKING = False  # typing itself costs start-up time; mypy reads this name specially
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import NoReturn
 
 HOOK_PATH = "/claude/v1/hooks"
 DEFAULT_TOKEN_ENV = "CLAUDE_BRIDGE_TOKEN"
@@ -51,6 +65,8 @@ REPLAY_TIMEOUT = 5.0
 open (e.g. for a human approval); this cap keeps one slow replay from eating the whole budget."""
 MIN_ATTEMPT = 0.2
 """Don't start a request with less time than this left: spool instead."""
+MAX_HEAD = 65536
+"""Largest response head (status line and headers) we read, as ``http.client``'s line limit."""
 
 _counter = 0
 
@@ -58,6 +74,16 @@ _counter = 0
 def log(message: str) -> None:
     """One line to stderr (Claude Code shows it in verbose mode). Never pass the token here."""
     print(f"claude-bridge-hook: {message}", file=sys.stderr, flush=True)
+
+
+def getenv(name: str) -> str | None:
+    """``os.environ.get(name)`` without importing ``os`` when nothing has yet."""
+    os = sys.modules.get("os")
+    if os is not None:  # it may have changed since start-up (an in-process caller)
+        value: str | None = os.environ.get(name)
+        return value
+    raw = posix.environ.get(name.encode())  # bytes on POSIX, as os.environ decodes them
+    return None if raw is None else raw.decode(sys.getfilesystemencoding(), "surrogateescape")
 
 
 # --- talking to the bridge ----------------------------------------------------------------------
@@ -90,22 +116,234 @@ def is_permanent(status: int) -> bool:
     return 400 <= status < 500 and status not in (408, 425, 429)
 
 
+def _answer(status: int, data: bytes) -> Answer:
+    if 200 <= status < 300:
+        return Answer("ok", status=status, body=data)
+    kind = "permanent" if is_permanent(status) else "temporary"
+    return Answer(kind, status=status, body=data, reason=f"HTTP {status}")
+
+
+def _unanswered(error: Exception, *, sent: bool) -> Answer:
+    # Refused, reset, DNS, TLS or timeout (TimeoutError is an OSError). If it happened after the
+    # request went out, the bridge may have it: remember that for the replay.
+    what = "no answer" if sent else "unreachable"
+    return Answer(
+        "temporary", reason=f"{what} ({type(error).__name__}: {error})", maybe_delivered=sent
+    )
+
+
+def split_url(url: str) -> tuple[str, str, int | None, str]:
+    """``(scheme, hostname, port, path)`` of an ``http(s)://`` URL, as ``urllib.parse.urlsplit``
+    reads them (importing it costs ~5 ms: ``re``, ``collections``…); query and fragment dropped.
+    Raises ValueError for anything else, and for spaces or control characters."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("http", "https") or any(c <= " " or c == "\x7f" for c in url):
+        raise ValueError(f"bridge URL must be http(s)://host[:port][/prefix], got {url!r}")
+    end = len(rest)
+    for c in "/?#":
+        if 0 <= (i := rest.find(c)) < end:
+            end = i
+    netloc, path = rest[:end], rest[end:].partition("?")[0].partition("#")[0]
+    hostport = netloc.rpartition("@")[2]  # credentials are never sent
+    if hostport.startswith("["):  # [IPv6]:port
+        host, _, port_text = hostport[1:].partition("]")
+        port_text = port_text.partition(":")[2]
+    else:
+        host, _, port_text = hostport.partition(":")
+    port = None
+    if port_text:
+        if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
+            raise ValueError(f"bad port in bridge URL {url!r}")
+        port = int(port_text)
+    if not host:
+        raise ValueError(f"bridge URL must be http(s)://host[:port][/prefix], got {url!r}")
+    return scheme, host.lower(), port, path
+
+
+class _BadResponse(Exception):
+    """The answer is not HTTP we can read, or the connection closed in the middle of it."""
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    return left
+
+
+def _connect(host: bytes, port: int, deadline: float) -> _socket.socket:
+    """``socket.create_connection`` (whose module costs ~6 ms to import: enum, selectors).
+
+    ``host`` is ASCII bytes: given a str, getaddrinfo encodes it with the ``idna`` codec, whose
+    import costs ~6 ms (``re``, ``enum``, ``stringprep``)."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(_left(deadline))
+            sock.connect(address)
+        except OSError as e:
+            sock.close()
+            error = e
+            continue
+        return sock
+    raise error or OSError(f"no address for {host.decode()}")
+
+
+def _recv(sock: _socket.socket, deadline: float) -> bytes:
+    sock.settimeout(_left(deadline))
+    data: bytes = sock.recv(65536)
+    return data
+
+
+def _read_exact(
+    sock: _socket.socket, buf: bytearray, n: int, deadline: float
+) -> tuple[bytes, bytearray]:
+    while len(buf) < n:
+        if not (chunk := _recv(sock, deadline)):
+            raise _BadResponse(f"connection closed {len(buf)} bytes into {n}")
+        buf += chunk
+    return bytes(buf[:n]), buf[n:]
+
+
+def _read_line(sock: _socket.socket, buf: bytearray, deadline: float) -> tuple[bytes, bytearray]:
+    while (i := buf.find(b"\n")) < 0:
+        if len(buf) > MAX_HEAD:
+            raise _BadResponse("line too long")
+        if not (chunk := _recv(sock, deadline)):
+            raise _BadResponse("connection closed inside a chunked body")
+        buf += chunk
+    return bytes(buf[:i]).strip(), buf[i + 1 :]
+
+
+def _read_head(sock: _socket.socket, buf: bytearray, deadline: float) -> tuple[bytes, bytearray]:
+    """The status line and headers (up to the blank line), and what came after them."""
+    while True:
+        ends = [(i, len(sep)) for sep in (b"\r\n\r\n", b"\n\n") if (i := buf.find(sep)) >= 0]
+        if ends:
+            i, n = min(ends)
+            return bytes(buf[:i]).replace(b"\r", b""), buf[i + n :]
+        if len(buf) > MAX_HEAD:
+            raise _BadResponse("response head too long")
+        if not (chunk := _recv(sock, deadline)):
+            raise _BadResponse("connection closed without a response" if not buf else "cut short")
+        buf += chunk
+
+
+def read_response(sock: _socket.socket, deadline: float) -> tuple[int, bytes]:
+    """Status and body of an HTTP/1.x answer: by Content-Length, chunked, or up to the close."""
+    buf = bytearray()
+    status = 100
+    while status < 200:  # an interim 1xx answer comes before the real one
+        head, buf = _read_head(sock, buf, deadline)
+        lines = head.split(b"\n")
+        parts = lines[0].split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise _BadResponse(f"not an HTTP status line: {lines[0][:80]!r}")
+        status = int(parts[1])
+    headers = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    if status in (204, 304):
+        return status, b""
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        body = bytearray()
+        while True:
+            line, buf = _read_line(sock, buf, deadline)
+            try:
+                size = int(line.partition(b";")[0], 16)
+            except ValueError:
+                raise _BadResponse(f"bad chunk size {line[:20]!r}") from None
+            if size <= 0:  # the last chunk; trailers (if any) don't matter: we close
+                return status, bytes(body)
+            data, buf = _read_exact(sock, buf, size + 2, deadline)  # the chunk and its CRLF
+            body += data[:size]
+    length = headers.get(b"content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise _BadResponse(f"bad Content-Length {length[:20]!r}")
+        return status, _read_exact(sock, buf, int(length), deadline)[0]
+    while chunk := _recv(sock, deadline):  # no length: the body ends when the server closes
+        buf += chunk
+    return status, bytes(buf)
+
+
 class Bridge:
     def __init__(self, url: str, token: str | None) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"bridge URL must be http(s)://host[:port][/prefix], got {url!r}")
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname
-        self.port = parts.port
-        path = parts.path.rstrip("/")
+        scheme, self.host, self.port, path = split_url(url)
+        self.https = scheme == "https"
+        try:
+            self.ascii_host = self.host.encode("ascii")
+        except UnicodeEncodeError:  # an internationalised name: its xn-- form
+            self.ascii_host = self.host.encode("idna")
+        path = path.rstrip("/")
         # Accept the endpoint itself as well as the bridge's base URL.
         self.path = path if path.endswith(HOOK_PATH) else path + HOOK_PATH
+        if not self.path.isascii():
+            raise ValueError(f"bridge URL path must be ASCII (percent-encoded): {url!r}")
+        if token and (any(c in token for c in "\r\n\0") or max(token) > "\xff"):
+            raise ValueError("the hook token holds a character an HTTP header can't carry")
         self.token = token
 
     def post(self, body: bytes, *, timeout: float, replay: str | None = None) -> Answer:
-        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        conn = cls(self.host, self.port, timeout=max(timeout, 0.05))
+        return self.request("POST", self.path, body, timeout=timeout, replay=replay)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        timeout: float,
+        replay: str | None = None,
+    ) -> Answer:
+        """One request on a fresh connection (``Connection: close``). ``timeout`` bounds all of
+        it (connect, send, answer) over ``http://``, each step over ``https://``."""
+        if self.https:
+            return self._request_https(method, path, body, timeout=timeout, replay=replay)
+        deadline = time.monotonic() + max(timeout, 0.05)
+        port = 80 if self.port is None else self.port
+        host = self.ascii_host.decode()
+        if ":" in host:
+            host = f"[{host}]"  # IPv6
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {host}" if port == 80 else f"Host: {host}:{port}",
+            "Accept-Encoding: identity",
+            "Content-Type: application/json",
+            "Connection: close",
+        ]
+        if self.token:
+            lines.append(f"Authorization: Bearer {self.token}")
+        if replay:
+            lines.append(f"{SPOOLED_HEADER}: {replay}")
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        message = "\r\n".join([*lines, "", ""]).encode("latin-1") + (body or b"")
+        sent = False
+        try:
+            sock = _connect(self.ascii_host, port, deadline)
+            try:
+                sock.settimeout(_left(deadline))
+                sock.sendall(message)
+                sent = True
+                status, data = read_response(sock, deadline)
+            finally:
+                sock.close()
+        except (OSError, _BadResponse) as e:
+            return _unanswered(e, sent=sent)
+        return _answer(status, data)
+
+    def _request_https(
+        self, method: str, path: str, body: bytes | None, *, timeout: float, replay: str | None
+    ) -> Answer:
+        import http.client  # TLS: not worth re-implementing; ~15 ms, https bridges only
+
+        conn = http.client.HTTPSConnection(self.host, self.port, timeout=max(timeout, 0.05))
         headers = {"Content-Type": "application/json", "Connection": "close"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -113,48 +351,52 @@ class Bridge:
             headers[SPOOLED_HEADER] = replay
         sent = False
         try:
-            conn.request("POST", self.path, body=body, headers=headers)
+            conn.request(method, path, body=body, headers=headers)
             sent = True
             response = conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as e:
-            # Refused, reset, DNS, TLS or timeout (TimeoutError is an OSError). If it happened
-            # after the request went out, the bridge may have it: remember that for the replay.
-            what = "no answer" if sent else "unreachable"
-            return Answer(
-                "temporary", reason=f"{what} ({type(e).__name__}: {e})", maybe_delivered=sent
-            )
+            return _unanswered(e, sent=sent)
         finally:
             conn.close()
-        status = response.status
-        if 200 <= status < 300:
-            return Answer("ok", status=status, body=data)
-        kind = "permanent" if is_permanent(status) else "temporary"
-        return Answer(kind, status=status, body=data, reason=f"HTTP {status}")
+        return _answer(response.status, data)
 
 
 # --- the spool ----------------------------------------------------------------------------------
+# Only pending() runs on every call (one posix.listdir); the rest imports os and fcntl itself.
 
 
 def default_spool_dir() -> str:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "claude-bridge", "spool")
+    cache = getenv("XDG_CACHE_HOME")
+    if not cache:
+        home = getenv("HOME")
+        if home is None:
+            import os
+
+            home = os.path.expanduser("~")  # from the password database
+        cache = home.rstrip("/") + "/.cache"
+    return cache.rstrip("/") + "/claude-bridge/spool"
 
 
 class Spool:
     def __init__(self, directory: str) -> None:
         self.dir = directory
-        self.rejected_dir = os.path.join(directory, "rejected")
+        self.rejected_dir = directory.rstrip("/") + "/rejected"
+
+    def _path(self, name: str) -> str:
+        return self.dir.rstrip("/") + "/" + name
 
     def pending(self) -> list[str]:
         """Spooled events, oldest first. Cheap enough for every call: one directory listing."""
         try:
-            names = os.listdir(self.dir)
+            names = posix.listdir(self.dir)
         except FileNotFoundError:
             return []
         return sorted(n for n in names if n.endswith(".json") and not n.startswith("."))
 
     def add(self, body: bytes, *, maybe_delivered: bool = False) -> str:
+        import os
+
         global _counter
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         # time_ns first so lexical order is arrival order; never sort before what is already
@@ -168,16 +410,16 @@ class Spool:
         _counter += 1
         suffix = ".sent.json" if maybe_delivered else ".json"
         name = f"{stamp:020d}-{os.getpid():07d}-{_counter:03d}{suffix}"
-        self._write_atomic(os.path.join(self.dir, name), body)
+        self._write_atomic(self._path(name), body)
         return name
 
     def read(self, name: str) -> bytes:
-        with open(os.path.join(self.dir, name), "rb") as f:
+        with open(self._path(name), "rb") as f:
             return f.read()
 
     def remove(self, name: str) -> None:
         try:
-            os.unlink(os.path.join(self.dir, name))
+            posix.unlink(self._path(name))
         except FileNotFoundError:
             pass
 
@@ -185,19 +427,23 @@ class Spool:
         """The bridge may have this one already (timed out after sending): say so on replay."""
         if not name.endswith(".sent.json"):
             base = name.removesuffix(".json")
-            os.replace(os.path.join(self.dir, name), os.path.join(self.dir, base + ".sent.json"))
+            posix.replace(self._path(name), self._path(base + ".sent.json"))
 
     def reject(self, name: str, answer: Answer) -> None:
         """Park an event the bridge refused, with the reason, so it is not retried forever."""
+        import os
+
         os.makedirs(self.rejected_dir, mode=0o700, exist_ok=True)
         detail = answer.body[:4096].decode("utf-8", "replace")
         self._write_atomic(
             os.path.join(self.rejected_dir, name + ".error"),
             f"{answer.reason}\n{detail}\n".encode(),
         )
-        os.replace(os.path.join(self.dir, name), os.path.join(self.rejected_dir, name))
+        os.replace(self._path(name), os.path.join(self.rejected_dir, name))
 
     def _write_atomic(self, path: str, data: bytes) -> None:
+        import os
+
         directory, base = os.path.split(path)
         tmp = os.path.join(directory, f".{base}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -210,8 +456,11 @@ class Spool:
 
     def lock(self, wait: float) -> int | None:
         """Take the drain lock, waiting at most ``wait`` seconds. Returns the fd, or None."""
+        import fcntl
+        import os
+
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._path(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         give_up = time.monotonic() + wait
         while True:
             try:
@@ -225,7 +474,7 @@ class Spool:
 
     @staticmethod
     def unlock(fd: int) -> None:
-        os.close(fd)  # closing the descriptor releases the flock
+        posix.close(fd)  # closing the descriptor releases the flock
 
 
 def drain(spool: Spool, bridge: Bridge, deadline: float, *, lock_wait: float) -> str:
@@ -272,19 +521,158 @@ def drain(spool: Spool, bridge: Bridge, deadline: float, *, lock_wait: float) ->
         spool.unlock(fd)
 
 
+# --- the command line ---------------------------------------------------------------------------
+
+
+class Option:
+    """One flag of the shim, the single definition both parsers are built from."""
+
+    __slots__ = ("convert", "default", "dest", "flag", "help", "metavar")
+
+    def __init__(
+        self,
+        flag: str,
+        convert: Callable[[str], object],
+        default: object,
+        help: str,
+        metavar: str | None = None,
+    ) -> None:
+        self.flag = flag
+        self.dest = flag.removeprefix("--").replace("-", "_")
+        self.convert = convert
+        self.default = default
+        self.help = help
+        self.metavar = metavar
+
+
+OPTIONS = (
+    Option("--url", str, None, "bridge base URL (default: $CLAUDE_BRIDGE_URL)"),
+    Option(
+        "--token-env",
+        str,
+        DEFAULT_TOKEN_ENV,
+        "environment variable holding the hook token (default: %(default)s)",
+        metavar="NAME",
+    ),
+    Option(
+        "--timeout",
+        float,
+        DEFAULT_TIMEOUT,
+        "seconds for the whole call, spool drain included (default: %(default)s); keep it below "
+        "the hook's timeout in settings.json",
+    ),
+    Option(
+        "--spool-dir",
+        str,
+        None,
+        "spool directory (default: $CLAUDE_BRIDGE_SPOOL or ~/.cache/claude-bridge/spool)",
+    ),
+)
+_BY_FLAG = {o.flag: o for o in OPTIONS}
+
+WAIT_PATH = "/claude/v1/sessions/{}/wait"
+WAIT_POLL = 300.0
+WAKE = 2
+"""Exit code with which an ``asyncRewake`` hook wakes the session; its stderr is what Claude reads."""
+WAIT_BACKOFF_MAX = 30.0
+
+
+class Args:
+    """The parsed command line: filled by ``parse_fast``, or by argparse as its namespace."""
+
+    url: str | None
+    token_env: str
+    timeout: float
+    spool_dir: str | None
+
+    def __init__(self) -> None:
+        self.command = "send"
+        self.poll = WAIT_POLL
+        for option in OPTIONS:
+            setattr(self, option.dest, option.default)
+
+
+def parse_fast(argv: list[str]) -> Args | None:
+    """The common command line — flags of ``OPTIONS`` (``--flag value`` or ``--flag=value``),
+    then at most ``send`` — without importing argparse (~5 ms). None for anything else (a
+    subcommand, ``--help``, an abbreviation, a value that looks like a flag, a bad number): that
+    goes to argparse, which reads it, or rejects it, as it always did."""
+    args = Args()
+    i, n = 0, len(argv)
+    while i < n:
+        arg = argv[i]
+        if arg == "send" and i == n - 1:
+            break
+        flag, eq, value = arg.partition("=")
+        option = _BY_FLAG.get(flag)
+        if option is None:
+            return None
+        if not eq:
+            i += 1
+            if i == n or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+        try:
+            setattr(args, option.dest, option.convert(value))
+        except ValueError:
+            return None
+        i += 1
+    return args
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            # argparse would exit 2, which Claude Code reads as "block": fail open instead.
+            raise _UsageError(message)
+
+    parser = Parser(
+        prog="claude-bridge-hook",
+        description="Forward a Claude Code hook event (stdin) to claude-bridge; print its answer.",
+    )
+    for o in OPTIONS:
+        parser.add_argument(
+            o.flag, dest=o.dest, type=o.convert, default=o.default, metavar=o.metavar, help=o.help
+        )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("send", help="send the hook event on stdin (the default)")
+    waiter = sub.add_parser(
+        "wait",
+        help="as an asyncRewake Stop hook: wait for messages from Matrix to the idle session "
+        "and wake it with them (exit 2, messages on stderr); --timeout bounds the whole wait",
+    )
+    waiter.add_argument(
+        "--poll", type=float, default=WAIT_POLL, help="seconds per long-poll (default: %(default)s)"
+    )
+    return parser
+
+
+def parse_args(argv: list[str]) -> Args:
+    args = parse_fast(argv)
+    if args is None:
+        args = build_parser().parse_args(argv, namespace=Args())
+    return args
+
+
 # --- commands -----------------------------------------------------------------------------------
 
 
-def send(args: argparse.Namespace) -> bytes:
+def send(args: Args) -> bytes:
     """Forward the event on stdin; return what to print on stdout."""
     body = sys.stdin.buffer.read()
     deadline = time.monotonic() + args.timeout
-    url = args.url or os.environ.get("CLAUDE_BRIDGE_URL")
+    url = args.url or getenv("CLAUDE_BRIDGE_URL")
     if not url:
         log("no bridge URL (--url or $CLAUDE_BRIDGE_URL); event dropped")
         return EMPTY_ANSWER
-    bridge = Bridge(url, os.environ.get(args.token_env))
-    spool = Spool(args.spool_dir or os.environ.get("CLAUDE_BRIDGE_SPOOL") or default_spool_dir())
+    bridge = Bridge(url, getenv(args.token_env))
+    spool = Spool(args.spool_dir or getenv("CLAUDE_BRIDGE_SPOOL") or default_spool_dir())
 
     if spool.pending():
         state = drain(spool, bridge, deadline, lock_wait=LOCK_WAIT)
@@ -315,50 +703,64 @@ def send(args: argparse.Namespace) -> bytes:
     return EMPTY_ANSWER
 
 
-class _UsageError(Exception):
-    pass
+def wait(args: Args) -> tuple[bytes, int]:
+    """Long-poll the bridge until someone in Matrix writes to this (idle) session.
 
+    Exit 2 with the messages on stderr wakes Claude with them; exit 0 (nothing printed) when the
+    time is up, a newer waiter of the session took over (410), or the bridge refuses. Nothing else
+    goes to stderr: an ``asyncRewake`` hook's stderr is what Claude is shown.
+    """
+    import json  # only here: a background process, its start-up time is nobody's wait
+    import urllib.parse
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse would exit 2, which Claude Code reads as "block": fail open instead.
-        raise _UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="claude-bridge-hook",
-        description="Forward a Claude Code hook event (stdin) to claude-bridge; print its answer.",
-    )
-    parser.add_argument("--url", help="bridge base URL (default: $CLAUDE_BRIDGE_URL)")
-    parser.add_argument(
-        "--token-env",
-        default=DEFAULT_TOKEN_ENV,
-        metavar="NAME",
-        help=f"environment variable holding the hook token (default: {DEFAULT_TOKEN_ENV})",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help="seconds for the whole call, spool drain included (default: %(default)s); keep it "
-        "below the hook's timeout in settings.json",
-    )
-    parser.add_argument(
-        "--spool-dir",
-        help="spool directory (default: $CLAUDE_BRIDGE_SPOOL or ~/.cache/claude-bridge/spool)",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("send", help="send the hook event on stdin (the default)")
-    parser.set_defaults(func=send)
-    return parser
+    started = time.time_ns()  # a later waiter of the same session supersedes this one
+    deadline = time.monotonic() + args.timeout
+    try:
+        session_id = json.loads(sys.stdin.buffer.read() or b"{}").get("session_id")
+    except (ValueError, AttributeError):
+        session_id = None
+    session_id = session_id or getenv("CLAUDE_CODE_SESSION_ID")
+    url = args.url or getenv("CLAUDE_BRIDGE_URL")
+    if not isinstance(session_id, str) or not session_id or not url:
+        return b"", 0
+    bridge = Bridge(url, getenv(args.token_env))
+    base = bridge.path.removesuffix(HOOK_PATH) + WAIT_PATH.format(urllib.parse.quote(session_id))
+    delay = 0.5
+    while (left := deadline - time.monotonic()) >= MIN_ATTEMPT:
+        poll = min(left, args.poll)
+        query = urllib.parse.urlencode({"timeout": f"{poll:.1f}", "since": started})
+        asked = time.monotonic()
+        answer = bridge.request("GET", f"{base}?{query}", timeout=poll + 15)
+        if answer.kind == "ok" and answer.status == 200:
+            try:
+                text = json.loads(answer.body)["text"]
+            except (ValueError, KeyError, TypeError):
+                return b"", 0
+            # UTF-8 whatever the locale says (-I ignores PYTHONIOENCODING and PYTHONUTF8)
+            sys.stderr.flush()
+            sys.stderr.buffer.write(f"{text}\n".encode("utf-8", "backslashreplace"))
+            sys.stderr.flush()
+            return b"", WAKE
+        if answer.kind == "permanent":
+            return b"", 0  # superseded (410), not ours (403), unknown session (404), bad token
+        # Unreachable or 5xx (the bridge is restarting), or a 204 long before the poll was up
+        # (it is stopping): try again, patiently. A 204 after a full poll: poll again at once.
+        if answer.kind == "temporary" or time.monotonic() - asked < poll / 2:
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 2, WAIT_BACKOFF_MAX)
+        else:
+            delay = 0.5
+    return b"", 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    out = EMPTY_ANSWER
+    out, code = EMPTY_ANSWER, 0
     try:
-        args = build_parser().parse_args(argv)
-        out = args.func(args)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        if args.command == "wait":
+            out, code = wait(args)
+        else:
+            out = send(args)
     except _UsageError as e:
         log(f"usage error: {e}")
     except Exception as e:  # never let a bug block or break Claude Code
@@ -368,8 +770,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     except OSError:
         pass  # Claude Code stopped listening (timeout): nothing left to do
-    return 0
+    return code
+
+
+def run() -> NoReturn:
+    """The installed command's entry point (``python -I -S …``): ``main()``, then exit at once.
+
+    Both output streams are flushed and nothing else is left open, so the interpreter's
+    finalisation (~1 ms: tearing down modules) has nothing to do for us: skip it.
+    """
+    code = main()
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
+    posix._exit(code)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

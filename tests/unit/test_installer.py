@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,16 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def ours(data: dict[str, Any], event: str) -> list[dict[str, Any]]:
+    """Our handlers for ``event``, without the background waiter (see ``waiters``)."""
+    return [h for h in _all_ours(data, event) if not h.get("asyncRewake")]
+
+
+def waiters(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our background waiters (asyncRewake command hooks), on any event."""
+    return [h for e in data.get("hooks", {}) for h in _all_ours(data, e) if h.get("asyncRewake")]
+
+
+def _all_ours(data: dict[str, Any], event: str) -> list[dict[str, Any]]:
     return [h for g in data["hooks"].get(event, []) for h in g["hooks"] if installer.is_ours(h)]
 
 
@@ -361,3 +373,126 @@ def test_token_name_resolved_through_the_bridge_config(
 
     assert f"export CLAUDE_BRIDGE_TOKEN={SECRET}" in capsys.readouterr().out
     assert SECRET not in (tmp_path / "cfg" / "settings.json").read_text()
+
+
+def test_the_stop_group_also_starts_the_background_waiter(settings: Path) -> None:
+    installer.install(settings, url=URL, hook_command="claude-bridge-hook")
+    data = load(settings)
+
+    [waiter] = waiters(data)
+    [group] = [g for g in data["hooks"]["Stop"] if waiter in g["hooks"]]
+    assert group["hooks"][0] == ours(data, "Stop")[0]  # the Stop hook itself runs first
+    assert waiter == {
+        "type": "command",
+        "command": f"claude-bridge-hook --url {URL} --timeout "
+        f"{installer.WAIT - installer.SHIM_MARGIN} wait",
+        "timeout": installer.WAIT,
+        "async": True,
+        "asyncRewake": True,
+    }
+    assert installer.install(settings, url=URL, hook_command="claude-bridge-hook") is False
+
+
+def test_waiter_follows_token_env_and_can_be_left_out(settings: Path) -> None:
+    installer.install(settings, url=URL, token_env="OTHER_TOKEN")
+    [waiter] = waiters(load(settings))
+    assert "--token-env OTHER_TOKEN" in waiter["command"]
+
+    assert installer.install(settings, url=URL, token_env="OTHER_TOKEN", wake=False) is True
+    data = load(settings)
+    assert waiters(data) == [] and len(ours(data, "Stop")) == 1
+    assert installer.install(settings, url=URL, token_env="OTHER_TOKEN", wake=False) is False
+
+    assert cli("install-hooks", "--user", "--url", URL, "--no-wake") == 0
+    assert waiters(load(installer.user_settings_path())) == []
+
+
+def test_uninstall_removes_the_waiter_too(settings: Path) -> None:
+    installer.install(settings, url=URL)
+    assert installer.uninstall(settings) is True
+    assert load(settings) == ORIGINAL
+
+
+def test_personal_install_runs_the_shim_isolated_from_this_python(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No site, no .pth, no PYTHON* environment: the shim needs only the standard library."""
+    argv = installer.fast_shim_argv()
+    python, flags, loader = argv[0], argv[1:4], argv[4]
+    assert python == sys.executable and Path(python).is_absolute()
+    assert flags == ["-I", "-S", "-c"]
+    root = Path(installer.__file__).parent.parent
+    assert loader == (
+        f'import sys;sys.path.append("{root}");from claude_bridge.shim import run;run()'
+    )
+
+    assert cli("install-hooks", "--user", "--url", URL, "--durable") == 0
+    data = load(tmp_path / "cfg" / "settings.json")
+    for event in ("SessionStart", "PreToolUse", "Stop"):
+        [handler] = ours(data, event)
+        assert handler["command"].startswith(f"{shlex.join(argv)} --url {URL} --timeout ")
+    [waiter] = waiters(data)
+    assert waiter["command"] == (
+        f"{shlex.join(argv)} --url {URL} --timeout {installer.WAIT - installer.SHIM_MARGIN} wait"
+    )
+    assert cli("install-hooks", "--user", "--url", URL, "--durable") == 0
+    assert "already installed" in capsys.readouterr().out
+
+
+def test_the_loader_survives_any_path(tmp_path: Path) -> None:
+    """Quotes, spaces and backslashes in the install path stay one shell word and one literal."""
+    import subprocess
+
+    for name in ["it's here", 'say "hi"', "back\\slash", "sp ace", "ünï"]:
+        root = tmp_path / name
+        (root / "claude_bridge").mkdir(parents=True)
+        (root / "claude_bridge" / "__init__.py").write_text("")
+        (root / "claude_bridge" / "shim.py").write_text(
+            "def run():\n    import sys; print(sys.argv[1:], end='')\n"
+        )
+        loader = installer.fast_shim_argv()[4].replace(
+            json.dumps(str(Path(installer.__file__).parent.parent)), json.dumps(str(root))
+        )
+        command = shlex.join([sys.executable, "-I", "-S", "-c", loader, "--url", "x"])
+        out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+        assert out.stdout == "['--url', 'x']"
+
+
+SHIM_FORMS = [
+    "claude-bridge-hook",
+    "/home/dev/.venv/bin/claude-bridge-hook",
+    "'/home/dev/my venv/bin/claude-bridge-hook'",
+    "/usr/bin/python3 -m claude_bridge.shim",
+    "/home/dev/.venv/bin/python -I -S /home/dev/src/claude_bridge/shim.py",
+    shlex.join(installer.fast_shim_argv()),
+]
+
+
+@pytest.mark.parametrize("form", SHIM_FORMS)
+def test_every_form_of_the_shim_is_ours(form: str, settings: Path) -> None:
+    """Old installs (console script, -m) and new ones (script, loader) are all recognised:
+    reinstalling replaces them, uninstalling removes them."""
+    command = f"{form} --url {URL} --timeout 8"
+    assert installer.is_ours({"type": "command", "command": command})
+    assert installer.is_ours({"type": "command", "command": f"{command} wait", "async": True})
+
+    installer.install(settings, url=URL, durable=True, hook_command=form)
+    data = load(settings)
+    assert ours(data, "PreToolUse")[0]["command"] == command
+    assert installer.install(settings, url=URL, durable=True, hook_command=form) is False
+
+    fast = installer.default_hook_command(False)
+    assert installer.install(settings, url=URL, durable=True, hook_command=fast) is (form != fast)
+    data = load(settings)
+    for spec in installer.events_for():
+        [handler] = ours(data, spec.name)
+        assert handler["command"].startswith(f"{fast} --url {URL} ")
+    assert len(waiters(data)) == 1
+
+    assert installer.uninstall(settings) is True
+    assert load(settings) == ORIGINAL
+
+
+def test_not_every_python_command_is_ours() -> None:
+    for command in ["python3 ~/bin/lint.py", "python -m mytool.shim", "/opt/claude_bridge/run.sh"]:
+        assert not installer.is_ours({"type": "command", "command": command})
