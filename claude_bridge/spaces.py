@@ -1,0 +1,86 @@
+"""Project spaces: the thread rooms of one project are grouped in a Matrix space.
+
+The bridge bot owns the spaces (they outlive any one session); each thread room is linked both
+ways (``m.space.child`` in the space, ``m.space.parent`` in the room) so clients show the room
+under its project. Linking is best effort: a room works without its space, and a failure is
+logged rather than holding up the session's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from claude_bridge.log import get_logger
+from claude_bridge.matrix.client import MatrixClient, MatrixError
+from claude_bridge.permissions import Permissions
+from claude_bridge.store import Thread
+from claude_bridge.store.spaces import SpaceStore
+
+log = get_logger("spaces")
+
+
+class ProjectSpaces:
+    def __init__(
+        self,
+        store: SpaceStore,
+        client: MatrixClient,
+        permissions: Permissions,
+        *,
+        bot_mxid: str,
+        domain: str,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.permissions = permissions
+        self.bot_mxid = bot_mxid
+        self.domain = domain
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @staticmethod
+    def project_key(thread: Thread) -> str | None:
+        return thread.project_path or thread.project_name
+
+    async def link(self, thread: Thread) -> str | None:
+        """Put the thread's room into its project's space; returns the space id."""
+        key = self.project_key(thread)
+        if key is None or thread.room_id is None:
+            return None
+        try:
+            space = await self._ensure_space(key, thread.project_name or key)
+            via = {"via": [self.domain]}
+            await self.client.send_state(self.bot_mxid, space, "m.space.child", thread.room_id, via)
+            await self.client.send_state(
+                thread.ghost_mxid,
+                thread.room_id,
+                "m.space.parent",
+                space,
+                {**via, "canonical": True},
+            )
+            return space
+        except MatrixError as e:
+            log.warning(
+                "could not link the room to its project space", thread_id=thread.id, error=str(e)
+            )
+            return None
+
+    async def _ensure_space(self, key: str, project: str) -> str:
+        async with self._locks[key]:
+            existing = await self.store.get(key)
+            if existing:
+                return existing
+            invite = self.permissions.invitees()
+            name = f"Claude · {project}"
+            room_id = await self.client.create_room(
+                self.bot_mxid,
+                {
+                    "name": name,
+                    "topic": f"Claude Code sessions in {key}",
+                    "preset": "private_chat",
+                    "invite": invite,
+                    "creation_content": {"type": "m.space"},
+                    "power_level_content_override": {"users": {u: 50 for u in invite}},
+                },
+            )
+            log.info("created project space", project=key, room_id=room_id)
+            return await self.store.add(key, room_id, name)
