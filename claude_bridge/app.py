@@ -6,10 +6,15 @@ It wires; the parts do the work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
+from claude_bridge.catchup import CatchUp, with_catchup_marker
 from claude_bridge.config import Config
+from claude_bridge.control.service import Control
 from claude_bridge.delivery import Delivery
 from claude_bridge.errors import ExitCode, FatalError
 from claude_bridge.hooks.ingest import Ingest
@@ -17,12 +22,18 @@ from claude_bridge.hooks.server import HookServer
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.appservice import BridgeAppService
 from claude_bridge.matrix.client import MatrixClient
+from claude_bridge.matrix.echo import EchoFilter
 from claude_bridge.matrix.inbound import InboundProcessor
+from claude_bridge.matrix.recovery import RecoveryWatch
 from claude_bridge.matrix.startup import check_appservice, wait_for_homeserver
+from claude_bridge.ops.service import Operations
 from claude_bridge.permissions import Permissions
 from claude_bridge.render import render_event
 from claude_bridge.router import ThreadRouter
+from claude_bridge.spaces import ProjectSpaces
 from claude_bridge.store import MatrixInbox, Outbox, ThreadStore, create_database
+from claude_bridge.store.lock import leader_lock
+from claude_bridge.store.spaces import SpaceStore
 
 log = get_logger("app")
 
@@ -31,23 +42,28 @@ class Bridge:
     def __init__(self, config: Config, config_dir: Path) -> None:
         self.config = config
         self.db = create_database(config.database_url(config_dir))
+        self.lock = leader_lock(config.database_url(config_dir))
         self.threads = ThreadStore(self.db)
         self.outbox = Outbox(self.db)
         self.inbox = MatrixInbox(self.db)
         self.permissions = Permissions(config.bridge.permissions)
-        self.inbound = InboundProcessor(self.inbox, is_bridge_user=self.is_bridge_user)
+        echoes = EchoFilter(self.is_bridge_user)
+        self.inbound = InboundProcessor(self.inbox, echoes=echoes)
         self.appservice = BridgeAppService(
             config,
             self.inbox,
             on_events=self.inbound.notify,
             query_alias=lambda alias: self.router.query_alias(alias),
             query_user=lambda user_id: self.router.query_user(user_id),
+            echoes=echoes,
+            on_store_failure=lambda: self.recovery.transaction_failed(),
         )
         # The client needs the appservice's HTTP session, which exists once it has started.
         self.client: MatrixClient
         self.router: ThreadRouter
         self.delivery: Delivery
         self.hooks: HookServer
+        self.recovery: RecoveryWatch
 
     def is_bridge_user(self, user_id: str) -> bool:
         localpart, _, domain = user_id[1:].partition(":")
@@ -57,6 +73,13 @@ class Bridge:
         )
 
     async def start(self) -> None:
+        # One active bridge per database. A second process waits here, before it migrates the
+        # schema or binds a port (its hook and appservice ports are the active one's), and takes
+        # over when the active one dies.
+        try:
+            await self.lock.acquire()
+        except Exception as e:
+            raise FatalError(f"database {self.config.database!r}: {e}", ExitCode.DATABASE) from e
         try:
             await self.db.start()
         except Exception as e:
@@ -67,40 +90,91 @@ class Bridge:
             self.config.homeserver.address,
             self.config.appservice.as_token,
             self.appservice.bot_mxid,
+            timeout=self.config.homeserver.request_timeout,
         )
-        self.router = ThreadRouter(self.config, self.threads, self.client, self.permissions)
+        self.recovery = RecoveryWatch(
+            self.client,
+            self.config.appservice.id,
+            probe_db=lambda: self.db.fetchval("SELECT 1"),
+            on_recovered=self._resume,
+        )
+        spaces = ProjectSpaces(
+            SpaceStore(self.db),
+            self.client,
+            self.permissions,
+            bot_mxid=self.appservice.bot_mxid,
+            domain=self.config.homeserver.domain,
+        )
+        self.router = ThreadRouter(self.config, self.threads, self.client, self.permissions, spaces)
+        self.control = Control(
+            self.config,
+            self.db,
+            self.threads,
+            self.router,
+            self.client,
+            self.permissions,
+            self.is_bridge_user,
+        )
         self.delivery = Delivery(
             self.outbox,
             self.threads,
             self.router,
             self.client,
-            render_event,
+            self.control.renderer(with_catchup_marker(render_event)),
             mirror=self.config.bridge.mirror,
+            on_failure=self.recovery.failed,
         )
-        ingest = Ingest(self.db, self.threads, self.outbox, self.router, self.delivery.notify)
-        self.hooks = HookServer(self.config.hooks, ingest)
+        ingest = Ingest(
+            self.db,
+            self.threads,
+            self.outbox,
+            self.router,
+            self.delivery.notify,
+            new_threads_per_minute=self.config.hooks.new_threads_per_minute,
+            catchup=CatchUp(self.config.hooks.catchup, self.db),
+        )
+        self.hooks = HookServer(self.config.hooks, ingest, respond=self.control.respond)
+        self.control.add_routes(self.hooks)
+        self.inbound.register(self.control.handle)
+        self.ops = Operations(self)  # /health, /metrics, the threads API, retention
+        await self.control.start()
         # Hooks are accepted (durably) even while the homeserver is still unreachable.
         await self.hooks.start()
         await wait_for_homeserver(self.client, self.config.homeserver.address)
         await check_appservice(self.client, self.config)
+        await self.recovery.start()
         await self.delivery.start()
         await self.inbound.start()
-        self.appservice.ready = True
+        self.ops.started()
         log.info(
             "bridge ready",
             hooks=self.config.hooks.listen,
             appservice=self.config.appservice.address,
         )
 
+    def _resume(self) -> None:
+        self.delivery.resume()
+        self.inbound.notify()
+
     async def stop(self) -> None:
         self.appservice.ready = False
+        if hasattr(self, "ops"):
+            await self.ops.stop()
+        if hasattr(self, "control"):
+            self.control.release()  # held hook answers end now, or the server waits for them
         if hasattr(self, "hooks"):
             await self.hooks.stop()
+        if hasattr(self, "recovery"):
+            await self.recovery.stop()
         if hasattr(self, "delivery"):
             await self.delivery.stop()
+        if hasattr(self, "control"):
+            await self.control.stop()
         await self.inbound.stop()
-        await self.appservice.stop()
+        if hasattr(self.appservice, "runner"):  # mautrix sets it in start() only
+            await self.appservice.stop()
         await self.db.stop()
+        await self.lock.release()
         log.info("bridge stopped")
 
 
@@ -112,12 +186,31 @@ async def run_bridge(config: Config, config_dir: Path) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await bridge.start()
+        # A standby waits inside start() for the leader lock: a signal must end that wait too.
+        started = await _unless(stop, bridge.start())
     except FatalError as e:
         log.error(str(e))
         await bridge.stop()
         return int(e.exit_code)
-    await stop.wait()
+    code = ExitCode.OK
+    if started and await _unless(stop, bridge.lock.lost.wait()):
+        log.error("another bridge process holds the leader lock now; stopping")
+        code = ExitCode.DATABASE
     log.info("shutting down")
     await bridge.stop()
-    return 0
+    return int(code)
+
+
+async def _unless(stop: asyncio.Event, work: Awaitable[Any]) -> bool:
+    """Await ``work`` unless ``stop`` is set first (then cancel it); True if ``work`` finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        task.result()  # re-raise what start() raised
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     from claude_bridge import installer
 
     installer.add_subcommand(sub)
+    from claude_bridge.ops import commands
+
+    commands.add_subcommands(sub)
     return parser
 
 

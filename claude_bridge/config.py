@@ -7,6 +7,7 @@ Every field has a description; ``config.example.yaml`` is generated from them
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML, YAMLError
 
+from claude_bridge.catchup import CatchupConfig
+from claude_bridge.control.options import ControlConfig
 from claude_bridge.render.options import MirrorConfig
 
 GENERATE = "generate"
@@ -37,6 +40,13 @@ class HomeserverConfig(Section):
     )
     domain: str = Field(
         "localhost", description="The homeserver's server name (the part after ':' in user ids)."
+    )
+    request_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Seconds one homeserver request may take before it is abandoned and retried "
+        "(same transaction id, so a send that did arrive is not doubled).",
     )
 
     @field_validator("address")
@@ -85,6 +95,17 @@ class HooksConfig(Section):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest hook request body accepted (larger → 413)."
     )
+    new_threads_per_minute: int = Field(
+        60,
+        ge=0,
+        description="New sessions (threads) one hook token may open per minute; more are answered "
+        "429 with Retry-After (the shim spools them). Events of existing threads are not "
+        "limited. 0: no limit.",
+    )
+    catchup: CatchupConfig = Field(
+        default_factory=CatchupConfig,
+        description="Filling a room from the session transcript after events were lost.",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -114,6 +135,17 @@ class BridgeConfig(Section):
     alias_prefix: str = Field("claude-thread-", description="Localpart prefix of thread aliases.")
     mirror: MirrorConfig = Field(
         default_factory=MirrorConfig, description="What is mirrored into the rooms, and how."
+    )
+    control: ControlConfig = Field(
+        default_factory=ControlConfig,
+        description="Steering sessions from Matrix: messages to Claude, approvals, commands.",
+    )
+    retention: int | None = Field(
+        None,
+        ge=0,
+        description="Days to keep delivered hook-event payloads and processed Matrix events; "
+        "older ones are pruned hourly (thread mappings and Matrix event ids are kept). "
+        "0 or null keeps everything.",
     )
 
 
@@ -185,7 +217,48 @@ def _yaml() -> YAML:
     return yaml
 
 
-def load_config(path: Path) -> Config:
+ENV_PREFIX = "CLAUDE_BRIDGE__"
+"""``CLAUDE_BRIDGE__SECTION__KEY=value`` overrides ``section.key`` of the YAML (mautrix-style)."""
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], Any]:
+    """Dotted config keys → values from the environment.
+
+    Values stay strings (pydantic turns "29340" into an int where the model wants one); a value
+    starting with ``{`` or ``[`` is read as YAML/JSON, for mappings such as ``bridge.permissions``
+    whose keys cannot be spelled in a variable name.
+    """
+    found: dict[tuple[str, ...], Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
+            continue
+        keys = tuple(k.lower() for k in name.removeprefix(ENV_PREFIX).split("__"))
+        if not all(keys):
+            raise ConfigError(f"{name}: empty key segment (use one '__' between keys)")
+        value: Any = raw
+        if raw.lstrip().startswith(("{", "[")):
+            try:
+                value = YAML(typ="safe").load(raw)
+            except YAMLError as e:
+                raise ConfigError(f"{name}: not valid YAML/JSON: {e}") from None
+        found[keys] = value
+    return found
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    for keys, value in sorted(overrides.items()):
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file, apply ``CLAUDE_BRIDGE__…`` overrides from ``environ``, validate."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -196,7 +269,12 @@ def load_config(path: Path) -> Config:
         data = YAML(typ="safe").load(text)
     except YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return parse_config(data, str(path))
+    source = str(path)
+    overrides = env_overrides(os.environ if environ is None else environ)
+    if overrides and isinstance(data or {}, dict):
+        data = apply_overrides(data or {}, overrides)
+        source += f" with {', '.join('.'.join(k) for k in sorted(overrides))} from the environment"
+    return parse_config(data, source)
 
 
 def update_config_file(path: Path, updates: dict[tuple[str, ...], Any]) -> None:

@@ -5,11 +5,15 @@ concurrent sends, and for each hook event:
 
 1. render it to Matrix messages (pure, deterministic for the same event),
 2. send each message not yet recorded with the transaction id ``cb.<hook event id>.<part>`` — a retry
-   after a lost answer reuses it, and Synapse answers with the event it already has,
+   after a lost answer reuses it, and Synapse answers with the event it already has; since Synapse
+   forgets those ids when it restarts, a send that may have got through unanswered is first
+   looked up in the room (``matrix/txn_lookup.py``),
 3. record each event id as it is sent, and mark the hook event sent after the last part.
 
 Temporary failures (homeserver down, 5xx, 429, timeouts) are retried with backoff, honouring
-``retry_after_ms``; a permanent rejection of a part is replaced by a visible notice.
+``retry_after_ms``; a permanent rejection of a part is replaced by a visible notice. Outages
+(homeserver or database away) are reported through ``on_failure``; whoever watches for their end
+calls ``resume()``, which cuts every retry's backoff short (``matrix/recovery.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
+
+from structlog.contextvars import bind_contextvars
 
 from claude_bridge.hooks.models import (
     HookEvent,
@@ -31,8 +37,11 @@ from claude_bridge.hooks.models import (
 from claude_bridge.ids import ThreadID
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
+from claude_bridge.matrix.txn_lookup import find_sent
+from claude_bridge.ops import metrics
 from claude_bridge.render.messages import OutboundMessage, RenderContext
 from claude_bridge.router import ThreadRouter
+from claude_bridge.slots import SendSlots
 from claude_bridge.store import Outbox, PendingEvent, Thread, ThreadStore
 
 log = get_logger("delivery")
@@ -57,6 +66,7 @@ class Delivery:
         mirror: Any = None,
         max_parallel: int = 16,
         on_sent: Callable[[], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.threads = threads
@@ -65,7 +75,15 @@ class Delivery:
         self.render = render
         self.mirror = mirror
         self.on_sent = on_sent or (lambda: None)
-        self._sends = asyncio.Semaphore(max_parallel)
+        self.on_failure = on_failure or (lambda: None)
+        # Replaced by resume(): the retries sleeping on the old one wake up.
+        self._resumed = asyncio.Event()
+        # Hook events whose last attempt may have reached the homeserver unanswered, and the
+        # threads this process has delivered to (before that, the previous process may have died
+        # mid-send): their sends are looked up in the room before being sent (txn_lookup).
+        self._uncertain: set[int] = set()
+        self._settled: set[ThreadID] = set()
+        self._sends = SendSlots(max_parallel)  # a hung send gives its slot back (slots.py)
         self._workers: dict[ThreadID, asyncio.Task[None]] = {}
         self._dirty: set[ThreadID] = set()
         self._stopping = False
@@ -87,6 +105,7 @@ class Delivery:
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish the events in flight, then stop; what is left stays in the outbox."""
         self._stopping = True
+        self.resume()  # no worker should sit out a 30 s backoff before it notices
         workers = list(self._workers.values())
         if workers:
             _, pending = await asyncio.wait(workers, timeout=timeout)
@@ -96,11 +115,24 @@ class Delivery:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    def resume(self) -> None:
+        """The outage is over: every retry waiting out its backoff tries again now."""
+        self._resumed.set()
+        self._resumed = asyncio.Event()
+
+    async def _backoff(self, seconds: float) -> None:
+        """Wait before retrying after an outage-like failure; ``resume()`` ends the wait early."""
+        resumed = self._resumed
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await resumed.wait()
+
     @property
     def active_threads(self) -> int:
         return len(self._workers)
 
     async def _run(self, thread_id: ThreadID) -> None:
+        bind_contextvars(thread_id=thread_id)  # this task's log lines name their thread
         try:
             while thread_id in self._dirty and not self._stopping:
                 self._dirty.discard(thread_id)
@@ -130,7 +162,9 @@ class Delivery:
                 return await self.outbox.pending(thread_id, BATCH)
             except Exception as e:  # the database is away: wait for it, lose nothing
                 log.warning("outbox read failed, retrying", thread_id=thread_id, error=str(e))
-                await asyncio.sleep(delay)
+                metrics.observe_retry("database")
+                self.on_failure()
+                await self._backoff(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
     async def _deliver_with_retry(self, event: PendingEvent, nxt: PendingEvent | None) -> None:
@@ -161,19 +195,33 @@ class Delivery:
                     error=str(e),
                     retry_in=round(wait, 2),
                 )
+                metrics.observe_matrix_retry(e)
                 with contextlib.suppress(Exception):
                     await self.outbox.record_attempt(event.id, str(e))
-                await asyncio.sleep(wait)
+                if e.temporary and e.status != 429:
+                    # Unreachable or failing: an outage, whose end may come before the backoff's.
+                    self._uncertain.add(event.id)
+                    self.on_failure()
+                    await self._backoff(wait)
+                else:  # rate-limited or rejected: the homeserver is there, keep to the wait
+                    await asyncio.sleep(wait)
                 delay = min(delay * 2, BACKOFF_MAX)
             except Exception as e:  # database away, or a bug: keep the event, try again
                 log.warning("delivery step failed, will retry", hook_event=event.id, error=repr(e))
-                await asyncio.sleep(delay)
+                self._uncertain.add(event.id)
+                metrics.observe_retry("error")
+                self.on_failure()
+                await self._backoff(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
     async def _deliver(self, event: PendingEvent, nxt: PendingEvent | None) -> None:
         thread = await self.threads.get(event.thread_id)
         if thread is None:  # cannot happen: the row is written with the event
             await self.outbox.mark_failed(event.id, "thread row missing")
+            return
+        if thread.status == "archived":
+            # Archiving is final: its ghost left the room. Keep the event, say why it stays.
+            await self.outbox.mark_failed(event.id, "thread archived: not mirrored")
             return
         try:
             hook = parse_hook_event(json.loads(event.payload))
@@ -184,6 +232,7 @@ class Delivery:
             await self.outbox.mark_sent(event.id)
             return
         room_id = await self.router.ensure_room(thread)
+        bind_contextvars(session_id=thread.session_id, room_id=room_id)
         messages = self.render(hook, await self._context(thread, hook, event))
         done = await self.outbox.sent_parts(event.id)
         for part, message in enumerate(messages):
@@ -193,8 +242,18 @@ class Delivery:
             await self.outbox.record_part(event.id, part, thread.id, anchor, event_id)
             await self._after_part(thread, message)
         await self.outbox.mark_sent(event.id)
+        self._uncertain.discard(event.id)
+        self._settled.add(event.thread_id)
         self.last_success_ms = event.received_at
         self.on_sent()
+
+    def _may_be_sent(self, event: PendingEvent) -> bool:
+        """Could an earlier attempt at this event have reached the homeserver unanswered?"""
+        return (
+            event.attempts > 0
+            or event.id in self._uncertain
+            or event.thread_id not in self._settled
+        )
 
     def _superseded(self, hook: HookEvent, nxt: PendingEvent | None) -> bool:
         """A streamed chunk whose successor is already queued need not be shown (coalescing).
@@ -266,7 +325,7 @@ class Delivery:
                 thread, sender, message.sender_displayname or self.router.displayname(thread)
             )
         content = dict(message.content)
-        async with self._sends:
+        async with self._sends.slot():
             if message.attachment is not None:
                 att = message.attachment
                 content["url"] = await self.client.upload(
@@ -279,6 +338,11 @@ class Delivery:
                 return state_id, message.anchor
             content, anchor = await self._relate(thread.id, message, content)
             txn_id = f"cb.{event.id}.{part}"
+            if self._may_be_sent(event):
+                found = await find_sent(self.client, sender, room_id, message.event_type, txn_id)
+                if found:
+                    log.info("already in the room, not sent again", hook_event=event.id, part=part)
+                    return found, anchor
             try:
                 sent = await self.client.send_event(
                     sender, room_id, message.event_type, content, txn_id

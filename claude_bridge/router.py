@@ -17,6 +17,7 @@ from claude_bridge.ids import SessionID, thread_id_for
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.permissions import Permissions
+from claude_bridge.spaces import ProjectSpaces
 from claude_bridge.store import Thread, ThreadStore
 
 log = get_logger("router")
@@ -26,9 +27,15 @@ THREAD_STATE = "org.claude_bridge.thread"
 
 class ThreadRouter:
     def __init__(
-        self, config: Config, threads: ThreadStore, client: MatrixClient, permissions: Permissions
+        self,
+        config: Config,
+        threads: ThreadStore,
+        client: MatrixClient,
+        permissions: Permissions,
+        spaces: ProjectSpaces | None = None,
     ) -> None:
         self.config = config
+        self.spaces = spaces
         self.threads = threads
         self.client = client
         self.permissions = permissions
@@ -70,14 +77,13 @@ class ThreadRouter:
                 thread.room_id = stored.room_id
                 return stored.room_id
             await self.ensure_ghost(thread.ghost_mxid, self.displayname(thread))
-            room_id = await self.client.resolve_alias(thread.alias)
-            if room_id is None:
-                room_id = await self._create_room(thread)
-            else:
-                log.info("reusing the room behind the alias", thread_id=thread.id, room_id=room_id)
-                await self.client.join(thread.ghost_mxid, room_id)
+            # Straight to createRoom: a room left by a crash between creating it and recording
+            # it is found through its alias when createRoom says the alias is taken.
+            room_id, created = await self._create_room(thread)
             await self.threads.set_room(thread.id, room_id)
             thread.room_id = room_id
+            if created and self.spaces is not None:
+                await self.spaces.link(thread)
             return room_id
 
     def displayname(self, thread: Thread, role: str | None = None) -> str:
@@ -102,7 +108,8 @@ class ThreadRouter:
         await self.client.join(mxid, thread.room_id)
         self._ready_ghosts.add((mxid, thread.room_id))
 
-    async def _create_room(self, thread: Thread) -> str:
+    async def _create_room(self, thread: Thread) -> tuple[str, bool]:
+        """Create the thread's room, or adopt the one behind its alias; (room id, created)."""
         invite = self.permissions.invitees()
         project = thread.project_name or "Claude Code"
         body = {
@@ -116,7 +123,9 @@ class ThreadRouter:
                     "type": THREAD_STATE,
                     "state_key": "",
                     "content": self.thread_state(thread, "active"),
-                }
+                },
+                # Joining by alias is a knock; control lets in who has a level (no one else).
+                {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}},
             ],
             "power_level_content_override": {
                 # The creator (the ghost) is not listed: room versions ≥ 12 refuse that.
@@ -131,14 +140,14 @@ class ThreadRouter:
         except MatrixError as e:
             if e.errcode != "M_ROOM_IN_USE":
                 raise
-            # A previous attempt created it but its answer was lost: adopt that room.
             found = await self.client.resolve_alias(thread.alias)
             if not found:
                 raise
+            log.info("reusing the room behind the alias", thread_id=thread.id, room_id=found)
             await self.client.join(thread.ghost_mxid, found)
-            return found
+            return found, False
         log.info("created thread room", thread_id=thread.id, room_id=room_id, invited=invite)
-        return room_id
+        return room_id, True
 
     def topic(self, thread: Thread, status: str) -> str:
         parts = [thread.project_name or "Claude Code", thread.project_path or "", thread.session_id]

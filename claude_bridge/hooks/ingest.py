@@ -1,18 +1,50 @@
 """Accepting a hook event: make it durable (thread row + outbox row, one transaction), then wake
 delivery. Nothing is acknowledged to Claude Code before the commit.
+
+Also decided here, because they need the store and must happen before the commit:
+
+- a new thread counts against its token's ``hooks.new_threads_per_minute`` (:class:`NewThreadLimit`);
+- a replay the shim marks ``maybe-delivered`` whose body is already stored for the thread is not
+  stored again (the first attempt did arrive; Claude Code's answer just never got back);
+- after a possible gap, the events recovered from the transcript (``catchup``) are stored in the
+  same transaction, before this one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+from collections import OrderedDict
 from collections.abc import Callable
 
 from mautrix.util.async_db import Database
 from mautrix.util.async_db.connection import LoggingConnection
 
+from claude_bridge.catchup import CatchUp, GapWatch
+from claude_bridge.hooks.limits import NewThreadLimit, TokenBuckets
 from claude_bridge.hooks.models import HookEvent
 from claude_bridge.ids import HookEventID, ThreadID, thread_id_for
 from claude_bridge.router import ThreadRouter
-from claude_bridge.store import Outbox, Thread, ThreadStore
+from claude_bridge.store import Outbox, Thread, ThreadStore, now_ms
+from claude_bridge.store.threads import ThreadCollision
+
+MAYBE_DELIVERED = "maybe-delivered"
+RECENT_BODIES = 10_000
+"""Bodies remembered per process for the replay check; older ones are looked up in the store."""
+DEDUPE_ROWS = 100_000
+"""How far back (stored events) the store lookup for a ``maybe-delivered`` replay goes."""
+MAX_MXID = 255
+# The longest ghost suffix the bridge uses (a subagent ghost, see render/content.py).
+_LONGEST_SUFFIX = "agent-" + "x" * 48
+
+
+class SessionRejected(Exception):
+    """The session id cannot become a thread; ``status`` is the HTTP answer (409 or 422)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Ingest:
@@ -23,27 +55,161 @@ class Ingest:
         outbox: Outbox,
         router: ThreadRouter,
         notify: Callable[[ThreadID], None],
+        *,
+        new_threads_per_minute: int = 0,
+        catchup: CatchUp | None = None,
     ) -> None:
         self.db = db
         self.threads = threads
         self.outbox = outbox
         self.router = router
         self.notify = notify
+        self.catchup = catchup
+        self.new_threads = TokenBuckets(new_threads_per_minute)
+        self.gaps = GapWatch()
         # Threads known to exist: the hot path then costs a single INSERT.
         self._known: dict[ThreadID, Thread] = {}
+        # Events of one thread are accepted one at a time, so recovered events and the event
+        # that revealed the gap stay together and in order. 64 stripes bound the memory.
+        self._locks = [asyncio.Lock() for _ in range(64)]
+        self._recent: OrderedDict[tuple[ThreadID, bytes], HookEventID] = OrderedDict()
+        self._boot: asyncio.Future[None] | None = None
 
     async def accept(
-        self, event: HookEvent, payload: str, token_name: str | None
+        self, event: HookEvent, payload: str, token_name: str | None, *, replay: str | None = None
     ) -> tuple[Thread, HookEventID]:
+        """Store the event; ``replay`` is the shim's ``X-Claude-Bridge-Spooled`` header."""
         thread_id = thread_id_for(event.session_id)
+        self._check_length(thread_id)
+        await self._learn_boot()
+        digest = hashlib.sha256(payload.encode()).digest()
+        async with self._locks[hash(thread_id) % len(self._locks)]:
+            if replay == MAYBE_DELIVERED:
+                found = await self._already_stored(thread_id, digest, payload)
+                if found is not None:
+                    return found
+            thread = await self._thread_for(thread_id, event, token_name)
+            recovered: list[dict[str, object]] = []
+            window = None if replay or self.catchup is None else self.gaps.window_for(thread_id)
+            if window is not None and self.catchup is not None:
+                recovered = await self.catchup.recover(thread_id, event, _loads(payload), window)
+            try:
+                thread, hook_event_id = await self._store(
+                    thread, event, payload, token_name, recovered
+                )
+            except SessionRejected:
+                raise
+            except Exception:
+                # Claude Code's http hook drops this event: the thread's next one looks back.
+                self.gaps.failed(now_ms())
+                raise
+            if not replay:
+                self.gaps.accepted(thread_id, hook_event_id)
+        self._known[thread.id] = thread
+        self._remember(thread.id, digest, hook_event_id)
+        self.notify(thread.id)
+        return thread, hook_event_id
+
+    def _check_length(self, thread_id: ThreadID) -> None:
+        longest = max(
+            len(self.router.ghost_mxid(thread_id, _LONGEST_SUFFIX).encode()),
+            len(self.router.alias_for(thread_id).encode()),
+        )
+        if longest > MAX_MXID:
+            raise SessionRejected(
+                422,
+                f"session_id is too long for a Matrix id once escaped ({longest} > {MAX_MXID} "
+                "bytes); use at most about 100 characters of a-z, 0-9, '.', '_' and '-'",
+            )
+
+    async def _learn_boot(self) -> None:
+        """Once per process, before its first insert: where the previous run stopped."""
+        if self.catchup is None:
+            return
+        if self._boot is None:
+            self._boot = asyncio.ensure_future(self._read_boot(self.catchup))
+        try:
+            await asyncio.shield(self._boot)
+        except Exception:
+            self._boot = None  # the database is away: the next event tries again
+            raise
+
+    async def _read_boot(self, catchup: CatchUp) -> None:
+        self.gaps.boot = window = await catchup.boot_window()
+        self.gaps.last_id = window.since_id
+
+    async def _thread_for(
+        self, thread_id: ThreadID, event: HookEvent, token_name: str | None
+    ) -> Thread | None:
+        """The stored thread, or None for a new one (counted against the token's cap)."""
+        thread = self._known.get(thread_id)
+        if thread is None or thread.session_id != event.session_id:
+            thread = await self.threads.get(thread_id)
+        if thread is not None and thread.session_id != event.session_id:
+            raise SessionRejected(
+                409,
+                f"session_id {event.session_id!r} and the stored {thread.session_id!r} map to the "
+                "same thread (they differ only in case)",
+            )
+        if thread is None:
+            wait = self.new_threads.take(token_name)
+            if wait > 0:
+                raise NewThreadLimit(token_name, self.new_threads.per_minute, wait)
+        return thread
+
+    async def _store(
+        self,
+        thread: Thread | None,
+        event: HookEvent,
+        payload: str,
+        token_name: str | None,
+        recovered: list[dict[str, object]],
+    ) -> tuple[Thread, HookEventID]:
+        if thread is not None and not recovered:
+            # The common case is one row: a single autocommitted INSERT, no BEGIN/COMMIT trips.
+            return thread, await self.outbox.append(
+                thread.id, event.hook_event_name, payload, token_name
+            )
         conn: LoggingConnection
         async with self.db.acquire() as conn, conn.transaction():
-            thread = self._known.get(thread_id)
-            if thread is None or thread.session_id != event.session_id:
-                thread = await self.threads.ensure(self.router.new_thread(event, token_name))
+            if thread is None:
+                try:
+                    thread = await self.threads.ensure(self.router.new_thread(event, token_name))
+                except ThreadCollision as e:
+                    raise SessionRejected(409, str(e)) from None
+            for data in recovered:
+                body = json.dumps(data, ensure_ascii=False)
+                await self.outbox.append(thread.id, str(data["hook_event_name"]), body, token_name)
             hook_event_id = await self.outbox.append(
                 thread.id, event.hook_event_name, payload, token_name
             )
-        self._known[thread.id] = thread
-        self.notify(thread.id)
         return thread, hook_event_id
+
+    async def _already_stored(
+        self, thread_id: ThreadID, digest: bytes, payload: str
+    ) -> tuple[Thread, HookEventID] | None:
+        """The stored copy of a replayed body, if the first attempt did arrive."""
+        found = self._recent.get((thread_id, digest))
+        if found is None:
+            # Restarted since? Look among the latest stored events (a primary-key range).
+            latest = await self.db.fetchval("SELECT MAX(id) FROM hook_event") or 0
+            value = await self.db.fetchval(
+                "SELECT id FROM hook_event WHERE id>$1 AND thread_id=$2 AND payload=$3 "
+                "ORDER BY id DESC LIMIT 1",
+                int(latest) - DEDUPE_ROWS,
+                thread_id,
+                payload,
+            )
+            found = HookEventID(int(value)) if value is not None else None
+        thread = await self.threads.get(thread_id) if found is not None else None
+        return (thread, found) if thread is not None and found is not None else None
+
+    def _remember(self, thread_id: ThreadID, digest: bytes, hook_event_id: HookEventID) -> None:
+        self._recent[(thread_id, digest)] = hook_event_id
+        while len(self._recent) > RECENT_BODIES:
+            self._recent.popitem(last=False)
+
+
+def _loads(payload: str) -> dict[str, object]:
+    data = json.loads(payload)
+    return data if isinstance(data, dict) else {}

@@ -4,10 +4,13 @@ Response contract of ``POST /claude/v1/hooks`` (also in ``openapi.yaml``):
 
 ======  ==================================================================================
 200     stored durably; the body is the hook output JSON for Claude Code (``{}``: nothing)
-400     not a hook input: body not UTF-8 JSON, not an object, nested too deeply
+400     not a hook input: body not UTF-8 JSON, not an object, nested deeper than 64 levels
 401     missing or unknown hook token
+409     the session id maps to another session's thread (they differ only in case)
 413     body larger than ``hooks.max_body_bytes``
-422     a hook input with a missing or wrongly typed field (the message names it)
+422     a hook input with a missing or wrongly typed field, a NUL or lone surrogate in
+        ``session_id``/``hook_event_name``/``cwd``, or a ``session_id`` too long for a Matrix id
+429     the token opened ``hooks.new_threads_per_minute`` new sessions already (``Retry-After``)
 503     the database cannot store it right now (the command shim spools and retries)
 ======  ==================================================================================
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,23 +29,28 @@ from typing import Any
 from aiohttp import web
 
 from claude_bridge.config import HooksConfig
-from claude_bridge.hooks.ingest import Ingest
+from claude_bridge.hooks.call import HookCall
+from claude_bridge.hooks.ingest import Ingest, SessionRejected
+from claude_bridge.hooks.limits import NewThreadLimit
 from claude_bridge.hooks.models import HookEvent, HookInputError, parse_hook_event
+from claude_bridge.hooks.validate import MAX_JSON_DEPTH, finite, not_json, too_deep, unstorable
 from claude_bridge.log import get_logger
+from claude_bridge.ops import metrics
+from claude_bridge.shim import SPOOLED_HEADER
 from claude_bridge.store import Thread
 
 log = get_logger("hooks")
 
-Responder = Callable[[HookEvent, Thread], Awaitable[dict[str, Any]]]
+Responder = Callable[[HookEvent, Thread, HookCall], Awaitable[dict[str, Any]]]
 HealthProbe = Callable[[], Awaitable[dict[str, Any]]]
 
 
-async def _no_answer(_: HookEvent, __: Thread) -> dict[str, Any]:
+async def _no_answer(_: HookEvent, __: Thread, ___: HookCall) -> dict[str, Any]:
     return {}
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
 
 
 class HookServer:
@@ -90,7 +99,7 @@ class HookServer:
             return _error(413, f"body larger than {self.config.max_body_bytes} bytes")
         try:
             text = raw.decode("utf-8")
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=not_json, parse_float=finite)
         except UnicodeDecodeError:
             return _error(400, "body is not valid UTF-8")
         except RecursionError:
@@ -99,16 +108,34 @@ class HookServer:
             return _error(400, f"body is not valid JSON: {e}")
         if not isinstance(data, dict):
             return _error(400, f"hook input must be a JSON object, not {type(data).__name__}")
+        if too_deep(data):
+            return _error(400, f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)")
         try:
             event = parse_hook_event(data)
+            request[metrics.HOOK_EVENT_NAME] = event.hook_event_name
         except HookInputError as e:
             return _error(422, f"not a valid hook input: {e}")
+        if problem := unstorable(event):
+            return _error(422, f"not a valid hook input: {problem}")
         try:
-            thread, event_id = await self.ingest.accept(event, text, token_name)
+            thread, event_id = await self.ingest.accept(
+                event, text, token_name, replay=request.headers.get(SPOOLED_HEADER)
+            )
+        except NewThreadLimit as e:
+            retry = str(max(1, math.ceil(e.retry_after)))
+            return _error(429, str(e), headers={"Retry-After": retry})
+        except SessionRejected as e:
+            return _error(e.status, str(e))
         except Exception as e:
             log.warning("could not store hook event", error=repr(e), session_id=event.session_id)
             return _error(503, "the bridge cannot store events right now; retry later")
-        answer = await self.respond(event, thread)
+        call = HookCall(
+            event_id,
+            token_name,
+            replayed=SPOOLED_HEADER in request.headers,
+            connected=lambda: not (request.transport is None or request.transport.is_closing()),
+        )
+        answer = await self.respond(event, thread, call)
         log.debug(
             "hook accepted",
             hook_event=event_id,

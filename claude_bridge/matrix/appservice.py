@@ -23,6 +23,7 @@ from mautrix.client.state_store.memory import MemoryStateStore
 
 from claude_bridge.config import Config
 from claude_bridge.log import get_logger, mau_logger
+from claude_bridge.matrix.echo import EchoFilter
 from claude_bridge.store import MatrixInbox
 
 log = get_logger("appservice")
@@ -55,9 +56,13 @@ class BridgeAppService(AppService):
         on_events: Callable[[], None],
         query_alias: AliasQuery,
         query_user: UserQuery,
+        echoes: EchoFilter,
+        on_store_failure: Callable[[], None] = lambda: None,
     ) -> None:
         self._inbox = inbox
+        self._echoes = echoes
         self._on_events = on_events
+        self._on_store_failure = on_store_failure
         self._alias_exists = query_alias
         self._user_exists = query_user
         super().__init__(
@@ -103,10 +108,14 @@ class BridgeAppService(AppService):
         if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
             return _error(400, "M_BAD_JSON", "transaction must be an object with an events list")
         events = body.get("events", [])
+        # Echoes of what our ghosts sent are most of the traffic and need nothing from us.
+        wanted = [e for e in events if not (isinstance(e, dict) and self._echoes.is_echo(e))]
         try:
-            new = await self._inbox.store_transaction(txn_id, events)
+            new = await self._inbox.store_transaction(txn_id, wanted, total=len(events))
         except Exception:
             log.exception("could not persist transaction; Synapse will retry", txn_id=txn_id)
+            # Synapse now backs off from us; the recovery watch pings it once we can store again.
+            self._on_store_failure()
             return _error(500, "M_UNKNOWN", "could not persist the transaction, retry later")
         if new is None:
             log.debug("replayed transaction ignored", txn_id=txn_id)

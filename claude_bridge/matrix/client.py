@@ -16,6 +16,8 @@ from urllib.parse import quote as _quote
 
 import aiohttp
 
+from claude_bridge.ops.metrics import timed_send
+
 # Room ids, aliases and transaction ids go into paths fully escaped.
 quote = partial(_quote, safe="")
 
@@ -173,6 +175,7 @@ class MatrixClient:
             "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave", {}, user_id=user_id
         )
 
+    @timed_send("message")
     async def send_event(
         self, user_id: str, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
     ) -> str:
@@ -184,6 +187,7 @@ class MatrixClient:
         )
         return str(resp["event_id"])
 
+    @timed_send("state")
     async def send_state(
         self, user_id: str, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
     ) -> str:
@@ -195,6 +199,7 @@ class MatrixClient:
         )
         return str(resp["event_id"])
 
+    @timed_send("upload")
     async def upload(self, user_id: str, data: bytes, filename: str, mimetype: str) -> str:
         resp = await self.request(
             "POST",

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from claude_bridge.log import get_logger
+from claude_bridge.matrix.echo import EchoFilter
 from claude_bridge.store import MatrixInbox
 from claude_bridge.store.inbox import InboxEvent
 
@@ -21,9 +22,9 @@ Handler = Callable[[InboxEvent], Awaitable[None]]
 
 
 class InboundProcessor:
-    def __init__(self, inbox: MatrixInbox, *, is_bridge_user: Callable[[str], bool]) -> None:
+    def __init__(self, inbox: MatrixInbox, *, echoes: EchoFilter) -> None:
         self.inbox = inbox
-        self.is_bridge_user = is_bridge_user
+        self.echoes = echoes
         self.handlers: list[Handler] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -59,7 +60,7 @@ class InboundProcessor:
 
     async def _process(self, event: InboxEvent) -> None:
         # Our own ghosts' and bot's events come back to us: never act on them (no loops).
-        if not self.is_bridge_user(event.sender):
+        if not self.echoes.is_echo(event.event):
             for handler in self.handlers:
                 try:
                     await handler(event)

@@ -25,6 +25,9 @@ async def wait_for_homeserver(
             await client.versions()
             return
         except MatrixError as e:
+            if e.status in (401, 403):
+                # It answered: it is up, it just does not like our token (check_appservice says so).
+                return
             if deadline is not None and time.monotonic() > deadline:
                 raise FatalError(
                     f"homeserver at {address} did not answer: {e}. Check homeserver.address.",
@@ -35,6 +38,23 @@ async def wait_for_homeserver(
                 warned = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+PING_TRIES = 5
+
+
+async def _ping(client: MatrixClient, appservice_id: str) -> int:
+    """Self-ping, retried briefly: Synapse sometimes answers a first ping with a spurious 502
+    (seen: "AlreadyCalled" from its HTTP client) although the appservice is reachable."""
+    for attempt in range(1, PING_TRIES + 1):
+        try:
+            return await client.ping(appservice_id, txn_id=f"startup-{time.time_ns()}")
+        except MatrixError as e:
+            if attempt == PING_TRIES or e.status not in (502, 504):
+                raise
+            log.warning("self-ping failed, trying again", attempt=attempt, error=str(e))
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 async def check_appservice(client: MatrixClient, config: Config) -> None:
@@ -69,7 +89,7 @@ async def check_appservice(client: MatrixClient, config: Config) -> None:
             ) from None
         raise
     try:
-        ms = await client.ping(config.appservice.id, txn_id=f"startup-{time.time_ns()}")
+        ms = await _ping(client, config.appservice.id)
     except MatrixError as e:
         raise FatalError(
             f"the homeserver cannot reach the appservice at {config.appservice.address}: {e}. "

@@ -9,6 +9,7 @@ short generic ones (``sk-``, ``AKIA``) need a word boundary to spare words like 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 _SECRET_KEY = re.compile(r"(?i)^(?:[\w.\-]{0,40}[_.\-])?(?:" + _SECRET_NAMES + r")$")
 
 
+_CACHED_LENGTH = 512
+
+
 @dataclass(frozen=True)
 class Scrubber:
     """Compiled redaction rules; ``Scrubber.off()`` only cleans unencodable characters."""
@@ -71,7 +75,17 @@ class Scrubber:
     def off(cls) -> Scrubber:
         return cls(patterns=(), by_key=False)
 
+    def __post_init__(self) -> None:
+        # Events repeat the same short strings (keys, tool names, paths) over and over, and the
+        # patterns are most of render_event's time: remember short results.
+        object.__setattr__(self, "_short", functools.lru_cache(maxsize=4096)(self._text))
+
     def text(self, value: str) -> str:
+        if len(value) <= _CACHED_LENGTH:
+            return self._short(value)  # type: ignore[attr-defined]
+        return self._text(value)
+
+    def _text(self, value: str) -> str:
         value = clean(value)
         for pattern in self.patterns:
             if "secret" in pattern.groupindex:

@@ -11,8 +11,10 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mautrix.util.async_db import Database, Scheme, UpgradeTable
+from mautrix.util.async_db import aiosqlite as mautrix_sqlite
 from mautrix.util.async_db.connection import LoggingConnection
 
 from claude_bridge.log import mau_logger
@@ -83,11 +85,41 @@ def build_upgrade_table(migrations: list[Migration]) -> UpgradeTable:
     return table
 
 
+class _OneTripConnection(mautrix_sqlite.TxnConnection):
+    """mautrix's SQLite connection, with reads done in one trip to aiosqlite's thread.
+
+    Its ``fetch``/``fetchrow`` execute, fetch and close a cursor as three hops through the
+    worker thread's queue; on the hook path that handoff was most of the time spent.
+    ``execute_fetchall`` does the same in one hop.
+    """
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
+        sql = mautrix_sqlite.POSITIONAL_PARAM_PATTERN.sub(r"?\1", query)
+        return list(await self.execute_fetchall(sql, args))
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        rows = await self.fetch(query, *args)
+        return rows[0] if rows else None
+
+
+# The pool builds its connections from this module attribute.
+mautrix_sqlite.TxnConnection = _OneTripConnection  # type: ignore[misc]
+
+
 def create_database(url: str, *, pool_size: int = 10) -> Database:
     """A mautrix ``Database`` over asyncpg or aiosqlite; ``start()`` applies migrations."""
     args: dict[str, object] = {}
     if url.startswith("postgres"):
-        args = {"min_size": 1, "max_size": pool_size}
+        args = {
+            "min_size": 1,
+            "max_size": pool_size,
+            # mautrix would sys.exit(26) on an asyncpg InternalClientError; the pool replaces a
+            # broken connection by itself, and callers retry or answer 503/500 meanwhile.
+            "meow_exit_on_ice": False,
+            # Fail a connection attempt to an unreachable server fast (asyncpg waits 60 s), so
+            # a hook gets its 503 while the shim's timeout still allows spooling.
+            "timeout": 5,
+        }
     return Database.create(
         url,
         upgrade_table=build_upgrade_table(load_migrations()),

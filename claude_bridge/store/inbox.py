@@ -51,7 +51,9 @@ class MatrixInbox:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def store_transaction(self, txn_id: str, events: list[Any]) -> int | None:
+    async def store_transaction(
+        self, txn_id: str, events: list[Any], *, total: int | None = None
+    ) -> int | None:
         """Persist a transaction's events and its id atomically.
 
         Returns how many events were new, or ``None`` when the transaction was seen before.
@@ -84,7 +86,7 @@ class MatrixInbox:
                 "INSERT INTO appservice_txn (txn_id, received_at, event_count) VALUES ($1, $2, $3)",
                 txn_id,
                 now,
-                len(events),
+                len(events) if total is None else total,
             )
         return new
 

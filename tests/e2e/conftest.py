@@ -101,7 +101,12 @@ async def start_bridge(stack: Stack, store_url: str, tmp_path: Path) -> AsyncIte
 
     async def start(**overrides: Any) -> Bridge:
         bridge = Bridge(stack.bridge_config(store_url, **overrides), tmp_path)
-        await bridge.start()
+        try:
+            await bridge.start()
+        except BaseException:
+            # A bridge that failed half-way must still free its ports for the next test.
+            await bridge.stop()
+            raise
         started.append(bridge)
         return bridge
 

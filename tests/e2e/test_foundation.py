@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from claude_bridge.app import Bridge
+from claude_bridge.errors import ExitCode, FatalError
+from claude_bridge.store import create_database
 from tests.e2e.conftest import HookPoster, Stack, hook_payload, new_session
 
 pytestmark = pytest.mark.e2e
@@ -235,3 +238,29 @@ async def _until(check, what: str, timeout: float = 30.0):  # type: ignore[no-un
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def test_room_created_but_not_recorded_is_adopted(
+    stack: Stack, start_bridge, hooks: HookPoster
+) -> None:  # type: ignore[no-untyped-def]
+    """A crash between createRoom and recording its id must not make a second room."""
+    session = new_session()
+    first = await start_bridge()
+    await hooks.post(hook_payload("SessionStart", session))
+    room_id = await _wait_for_room(first, session.lower())
+    await first.stop()
+    db = create_database(first.config.database_url(Path(".")))
+    await db.start()
+    await db.execute("UPDATE thread SET room_id=NULL WHERE id=$1", session.lower())
+    await db.stop()
+
+    second = await start_bridge()
+    assert (await hooks.post(hook_payload("UserPromptSubmit", session)))[0] == 200
+    assert await _wait_for_room(second, session.lower()) == room_id
+
+
+async def test_rejected_as_token_is_fatal_with_its_exit_code(stack: Stack, start_bridge) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(FatalError) as err:
+        await start_bridge(appservice={"as_token": "not-the-registered-token"})
+    assert err.value.exit_code == ExitCode.AS_TOKEN_REJECTED
+    assert "as_token" in str(err.value)

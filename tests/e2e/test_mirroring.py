@@ -244,3 +244,42 @@ async def test_streamed_reply_is_edited_in_place_and_not_repeated(
         "body"
     ]
     assert "Here is the answer." in final_text
+
+
+async def test_threads_of_one_project_share_a_space(
+    stack: Stack, bridge: Bridge, hooks: HookPoster
+) -> None:
+    project = f"/home/dev/projects/spaced-{new_session()[:8]}"
+    sessions = [new_session(), new_session()]
+    rooms = []
+    for session in sessions:
+        assert (await hooks.post(hook_payload("SessionStart", session, cwd=project)))[0] == 200
+        rooms.append(await _wait_for_room(bridge, session.lower()))
+
+    async def space_id() -> str | None:
+        return await bridge.db.fetchval(
+            "SELECT room_id FROM project_space WHERE project_key=$1", project
+        )
+
+    space = await _until(space_id, "the project's space recorded")
+    admin = stack.users["admin"]
+    await admin.wait_for_invite(space)
+    await admin.join(space)
+    state = await admin.room_state(space)
+    create = next(s for s in state if s["type"] == "m.room.create")
+    assert create["content"].get("type") == "m.space"
+
+    async def both_children() -> bool:
+        children = {
+            s["state_key"]
+            for s in await admin.room_state(space)
+            if s["type"] == "m.space.child" and s["content"].get("via")
+        }
+        return set(rooms) <= children
+
+    await _until(both_children, "both thread rooms linked into the space")
+    for room in rooms:
+        await admin.wait_for_invite(room)
+        await admin.join(room)
+        parents = [s for s in await admin.room_state(room) if s["type"] == "m.space.parent"]
+        assert [p["state_key"] for p in parents] == [space]
