@@ -22,6 +22,7 @@ from claude_bridge.store import ThreadStore
 from claude_bridge.store.approvals import Approval, ApprovalStore
 from claude_bridge.store.database import now_ms
 from claude_bridge.store.session_messages import SessionInbox, SessionMessage
+from claude_bridge.worker import Worker
 
 log = get_logger("receipts")
 
@@ -31,7 +32,11 @@ BACKOFF_MAX = 30.0
 ORPHAN_AFTER_MS = 10 * 60 * 1000
 
 
-class Receipts:
+class Receipts(Worker):
+    """Shows deliveries in the room (✓ on the message) and settles approval prompts' edits."""
+
+    name = "receipts"
+
     def __init__(
         self,
         inbox: SessionInbox,
@@ -41,26 +46,12 @@ class Receipts:
         *,
         approval_timeout: float,
     ) -> None:
+        super().__init__()
         self.inbox = inbox
         self.approvals = approvals
         self.threads = threads
         self.client = client
         self.approval_timeout = approval_timeout
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._wake.set()  # whatever a previous run left unshown
-        self._task = asyncio.create_task(self._run(), name="receipts")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         delay: float | None = None

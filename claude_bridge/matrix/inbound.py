@@ -8,42 +8,30 @@ background, in arrival order, and marks each event processed when done. Handlers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.echo import EchoFilter
 from claude_bridge.store import MatrixInbox
 from claude_bridge.store.inbox import InboxEvent
+from claude_bridge.worker import Worker
 
 log = get_logger("inbound")
 
 Handler = Callable[[InboxEvent], Awaitable[None]]
 
 
-class InboundProcessor:
+class InboundProcessor(Worker):
+    name = "inbound"
+
     def __init__(self, inbox: MatrixInbox, *, echoes: EchoFilter) -> None:
+        super().__init__()
         self.inbox = inbox
         self.echoes = echoes
         self.handlers: list[Handler] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def register(self, handler: Handler) -> None:
         self.handlers.append(handler)
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._wake.set()  # whatever was stored before a restart
-        self._task = asyncio.create_task(self._run(), name="inbound")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:

@@ -18,13 +18,13 @@ stands. Pings are spaced out when they do not help (a transaction that keeps fai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient
+from claude_bridge.worker import Worker
 
 log = get_logger("recovery")
 
@@ -35,7 +35,10 @@ before the next one, up to this."""
 PING_FUTILE = 10.0
 
 
-class RecoveryWatch:
+class RecoveryWatch(Worker):
+    name = "recovery"
+    wake_on_start = False  # woken by the first failure
+
     def __init__(
         self,
         client: MatrixClient,
@@ -45,21 +48,20 @@ class RecoveryWatch:
         on_recovered: Callable[[], None],
         interval: float = PROBE_INTERVAL,
     ) -> None:
+        super().__init__()
         self.client = client
         self.appservice_id = appservice_id
         self.probe_db = probe_db
         self.on_recovered = on_recovered
         self.interval = interval
         self.pings = 0
-        self._trouble = asyncio.Event()
         self._ping_owed = False
         self._ping_gap = interval
         self._last_ping = 0.0
-        self._task: asyncio.Task[None] | None = None
 
     def failed(self) -> None:
         """Delivery hit a temporary failure (homeserver unreachable or 5xx, database away)."""
-        self._trouble.set()
+        self._wake.set()
 
     def transaction_failed(self) -> None:
         """A transaction from the homeserver was answered 500: it now backs off from us."""
@@ -69,20 +71,11 @@ class RecoveryWatch:
         else:
             self._ping_gap = self.interval
         self._ping_owed = True
-        self._trouble.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="recovery")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._wake.set()
 
     async def _run(self) -> None:
         while True:
-            await self._trouble.wait()
+            await self._wake.wait()
             started = time.monotonic()
             outage = await self._wait_until_reachable()
             if outage:
@@ -99,7 +92,7 @@ class RecoveryWatch:
         failures = 0
         while True:
             await asyncio.sleep(self.interval)
-            self._trouble.clear()  # failures reported from here on start a new round
+            self._wake.clear()  # failures reported from here on start a new round
             try:
                 await self.probe_db()
                 await self.client.versions()
@@ -118,7 +111,7 @@ class RecoveryWatch:
             ms = await self.client.ping(self.appservice_id, txn_id=f"recovery-{time.time_ns()}")
         except Exception as e:
             log.warning("recovery ping failed; will try again", error=repr(e))
-            self._trouble.set()
+            self._wake.set()
             return
         self._ping_owed = False
         self.pings += 1

@@ -69,7 +69,7 @@ async def _until(check: Any, timeout: float = 5.0) -> None:
 
 async def _settled(watch: RecoveryWatch) -> None:
     """Until the watch has nothing left to do (waiting for the next failure)."""
-    await _until(lambda: not watch._trouble.is_set())
+    await _until(lambda: not watch._wake.is_set())
     await asyncio.sleep(5 * INTERVAL)
 
 
