@@ -140,11 +140,13 @@ class Delivery:
                     batch = await self._fetch(thread_id)
                     if not batch:
                         break
+                    # One read of the thread per batch; what delivery changes it keeps in step.
+                    thread = await self.threads.get(thread_id)
                     for i, event in enumerate(batch):
                         if self._stopping:
                             return
                         nxt = batch[i + 1] if i + 1 < len(batch) else None
-                        await self._deliver_with_retry(event, nxt)
+                        await self._deliver_with_retry(event, nxt, thread)
         except Exception:
             log.exception(
                 "delivery worker crashed; the thread's events stay queued", thread_id=thread_id
@@ -167,12 +169,14 @@ class Delivery:
                 await self._backoff(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
-    async def _deliver_with_retry(self, event: PendingEvent, nxt: PendingEvent | None) -> None:
+    async def _deliver_with_retry(
+        self, event: PendingEvent, nxt: PendingEvent | None, thread: Thread | None
+    ) -> None:
         delay = BACKOFF_START
         rejected = 0
         while not self._stopping:
             try:
-                await self._deliver(event, nxt)
+                await self._deliver(event, nxt, thread)
                 return
             except MatrixError as e:
                 wait = max(delay, (e.retry_after_ms or 0) / 1000)
@@ -214,8 +218,9 @@ class Delivery:
                 await self._backoff(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
-    async def _deliver(self, event: PendingEvent, nxt: PendingEvent | None) -> None:
-        thread = await self.threads.get(event.thread_id)
+    async def _deliver(
+        self, event: PendingEvent, nxt: PendingEvent | None, thread: Thread | None
+    ) -> None:
         if thread is None:  # cannot happen: the row is written with the event
             await self.outbox.mark_failed(event.id, "thread row missing")
             return
@@ -234,7 +239,8 @@ class Delivery:
         room_id = await self.router.ensure_room(thread)
         bind_contextvars(session_id=thread.session_id, room_id=room_id)
         messages = self.render(hook, await self._context(thread, hook, event))
-        done = await self.outbox.sent_parts(event.id)
+        # Parts can only exist if an earlier attempt got that far: skip the read otherwise.
+        done = await self.outbox.sent_parts(event.id) if self._may_be_sent(event) else {}
         for part, message in enumerate(messages):
             if part in done:
                 continue
@@ -400,8 +406,10 @@ class Delivery:
     async def _after_part(self, thread: Thread, message: OutboundMessage) -> None:
         """Keep the thread row in step with what the room now shows."""
         if message.event_type == "m.room.name" and message.state_key == "":
-            await self.threads.set_title(thread.id, str(message.content.get("name", "")))
+            thread.title = str(message.content.get("name", ""))
+            await self.threads.set_title(thread.id, thread.title)
         elif message.event_type == "org.claude_bridge.thread" and message.state_key == "":
             status = message.content.get("status")
             if isinstance(status, str):
+                thread.status = status
                 await self.threads.set_status(thread.id, status)
