@@ -37,6 +37,7 @@ from claude_bridge.hooks.models import (
 from claude_bridge.ids import ThreadID
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
+from claude_bridge.matrix.relations import edit_content
 from claude_bridge.matrix.txn_lookup import find_sent
 from claude_bridge.ops import metrics
 from claude_bridge.render.messages import OutboundMessage, RenderContext
@@ -382,15 +383,7 @@ class Delivery:
         if message.replaces:
             original = await self.outbox.anchor_event(thread_id, message.replaces)
             if original:
-                edit = {
-                    **content,
-                    "body": f"* {content.get('body', '')}",
-                    "m.new_content": content,
-                    "m.relates_to": {"rel_type": "m.replace", "event_id": original},
-                }
-                if "formatted_body" in content:
-                    edit["formatted_body"] = f"* {content['formatted_body']}"
-                return edit, anchor
+                return edit_content(original, content), anchor
             anchor = anchor or message.replaces
         if message.thread_root:
             root = await self.outbox.anchor_event(thread_id, message.thread_root)

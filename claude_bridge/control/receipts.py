@@ -18,6 +18,7 @@ import contextlib
 from claude_bridge.control import decisions
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError, quote
+from claude_bridge.matrix.relations import edit_content
 from claude_bridge.store import ThreadStore
 from claude_bridge.store.approvals import Approval, ApprovalStore
 from claude_bridge.store.database import now_ms
@@ -125,14 +126,7 @@ class Receipts(Worker):
                 if e.temporary:
                     raise
             new = decisions.settled_content(approval, original, self.approval_timeout)
-            edit = {
-                **new,
-                "body": f"* {new['body']}",
-                "m.new_content": new,
-                "m.relates_to": {"rel_type": "m.replace", "event_id": target},
-            }
-            if "formatted_body" in new:
-                edit["formatted_body"] = f"* {new['formatted_body']}"
+            edit = edit_content(target, new)
             await self._send(
                 sender, thread.room_id, "m.room.message", edit, "perm", approval.hook_event_id
             )
