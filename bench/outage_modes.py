@@ -36,7 +36,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.soak import free_port, payload  # noqa: E402
+from bench.soak import free_port, payload, wait_ready  # noqa: E402
 from claude_bridge.config import parse_config  # noqa: E402
 from claude_bridge.devenv.synapse import LocalSynapse  # noqa: E402
 from claude_bridge.registration import build_registration, new_token  # noqa: E402
@@ -93,17 +93,8 @@ class Bridge:
             cwd=REPO, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
         url = f"http://{self.config['hooks']['listen']}/health"
-        deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                try:
-                    async with http.get(url) as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError("bridge not ready")
+            await wait_ready(http, url, self.proc, timeout=60)
 
     async def stop(self) -> None:
         if self.proc and self.proc.returncode is None:

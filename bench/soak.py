@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -41,18 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from claude_bridge.config import parse_config  # noqa: E402
-from claude_bridge.devenv.synapse import LocalSynapse  # noqa: E402
+from claude_bridge.devenv.synapse import LocalSynapse, free_port  # noqa: E402
 from claude_bridge.registration import build_registration, new_token  # noqa: E402
 
 PAYLOADS = REPO.parent / "shared" / "claude-code" / "hook-payloads"
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
 TOKEN = "soak-hook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def payload(name: str) -> dict[str, Any]:
@@ -284,8 +277,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-async def wait_ready(http: aiohttp.ClientSession, url: str, bridge: Any) -> None:
-    deadline = time.monotonic() + 120
+async def wait_ready(
+    http: aiohttp.ClientSession, url: str, bridge: Any, timeout: float = 120.0
+) -> None:
+    """Poll the bridge's /health until it answers 200; fail early if the process exits."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if bridge.returncode is not None:
             raise RuntimeError(f"bridge exited with {bridge.returncode}")
@@ -296,7 +292,7 @@ async def wait_ready(http: aiohttp.ClientSession, url: str, bridge: Any) -> None
         except aiohttp.ClientError:
             pass
         await asyncio.sleep(0.2)
-    raise RuntimeError("bridge not ready after 120 s")
+    raise RuntimeError(f"bridge not ready after {timeout:.0f} s")
 
 
 async def sample(database: str, started: float, out: list[tuple[int, int]]) -> None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,30 +30,12 @@ from bench.httpclient import HookConnection
 from bench.observer import Observer
 from claude_bridge.config import HooksConfig, parse_config
 from claude_bridge.devenv.client import MatrixTestClient
-from claude_bridge.devenv.synapse import LocalSynapse
+from claude_bridge.devenv.synapse import LocalSynapse, die_with_parent, free_port
 from claude_bridge.registration import build_registration, new_token
 
 REPO = Path(__file__).resolve().parents[1]
 HOOK_TOKEN = "bench-hook-secret"
 PG_ADMIN = os.environ.get("CLAUDE_BRIDGE_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> Any:
-    """preexec_fn: SIGKILL the child when this process goes away (a killed benchmark)."""
-    if sys.platform != "linux":
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def hook() -> None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-    return hook
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -207,7 +187,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
 
     def _bridge_ready(self) -> bool:
@@ -334,7 +314,7 @@ class Stack:
              "--nonblocking", "-o", str(directory / f"{name}.collapsed.txt")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )  # fmt: skip
 
     @contextlib.asynccontextmanager

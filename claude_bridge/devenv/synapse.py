@@ -36,7 +36,7 @@ from ruamel.yaml import YAML
 if TYPE_CHECKING:
     from claude_bridge.devenv.client import MatrixTestClient
 
-__all__ = ["LocalSynapse", "SynapseError"]
+__all__ = ["LocalSynapse", "SynapseError", "die_with_parent", "free_port"]
 
 # Far above anything a test or benchmark does; tests that exercise rate limiting
 # tighten individual keys through ``extra_config``.
@@ -82,7 +82,8 @@ class SynapseError(RuntimeError):
     """Synapse failed to start, died, or refused an admin request."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free loopback port (for Synapse, the bridge's listeners, or nothing at all)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -106,8 +107,8 @@ def _rate_limits() -> dict[str, Any]:
     return out
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL Synapse when its parent goes away.
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the child (Synapse, a bridge) when its parent goes away.
 
     Covers a test runner killed outright, where atexit never runs. The signal fires
     when the *thread* that spawned Synapse exits, so start it from a long-lived thread
@@ -152,7 +153,7 @@ class LocalSynapse:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._server_name = server_name
         # Chosen once so clients and appservice registrations stay valid across restarts.
-        self._port = port if port is not None else _free_port()
+        self._port = port if port is not None else free_port()
         self.app_service_config_files = [Path(p).resolve() for p in app_service_config_files]
         self.extra_config: dict[str, Any] = dict(extra_config or {})
         self.registration_shared_secret = self._load_or_create_secret()
@@ -307,7 +308,7 @@ class LocalSynapse:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent_hook(),
+                preexec_fn=die_with_parent(),
             )
 
     async def start(self, timeout: float = 60.0) -> None:

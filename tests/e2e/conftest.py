@@ -7,7 +7,6 @@ other's threads.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from ruamel.yaml import YAML
 from claude_bridge.app import Bridge
 from claude_bridge.config import Config, PermissionLevel, parse_config
 from claude_bridge.devenv.client import MatrixTestClient
-from claude_bridge.devenv.synapse import LocalSynapse
+from claude_bridge.devenv.synapse import LocalSynapse, free_port
 from claude_bridge.registration import build_registration, new_token
 
 pytestmark = pytest.mark.e2e
@@ -30,10 +29,34 @@ HOOK_TOKEN = "test-hook-secret"
 PAYLOADS = Path(__file__).resolve().parents[2].parent / "shared" / "claude-code" / "hook-payloads"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def loopback_config(
+    *, permissions: dict[str, str], logging: dict[str, str], hook_token: str = HOOK_TOKEN
+) -> dict[str, Any]:
+    """A bridge config dict on free loopback ports, with fresh appservice tokens."""
+    as_port, hook_port, synapse_port = free_port(), free_port(), free_port()
+    return {
+        "homeserver": {"address": f"http://127.0.0.1:{synapse_port}", "domain": "localhost"},
+        "appservice": {
+            "hostname": "127.0.0.1",
+            "port": as_port,
+            "address": f"http://127.0.0.1:{as_port}",
+            "as_token": new_token(),
+            "hs_token": new_token(),
+        },
+        "hooks": {"listen": f"127.0.0.1:{hook_port}", "tokens": {"laptop": hook_token}},
+        "bridge": {"permissions": permissions},
+        "logging": logging,
+    }
+
+
+async def synapse_for(config: dict[str, Any], workdir: Path) -> LocalSynapse:
+    """A started Synapse on the config's homeserver port with the bridge's registration loaded."""
+    registration = workdir / "registration.yaml"
+    YAML().dump(build_registration(parse_config(config)), registration)
+    port = int(config["homeserver"]["address"].rsplit(":", 1)[1])
+    synapse = LocalSynapse(workdir / "synapse", port=port, app_service_config_files=[registration])
+    await synapse.start()
+    return synapse
 
 
 @dataclass
@@ -53,33 +76,15 @@ class Stack:
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     workdir = tmp_path_factory.mktemp("stack")
-    as_port, hook_port = free_port(), free_port()
-    synapse_port = free_port()
-    config: dict[str, Any] = {
-        "homeserver": {"address": f"http://127.0.0.1:{synapse_port}", "domain": "localhost"},
-        "appservice": {
-            "hostname": "127.0.0.1",
-            "port": as_port,
-            "address": f"http://127.0.0.1:{as_port}",
-            "as_token": new_token(),
-            "hs_token": new_token(),
+    config = loopback_config(
+        permissions={
+            "@alice:localhost": PermissionLevel.OPERATOR.value,
+            "@admin:localhost": PermissionLevel.ADMIN.value,
+            "@victor:localhost": PermissionLevel.VIEWER.value,
         },
-        "hooks": {"listen": f"127.0.0.1:{hook_port}", "tokens": {"laptop": HOOK_TOKEN}},
-        "bridge": {
-            "permissions": {
-                "@alice:localhost": PermissionLevel.OPERATOR.value,
-                "@admin:localhost": PermissionLevel.ADMIN.value,
-                "@victor:localhost": PermissionLevel.VIEWER.value,
-            }
-        },
-        "logging": {"level": "DEBUG", "format": "console"},
-    }
-    registration = workdir / "registration.yaml"
-    YAML().dump(build_registration(parse_config(config)), registration)
-    synapse = LocalSynapse(
-        workdir / "synapse", port=synapse_port, app_service_config_files=[registration]
+        logging={"level": "DEBUG", "format": "console"},
     )
-    await synapse.start()
+    synapse = await synapse_for(config, workdir)
     users = {
         name: await synapse.user_client(name) for name in ("alice", "admin", "victor", "mallory")
     }

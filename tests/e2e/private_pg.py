@@ -13,24 +13,19 @@ import asyncio
 import os
 import pwd
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import asyncpg
 
+from claude_bridge.devenv.synapse import free_port
+
 PG_BIN = Path(os.environ.get("CLAUDE_BRIDGE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 def available() -> bool:
     return (PG_BIN / "initdb").exists() and (os.geteuid() != 0 or _postgres_user() is not None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _postgres_user() -> pwd.struct_passwd | None:

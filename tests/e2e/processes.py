@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import re
-import signal
 import sqlite3
 import sys
 import time
@@ -39,11 +37,9 @@ import asyncpg
 from ruamel.yaml import YAML
 from yarl import URL
 
-from claude_bridge.config import parse_config
 from claude_bridge.devenv.client import MatrixRequestError, MatrixTestClient
-from claude_bridge.devenv.synapse import LocalSynapse
-from claude_bridge.registration import build_registration, new_token
-from tests.e2e.private_pg import free_port
+from claude_bridge.devenv.synapse import LocalSynapse, die_with_parent
+from tests.e2e.conftest import loopback_config, synapse_for
 
 HOOK_TOKEN = "fault-hook-secret"
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,26 +88,12 @@ class FaultStack:
 
 @contextlib.asynccontextmanager
 async def fault_stack(workdir: Path) -> AsyncIterator[FaultStack]:
-    as_port, hook_port, synapse_port = free_port(), free_port(), free_port()
-    config: dict[str, Any] = {
-        "homeserver": {"address": f"http://127.0.0.1:{synapse_port}", "domain": "localhost"},
-        "appservice": {
-            "hostname": "127.0.0.1",
-            "port": as_port,
-            "address": f"http://127.0.0.1:{as_port}",
-            "as_token": new_token(),
-            "hs_token": new_token(),
-        },
-        "hooks": {"listen": f"127.0.0.1:{hook_port}", "tokens": {"laptop": HOOK_TOKEN}},
-        "bridge": {"permissions": {"@alice:localhost": "operator"}},
-        "logging": {"level": "INFO", "format": "json"},
-    }
-    registration = workdir / "registration.yaml"
-    YAML().dump(build_registration(parse_config(config)), registration)
-    synapse = LocalSynapse(
-        workdir / "synapse", port=synapse_port, app_service_config_files=[registration]
+    config = loopback_config(
+        permissions={"@alice:localhost": "operator"},
+        logging={"level": "INFO", "format": "json"},
+        hook_token=HOOK_TOKEN,
     )
-    await synapse.start()
+    synapse = await synapse_for(config, workdir)
     alice = await synapse.user_client("alice")
     try:
         yield FaultStack(synapse, config, alice, workdir)
@@ -121,18 +103,6 @@ async def fault_stack(workdir: Path) -> AsyncIterator[FaultStack]:
 
 
 # --- the bridge as a process ----------------------------------------------------------------
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """Have Linux SIGKILL the bridge if the test runner dies (atexit would not run then)."""
-    if sys.platform != "linux":
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def hook() -> None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-    return hook
 
 
 class BridgeProcess:
@@ -170,7 +140,7 @@ class BridgeProcess:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             cwd=ROOT,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read(self._proc), name=f"{self.name}-log")
         return self
@@ -446,6 +416,15 @@ async def read_back(
     return seen
 
 
+def burst_problems(burst: Burst, seen: dict[int, list[tuple[int, int]]]) -> list[str]:
+    """``check_room`` over every session of the burst."""
+    return [
+        problem
+        for s in range(len(burst.session_ids))
+        for problem in check_room(s, seen[s], burst.acked, burst.attempted)
+    ]
+
+
 async def count(database_url: str, query: str, *args: Any) -> int:
     """One number from a (subprocess) bridge's database, through a connection of our own."""
     if database_url.startswith("postgres"):
@@ -470,6 +449,15 @@ async def backlog(database_url: str, received_before_ms: int | None = None) -> i
         "SELECT COUNT(*) FROM hook_event WHERE state='pending' AND received_at<=$1",
         received_before_ms if received_before_ms is not None else 2**62,
     )
+
+
+async def until_drained(database_url: str, what: str, timeout: float = 30.0) -> None:
+    """Wait until the bridge's outbox has nothing pending."""
+
+    async def drained() -> bool:
+        return await backlog(database_url) == 0
+
+    await until(drained, what, timeout)
 
 
 def env_seconds(name: str, default: float) -> float:

@@ -38,8 +38,7 @@ from tests.e2e.processes import (
     BridgeProcess,
     Burst,
     FaultStack,
-    backlog,
-    check_room,
+    burst_problems,
     env_seconds,
     fault_stack,
     join_thread_room,
@@ -50,6 +49,7 @@ from tests.e2e.processes import (
     report,
     room_marks,
     until,
+    until_drained,
 )
 
 pytestmark = pytest.mark.e2e
@@ -157,10 +157,7 @@ async def test_database_restart_loses_nothing_and_the_bridge_recovers_by_itself(
 
         await asyncio.wait_for(posting, 120)
 
-        async def drained() -> bool:
-            return await backlog(url) == 0
-
-        await until(drained, "the outbox drained after the restart", 120)
+        await until_drained(url, "the outbox drained after the restart", 120)
         seen = await read_back(hs.alice, burst)
         shim_room = await join_thread_room(hs.alice, shim_session)
         shim_seen = await room_marks(hs.alice, shim_room, shim_tag)
@@ -174,11 +171,7 @@ async def test_database_restart_loses_nothing_and_the_bridge_recovers_by_itself(
     refusals = [
         p.seconds for p in burst.posts if p.status == 503 and down <= p.started < restarting
     ]
-    problems = [
-        problem
-        for s in range(SESSIONS)
-        for problem in check_room(s, seen[s], burst.acked, burst.attempted)
-    ]
+    problems = burst_problems(burst, seen)
     assert message_after < PROMPT_WITHIN, f"the Matrix message took {message_after:.1f}s"
     assert not problems, "\n".join(problems)
     assert shim_seen == [(0, 0), (0, 1), (0, 2), (0, 3)]  # spooled, replayed in order, once

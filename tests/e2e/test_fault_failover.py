@@ -22,12 +22,11 @@ from tests.e2e.processes import (
     BridgeProcess,
     Burst,
     FaultStack,
-    backlog,
-    check_room,
+    burst_problems,
     fault_stack,
     read_back,
     report,
-    until,
+    until_drained,
 )
 
 pytestmark = pytest.mark.e2e
@@ -70,21 +69,14 @@ async def test_standby_takes_over_when_the_active_bridge_is_killed(
         await asyncio.wait_for(posting, 120)
         all_posted = time.monotonic()
 
-        async def drained() -> bool:
-            return await backlog(standby.config["database"]) == 0
-
-        await until(drained, "the outbox drained by the standby", 120)
+        await until_drained(standby.config["database"], "the outbox drained by the standby", 120)
         seen = await read_back(hs.alice, burst)
         caught_up = time.monotonic()
     finally:
         await active.close()
         await standby.close()
 
-    problems = [
-        problem
-        for s in range(SESSIONS)
-        for problem in check_room(s, seen[s], burst.acked, burst.attempted)
-    ]
+    problems = burst_problems(burst, seen)
     assert not problems, "\n".join(problems)
     report(
         "failover_two_processes",

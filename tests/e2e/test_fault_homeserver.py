@@ -32,7 +32,7 @@ from tests.e2e.processes import (
     Burst,
     FaultStack,
     backlog,
-    check_room,
+    burst_problems,
     count,
     env_seconds,
     fault_stack,
@@ -44,6 +44,7 @@ from tests.e2e.processes import (
     report,
     room_marks,
     until,
+    until_drained,
 )
 
 pytestmark = pytest.mark.e2e
@@ -92,21 +93,14 @@ async def test_homeserver_outage_acks_fast_and_drains_in_order(
         drained_after = time.monotonic() - up
         await asyncio.wait_for(posting, 120)
 
-        async def drained() -> bool:
-            return await backlog(db_url) == 0
-
-        await until(drained, "the outbox drained", 120)
+        await until_drained(db_url, "the outbox drained", 120)
         seen = await read_back(hs.alice, burst)
         assert bridge.returncode is None, bridge.tail()
     finally:
         await bridge.close()
 
     during = burst.ack_seconds(down, restarting)
-    problems = [
-        problem
-        for s in range(SESSIONS)
-        for problem in check_room(s, seen[s], burst.acked, burst.attempted)
-    ]
+    problems = burst_problems(burst, seen)
     assert not problems, "\n".join(problems)
     assert set(burst.statuses()) == {200}  # the bridge itself never went away
     assert len(burst.acked) == SESSIONS * per_session
@@ -146,10 +140,7 @@ async def test_a_send_the_homeserver_stored_before_restarting_is_not_sent_again(
         session = burst.session_ids[0]
         room = await join_thread_room(hs.alice, session)
 
-        async def drained() -> bool:
-            return await backlog(db_url) == 0
-
-        await until(drained, "the first prompt delivered")
+        await until_drained(db_url, "the first prompt delivered")
         first.terminate()
         assert await first.wait_exit() == 0
     finally:
@@ -184,7 +175,7 @@ async def test_a_send_the_homeserver_stored_before_restarting_is_not_sent_again(
     second = await BridgeProcess(config, tmp_path, "second").start()
     try:
         await second.wait_ready()
-        await until(drained, "the second prompt handled")
+        await until_drained(db_url, "the second prompt handled")
     finally:
         await second.close()
     assert await room_marks(hs.alice, room, burst.tag) == [(0, 0), (0, 1)]

@@ -20,12 +20,11 @@ from tests.e2e.processes import (
     BridgeProcess,
     Burst,
     FaultStack,
-    backlog,
-    check_room,
+    burst_problems,
     fault_stack,
     read_back,
     report,
-    until,
+    until_drained,
 )
 
 pytestmark = pytest.mark.e2e
@@ -65,21 +64,14 @@ async def test_sigkill_mid_burst_loses_and_doubles_nothing(
         await asyncio.wait_for(posting, 120)
         all_posted = time.monotonic()
 
-        async def drained() -> bool:
-            return await backlog(second.config["database"]) == 0
-
-        await until(drained, "the outbox drained after the restart", 120)
+        await until_drained(second.config["database"], "the outbox drained after the restart", 120)
         seen = await read_back(hs.alice, burst)
         caught_up = time.monotonic()
     finally:
         await first.close()
         await second.close()
 
-    problems = [
-        problem
-        for s in range(SESSIONS)
-        for problem in check_room(s, seen[s], burst.acked, burst.attempted)
-    ]
+    problems = burst_problems(burst, seen)
     assert not problems, "\n".join(problems)
     assert len(burst.acked) >= SESSIONS * PER_SESSION - unanswered
     shown = sum(len(v) for v in seen.values())

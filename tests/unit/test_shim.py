@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shlex
-import socket
 import stat
 import sys
 import time
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from claude_bridge import installer
 from claude_bridge import shim as shim_module
+from claude_bridge.devenv.synapse import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-hook-token-value-0123456789"
@@ -88,13 +88,6 @@ class FakeBridge:
     @property
     def bodies(self) -> list[bytes]:
         return [r.body for r in self.received]
-
-
-def free_port() -> int:
-    """A loopback port with nothing listening (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
