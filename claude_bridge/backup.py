@@ -26,6 +26,7 @@ VERSION = 1
 THREAD_TABLES = (
     "hook_event",
     "sent_event",
+    "merged_message",
     "approval",
     "session_message",
     "thread_control",

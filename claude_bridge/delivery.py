@@ -26,6 +26,7 @@ from typing import Any
 
 from structlog.contextvars import bind_contextvars
 
+from claude_bridge import coalesce
 from claude_bridge.hooks.models import (
     HookEvent,
     HookInputError,
@@ -41,6 +42,7 @@ from claude_bridge.matrix.relations import edit_content
 from claude_bridge.matrix.txn_lookup import find_sent
 from claude_bridge.ops import metrics
 from claude_bridge.render.messages import OutboundMessage, RenderContext
+from claude_bridge.render.options import mirror_options
 from claude_bridge.router import ThreadRouter
 from claude_bridge.slots import SendSlots
 from claude_bridge.store import Outbox, PendingEvent, Thread, ThreadStore
@@ -48,6 +50,7 @@ from claude_bridge.store import Outbox, PendingEvent, Thread, ThreadStore
 log = get_logger("delivery")
 
 Renderer = Callable[[HookEvent, RenderContext], list[OutboundMessage]]
+Rendered = tuple[HookEvent, list[OutboundMessage]]
 
 BATCH = 100
 BACKOFF_START = 0.25
@@ -75,6 +78,7 @@ class Delivery:
         self.client = client
         self.render = render
         self.mirror = mirror
+        self.coalesce_lines = mirror_options(mirror).coalesce_lines
         self.on_sent = on_sent or (lambda: None)
         self.on_failure = on_failure or (lambda: None)
         # Replaced by resume(): the retries sleeping on the old one wake up.
@@ -143,11 +147,9 @@ class Delivery:
                         break
                     # One read of the thread per batch; what delivery changes it keeps in step.
                     thread = await self.threads.get(thread_id)
-                    for i, event in enumerate(batch):
-                        if self._stopping:
-                            return
-                        nxt = batch[i + 1] if i + 1 < len(batch) else None
-                        await self._deliver_with_retry(event, nxt, thread)
+                    i = 0
+                    while i < len(batch) and not self._stopping:
+                        i += await self._deliver_next(batch, i, thread)
         except Exception:
             log.exception(
                 "delivery worker crashed; the thread's events stay queued", thread_id=thread_id
@@ -170,14 +172,113 @@ class Delivery:
                 await self._backoff(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
+    async def _deliver_next(self, batch: list[PendingEvent], i: int, thread: Thread | None) -> int:
+        """Deliver ``batch[i]``, or a run of events from there as one merged message; returns
+        how many events of the batch were dealt with."""
+        event = batch[i]
+        rendered: Rendered | None = None
+        if i + 1 < len(batch) and self.coalesce_lines > 1 and thread is not None:
+            group, rendered = await self._group(batch, i, thread)
+            if group and await self._send_merged(group, thread):
+                for member, member_rendered, has_line in group:
+                    if has_line and len(member_rendered[1]) == 1:
+                        continue  # nothing but its line: marked sent with the merged message
+                    await self._deliver_with_retry(
+                        member, None, thread, member_rendered, {0} if has_line else set()
+                    )
+                return len(group)
+        nxt = batch[i + 1] if i + 1 < len(batch) else None
+        await self._deliver_with_retry(event, nxt, thread, rendered)
+        return 1
+
+    async def _group(
+        self, batch: list[PendingEvent], i: int, thread: Thread
+    ) -> tuple[list[tuple[PendingEvent, Rendered, bool]], Rendered | None]:
+        """The run of queued events from ``batch[i]`` whose messages are a one-line notice
+        (at most) followed by thread replies; returned when it holds two lines or more, with
+        the first event's rendering either way (so it is not rendered twice)."""
+        group: list[tuple[PendingEvent, Rendered, bool]] = []
+        first: Rendered | None = None
+        lines: list[coalesce.Line] = []
+        sender: str | None = None
+        budget = mirror_options(self.mirror).max_content_bytes // 4
+        for event in batch[i:]:
+            if self._may_be_sent(event) or thread.status == "archived":
+                break  # its parts may be in the room already: it goes alone, looked up first
+            try:
+                hook = parse_hook_event(json.loads(event.payload))
+            except (ValueError, HookInputError):
+                break
+            if isinstance(hook, MessageDisplay):
+                break  # streamed text has its own coalescing (_superseded) and is not a notice
+            messages = self.render(hook, await self._context(thread, hook, event))
+            await asyncio.sleep(0)  # rendering a run is CPU only: let hook requests in between
+            if first is None:
+                first = (hook, messages)
+            head = messages[0] if messages and coalesce.mergeable(messages[0]) else None
+            rest = messages[1:] if head is not None else messages
+            if not all(coalesce.follows_group(m) for m in rest):
+                break
+            if head is not None:
+                line = coalesce.line_of(event.id, 0, head)
+                if lines and (
+                    head.sender != sender
+                    or len(lines) >= self.coalesce_lines
+                    or coalesce.size([*lines, line]) > budget
+                ):
+                    break
+                lines.append(line)
+                sender = head.sender
+            group.append((event, (hook, messages), head is not None))
+        while group and not group[-1][2]:
+            group.pop()  # events after the last line gain nothing from riding along
+        return (group if len(lines) >= 2 else []), first
+
+    async def _send_merged(
+        self, group: list[tuple[PendingEvent, Rendered, bool]], thread: Thread
+    ) -> bool:
+        """Send the group's lines as one message and record it as each line's part 0. False
+        when that failed: the events then go one by one, each looked up first (uncertain)."""
+        lines = [
+            coalesce.line_of(event.id, 0, rendered[1][0])
+            for event, rendered, has_line in group
+            if has_line
+        ]
+        head = group[0][1][1][0]
+        try:
+            room_id = await self.router.ensure_room(thread)
+            bind_contextvars(session_id=thread.session_id, room_id=room_id)
+            sender = await self._sender(thread, head)
+            txn_id = f"cb.{lines[0].hook_event}.0.m{len(lines)}"
+            async with self._sends.slot():
+                event_id = await self.client.send_event(
+                    sender, room_id, "m.room.message", coalesce.merged_content(lines), txn_id
+                )
+            complete = [e.id for e, (_, msgs), has_line in group if has_line and len(msgs) == 1]
+            await self.outbox.record_lines(thread.id, event_id, lines, complete)
+        except Exception as e:
+            log.warning("merged send failed, sending one by one", error=repr(e))
+            self._uncertain.update(event.id for event, _, _ in group)
+            return False
+        metrics.COALESCED_LINES.inc(len(lines))
+        self._settled.add(thread.id)
+        self.last_success_ms = group[-1][0].received_at
+        self.on_sent()
+        return True
+
     async def _deliver_with_retry(
-        self, event: PendingEvent, nxt: PendingEvent | None, thread: Thread | None
+        self,
+        event: PendingEvent,
+        nxt: PendingEvent | None,
+        thread: Thread | None,
+        rendered: Rendered | None = None,
+        done: set[int] | None = None,
     ) -> None:
         delay = BACKOFF_START
         rejected = 0
         while not self._stopping:
             try:
-                await self._deliver(event, nxt, thread)
+                await self._deliver(event, nxt, thread, rendered, done or set())
                 return
             except MatrixError as e:
                 wait = max(delay, (e.retry_after_ms or 0) / 1000)
@@ -220,8 +321,15 @@ class Delivery:
                 delay = min(delay * 2, BACKOFF_MAX)
 
     async def _deliver(
-        self, event: PendingEvent, nxt: PendingEvent | None, thread: Thread | None
+        self,
+        event: PendingEvent,
+        nxt: PendingEvent | None,
+        thread: Thread | None,
+        rendered: Rendered | None = None,
+        done: set[int] | None = None,
     ) -> None:
+        """``rendered``: the event's rendering when coalescing already made it; ``done``: parts
+        known to be sent (a merged message's line)."""
         if thread is None:  # cannot happen: the row is written with the event
             await self.outbox.mark_failed(event.id, "thread row missing")
             return
@@ -229,21 +337,27 @@ class Delivery:
             # Archiving is final: its ghost left the room. Keep the event, say why it stays.
             await self.outbox.mark_failed(event.id, "thread archived: not mirrored")
             return
-        try:
-            hook = parse_hook_event(json.loads(event.payload))
-        except (ValueError, HookInputError) as e:
-            await self.outbox.mark_failed(event.id, f"stored payload unreadable: {e}")
-            return
-        if self._superseded(hook, nxt):
-            await self.outbox.mark_sent(event.id)
-            return
+        if rendered is None:
+            try:
+                hook = parse_hook_event(json.loads(event.payload))
+            except (ValueError, HookInputError) as e:
+                await self.outbox.mark_failed(event.id, f"stored payload unreadable: {e}")
+                return
+            if self._superseded(hook, nxt):
+                await self.outbox.mark_sent(event.id)
+                return
         room_id = await self.router.ensure_room(thread)
         bind_contextvars(session_id=thread.session_id, room_id=room_id)
-        messages = self.render(hook, await self._context(thread, hook, event))
+        if rendered is None:
+            messages = self.render(hook, await self._context(thread, hook, event))
+        else:
+            messages = rendered[1]
         # Parts can only exist if an earlier attempt got that far: skip the read otherwise.
-        done = await self.outbox.sent_parts(event.id) if self._may_be_sent(event) else {}
+        sent = set(done or ())
+        if self._may_be_sent(event):
+            sent.update(await self.outbox.sent_parts(event.id))
         for part, message in enumerate(messages):
-            if part in done:
+            if part in sent:
                 continue
             event_id, anchor = await self._send_part(thread, room_id, event, part, message)
             await self.outbox.record_part(event.id, part, thread.id, anchor, event_id)
@@ -325,12 +439,7 @@ class Delivery:
         self, thread: Thread, room_id: str, event: PendingEvent, part: int, message: OutboundMessage
     ) -> tuple[str, str | None]:
         """Send one message; returns its event id and the anchor to record it under."""
-        sender = thread.ghost_mxid
-        if message.sender:
-            sender = self.router.ghost_mxid(thread.id, message.sender)
-            await self.router.ensure_member(
-                thread, sender, message.sender_displayname or self.router.displayname(thread)
-            )
+        sender = await self._sender(thread, message)
         content = dict(message.content)
         async with self._sends.slot():
             if message.attachment is not None:
@@ -346,10 +455,21 @@ class Delivery:
             content, anchor = await self._relate(thread.id, message, content)
             txn_id = f"cb.{event.id}.{part}"
             if self._may_be_sent(event):
-                found = await find_sent(self.client, sender, room_id, message.event_type, txn_id)
+                found = await find_sent(
+                    self.client,
+                    sender,
+                    room_id,
+                    message.event_type,
+                    txn_id,
+                    or_prefix=f"{txn_id}.m",  # a merged message this line began
+                )
                 if found:
                     log.info("already in the room, not sent again", hook_event=event.id, part=part)
-                    return found, anchor
+                    lines = coalesce.lines_from_content(found.get("content") or {})
+                    if lines:
+                        await self.outbox.record_lines(thread.id, found["event_id"], lines)
+                        self._uncertain.update(line.hook_event for line in lines)
+                    return str(found["event_id"]), anchor
             try:
                 sent = await self.client.send_event(
                     sender, room_id, message.event_type, content, txn_id
@@ -381,12 +501,22 @@ class Delivery:
         """
         anchor = message.anchor
         if message.replaces:
-            original = await self.outbox.anchor_event(thread_id, message.replaces)
+            original, lines = await self.outbox.anchor_target(thread_id, message.replaces)
+            if original and lines:
+                # One line of a merged message: the edit shows all of them, that one changed.
+                # Stored first, so a retry or a later edit of another line builds on it.
+                lines = coalesce.replace_line(lines, message.replaces, message)
+                await self.outbox.set_lines(original, lines)
+                return edit_content(original, coalesce.merged_content(lines)), anchor
             if original:
                 return edit_content(original, content), anchor
             anchor = anchor or message.replaces
         if message.thread_root:
-            root = await self.outbox.anchor_event(thread_id, message.thread_root)
+            root, lines = await self.outbox.anchor_target(thread_id, message.thread_root)
+            if lines:
+                line = next((x for x in lines if x.anchor == message.thread_root), None)
+                if line is not None:
+                    content = coalesce.in_reply_to_line(content, line)
             if root:
                 content["m.relates_to"] = {
                     "rel_type": "m.thread",
@@ -395,6 +525,16 @@ class Delivery:
                     "m.in_reply_to": {"event_id": root},
                 }
         return content, anchor
+
+    async def _sender(self, thread: Thread, message: OutboundMessage) -> str:
+        """The ghost that speaks ``message``: the thread's, or a subagent's (joined first)."""
+        if not message.sender:
+            return thread.ghost_mxid
+        sender = self.router.ghost_mxid(thread.id, message.sender)
+        await self.router.ensure_member(
+            thread, sender, message.sender_displayname or self.router.displayname(thread)
+        )
+        return sender
 
     async def _after_part(self, thread: Thread, message: OutboundMessage) -> None:
         """Keep the thread row in step with what the room now shows."""

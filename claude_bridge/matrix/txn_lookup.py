@@ -11,6 +11,7 @@ first looks among the sender's latest events in the room: Synapse shows an appse
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from claude_bridge.matrix.client import MatrixClient, quote
 
@@ -27,8 +28,10 @@ async def find_sent(
     txn_id: str,
     *,
     lookback: int = LOOKBACK,
-) -> str | None:
-    """The id of the event ``user_id`` sent to ``room_id`` with ``txn_id``, if there is one."""
+    or_prefix: str | None = None,
+) -> dict[str, Any] | None:
+    """The event ``user_id`` sent to ``room_id`` with ``txn_id`` (or one starting with
+    ``or_prefix``: a merged message that began with this part), if there is one."""
     room_filter = json.dumps({"senders": [user_id], "types": [event_type]})
     resp = await client.request(
         "GET",
@@ -38,6 +41,11 @@ async def find_sent(
     )
     for event in resp.get("chunk", []):
         unsigned = event.get("unsigned") if isinstance(event, dict) else None
-        if isinstance(unsigned, dict) and unsigned.get("transaction_id") == txn_id:
-            return str(event["event_id"])
+        if not isinstance(unsigned, dict):
+            continue
+        sent_as = unsigned.get("transaction_id")
+        if sent_as == txn_id or (
+            or_prefix and isinstance(sent_as, str) and sent_as.startswith(or_prefix)
+        ):
+            return event
     return None

@@ -66,6 +66,11 @@ DELIVERY_RETRIES = Counter(
     ["cause"],
     registry=REGISTRY,
 )
+COALESCED_LINES = Counter(
+    "claude_bridge_coalesced_lines",
+    "Hook events shown as one line of a merged message (a burst coalesced) rather than alone.",
+    registry=REGISTRY,
+)
 OUTBOX_BACKLOG = Gauge(
     "claude_bridge_outbox_backlog", "Hook events stored but not yet in Matrix.", registry=REGISTRY
 )

@@ -125,6 +125,14 @@ class MirrorConfig(BaseModel):
         le=2_000,
         description="Longest summary of a tool call's input on its timeline line.",
     )
+    coalesce_lines: int = Field(
+        default=20,
+        ge=1,
+        le=100,
+        description="When several one-line notices (tool calls) are already queued for a room "
+        "(a burst, or catching up after an outage), send up to this many as one message, a "
+        "line each. Nothing is held back to wait for more; 1 turns coalescing off.",
+    )
     redact: RedactConfig = Field(
         default_factory=RedactConfig, description="Secret scrubbing (see RedactConfig)."
     )

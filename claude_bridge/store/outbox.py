@@ -6,10 +6,13 @@ outbox (``state='sent'``) only after every Matrix event it renders to has been s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mautrix.util.async_db import Database
+from mautrix.util.async_db.connection import LoggingConnection
 
+from claude_bridge.coalesce import Line, dump_lines, load_lines
 from claude_bridge.ids import HookEventID, ThreadID
 from claude_bridge.store.database import now_ms
 
@@ -86,6 +89,60 @@ class Outbox:
             anchor,
             event_id,
         )
+
+    async def record_lines(
+        self, thread_id: str, event_id: str, lines: list[Line], complete: Sequence[int] = ()
+    ) -> None:
+        """A merged message (``coalesce.py``) was sent: record each line as its hook event's part,
+        and the lines themselves, in one transaction (all of it is in the room, or none).
+        ``complete``: hook events that were nothing but their line, now sent."""
+        conn: LoggingConnection
+        async with self.db.acquire() as conn, conn.transaction():
+            for line in lines:
+                await conn.execute(
+                    "INSERT INTO sent_event (hook_event_id, part, thread_id, anchor, event_id) "
+                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    line.hook_event,
+                    line.part,
+                    thread_id,
+                    line.anchor,
+                    event_id,
+                )
+            await conn.execute(
+                "INSERT INTO merged_message (event_id, thread_id, lines) VALUES ($1, $2, $3) "
+                "ON CONFLICT (event_id) DO NOTHING",
+                event_id,
+                thread_id,
+                dump_lines(lines),
+            )
+            if complete:
+                marks = ", ".join(f"${i + 2}" for i in range(len(complete)))
+                await conn.execute(
+                    "UPDATE hook_event SET state='sent', sent_at=$1, last_error=NULL "
+                    f"WHERE id IN ({marks})",
+                    now_ms(),
+                    *complete,
+                )
+
+    async def set_lines(self, event_id: str, lines: list[Line]) -> None:
+        await self.db.execute(
+            "UPDATE merged_message SET lines=$2 WHERE event_id=$1", event_id, dump_lines(lines)
+        )
+
+    async def anchor_target(
+        self, thread_id: str, anchor: str
+    ) -> tuple[str | None, list[Line] | None]:
+        """The event recorded under ``anchor`` and, when it is a merged message, its lines."""
+        row = await self.db.fetchrow(
+            "SELECT s.event_id, m.lines FROM sent_event s "
+            "LEFT JOIN merged_message m ON m.event_id = s.event_id "
+            "WHERE s.thread_id=$1 AND s.anchor=$2 ORDER BY s.hook_event_id, s.part LIMIT 1",
+            thread_id,
+            anchor,
+        )
+        if row is None:
+            return None, None
+        return row["event_id"], load_lines(row["lines"]) if row["lines"] else None
 
     async def anchor_event(self, thread_id: str, anchor: str) -> str | None:
         """The first Matrix event recorded under ``anchor`` (edits refer to the original)."""

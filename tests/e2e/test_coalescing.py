@@ -1,0 +1,231 @@
+"""Coalescing against a real Synapse: a queued run of tool calls becomes one merged message,
+whose lines keep their threads and edits, and which a lost answer never doubles."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from claude_bridge.app import Bridge
+from claude_bridge.coalesce import LINES_FIELD
+from claude_bridge.delivery import Delivery
+from claude_bridge.ops import metrics
+from tests.e2e.conftest import HookPoster, Stack, StartBridge, hook_payload, new_session
+from tests.e2e.test_foundation import _until, _wait_for_room
+
+pytestmark = pytest.mark.e2e
+
+CWD = "/home/dev/projects/demo-app"
+
+
+class Gate:
+    """Holds delivery back while events are posted, so they are all queued when it starts (the
+    state a burst or an outage leaves behind), then lets it go."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.waiting: list[tuple[Delivery, str]] = []
+        self.original: Callable[[Delivery, Any], None] = Delivery.notify
+
+    def release(self) -> None:
+        self.held = False
+        for delivery, thread_id in self.waiting:
+            self.original(delivery, thread_id)
+        self.waiting.clear()
+
+
+@pytest.fixture
+async def gate(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gate]:
+    gate = Gate()
+
+    def notify(delivery: Delivery, thread_id: Any) -> None:
+        if gate.held:
+            gate.waiting.append((delivery, thread_id))
+        else:
+            gate.original(delivery, thread_id)
+
+    monkeypatch.setattr(Delivery, "notify", notify)
+    yield gate
+
+
+def tool(session: str, name: str, use_id: str, **fields: Any) -> dict[str, Any]:
+    return hook_payload(name, session, cwd=CWD, prompt_id="p1", tool_use_id=use_id, **fields)
+
+
+def bash(session: str, use_id: str, command: str) -> dict[str, Any]:
+    return tool(session, "PreToolUse", use_id, tool_name="Bash", tool_input={"command": command})
+
+
+def bash_done(session: str, use_id: str, command: str, out: str) -> dict[str, Any]:
+    return tool(
+        session,
+        "PostToolUse",
+        use_id,
+        tool_name="Bash",
+        tool_input={"command": command},
+        tool_response={"stdout": out, "stderr": "", "interrupted": False, "isImage": False},
+    )
+
+
+def bash_failed(session: str, use_id: str, command: str, error: str) -> dict[str, Any]:
+    payload = tool(
+        session,
+        "PostToolUse",
+        use_id,
+        hook_event_name="PostToolUseFailure",
+        tool_name="Bash",
+        tool_input={"command": command},
+        error=error,
+    )
+    payload.pop("tool_response", None)
+    payload.pop("duration_ms", None)
+    return payload
+
+
+async def open_room(bridge: Bridge, stack: Stack, hooks: HookPoster, session: str) -> str:
+    """A session whose room exists, joined by alice, with nothing left to deliver."""
+    assert (await hooks.post(hook_payload("SessionStart", session, cwd=CWD)))[0] == 200
+    room_id = await _wait_for_room(bridge, session.lower())
+    await drained(bridge)
+    alice = stack.users["alice"]
+    await alice.wait_for_invite(room_id)
+    await alice.join(room_id)
+    return room_id
+
+
+async def drained(bridge: Bridge) -> None:
+    async def empty() -> bool:
+        return (await bridge.outbox.backlog())[0] == 0
+
+    await _until(empty, "the outbox drained")
+
+
+async def post_all(hooks: HookPoster, payloads: list[dict[str, Any]]) -> None:
+    for payload in payloads:
+        status, body = await hooks.post(payload)
+        assert status == 200, body
+
+
+def timeline(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        e for e in events if e["type"] == "m.room.message" and "m.relates_to" not in e["content"]
+    ]
+
+
+def related(events: list[dict[str, Any]], rel_type: str, to: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in events
+        if e["type"] == "m.room.message"
+        and e["content"].get("m.relates_to", {}).get("rel_type") == rel_type
+        and e["content"]["m.relates_to"]["event_id"] == to
+    ]
+
+
+async def test_a_queued_run_of_tool_calls_is_one_message_with_threads_and_edits(
+    stack: Stack, gate: Gate, start_bridge: StartBridge, hooks: HookPoster
+) -> None:
+    bridge = await start_bridge()  # after the gate: ingest keeps the notify it sees at start
+    session = new_session()
+    room_id = await open_room(bridge, stack, hooks, session)
+    before = metrics.COALESCED_LINES._value.get()
+    gate.held = True
+    await post_all(
+        hooks,
+        [
+            bash(session, "t1", "ls src"),
+            bash_done(session, "t1", "ls src", "app.py"),
+            bash(session, "t2", "npm test"),
+            bash(session, "t3", "git status"),
+            bash_failed(session, "t2", "npm test", "Exit code 1\n2 tests failed"),
+            bash(session, "t4", "make lint"),
+            bash_done(session, "t4", "make lint", "lint ok"),
+            bash(session, "t5", "make build"),
+        ],
+    )
+    gate.release()
+    await drained(bridge)
+    events = await stack.users["alice"].messages(room_id, limit=100)
+    lines = [e for e in timeline(events) if LINES_FIELD in e["content"]]
+    # Two merged messages: t1–t3 (the failure's edit ends that run), then t4–t5.
+    assert [len(e["content"][LINES_FIELD]) for e in lines] == [3, 2]
+    first, second = lines
+    assert first["content"]["body"].splitlines()[1].endswith("npm test")
+    assert "<br>" in first["content"]["formatted_body"]
+    # Nothing was sent on its own besides these (no line is shown twice).
+    for command in ("ls src", "npm test", "git status", "make lint", "make build"):
+        assert sum(command in e["content"]["body"] for e in timeline(events)) == 1, command
+    # The failure edits its own line and keeps the others.
+    edits = related(events, "m.replace", first["event_id"])
+    assert len(edits) == 1
+    edited = edits[0]["content"]["m.new_content"]["body"].splitlines()
+    assert len(edited) == 3 and "❌" in edited[1] and "npm test" in edited[1]
+    assert "ls src" in edited[0] and "❌" not in edited[0] and "git status" in edited[2]
+    # Output and error go into the merged message's thread, each led by the line it answers.
+    replies = related(events, "m.thread", first["event_id"])
+    leads = sorted(r["content"]["body"].splitlines()[0] for r in replies)
+    assert leads == ["↳ " + edited[1], "↳ " + edited[0]], leads  # the line as it is now
+    assert any("2 tests failed" in r["content"]["body"] for r in replies)
+    assert any(
+        "lint ok" in r["content"]["body"] for r in related(events, "m.thread", second["event_id"])
+    )
+    assert metrics.COALESCED_LINES._value.get() - before == 5
+    # Every hook event is recorded as sent, each line against its merged message.
+    thread_id = session.lower()
+    rows = await bridge.db.fetch(
+        "SELECT anchor, event_id FROM sent_event WHERE thread_id=$1 AND anchor LIKE 'tool:%'",
+        thread_id,
+    )
+    anchors = {r["anchor"]: r["event_id"] for r in rows}
+    assert anchors["tool:t1"] == anchors["tool:t3"] == first["event_id"]
+    assert anchors["tool:t5"] == second["event_id"]
+
+
+async def test_a_merged_message_whose_answer_was_lost_is_found_not_sent_again(
+    stack: Stack, start_bridge: StartBridge, hooks: HookPoster, gate: Gate
+) -> None:
+    bridge = await start_bridge()
+    session = new_session()
+    room_id = await open_room(bridge, stack, hooks, session)
+    record = bridge.outbox.record_lines
+    lost: list[str] = []
+
+    async def answer_lost(thread_id: str, event_id: str, *args: Any) -> None:
+        if not lost:  # the merged message is in the room, but the bridge never hears of it
+            lost.append(event_id)
+            raise ConnectionError("answer lost")
+        await record(thread_id, event_id, *args)
+
+    bridge.outbox.record_lines = answer_lost  # type: ignore[method-assign]
+    gate.held = True
+    await post_all(hooks, [bash(session, f"u{i}", f"step {i}") for i in range(6)])
+    gate.release()
+    await drained(bridge)
+    assert lost, "the merged send never happened"
+    events = await stack.users["alice"].messages(room_id, limit=100)
+    for i in range(6):
+        shown = [e for e in timeline(events) if f"step {i}" in e["content"]["body"]]
+        assert len(shown) == 1, (i, [e["content"]["body"] for e in timeline(events)])
+    assert shown[0]["event_id"] == lost[0]
+    states = await bridge.db.fetch(
+        "SELECT state FROM hook_event WHERE thread_id=$1 AND event_name='PreToolUse'",
+        session.lower(),
+    )
+    assert [r["state"] for r in states] == ["sent"] * 6
+
+
+async def test_coalescing_off_sends_one_message_per_call(
+    stack: Stack, start_bridge: StartBridge, hooks: HookPoster, gate: Gate
+) -> None:
+    bridge = await start_bridge(bridge={"mirror": {"coalesce_lines": 1}})
+    session = new_session()
+    room_id = await open_room(bridge, stack, hooks, session)
+    gate.held = True
+    await post_all(hooks, [bash(session, f"v{i}", f"solo {i}") for i in range(4)])
+    gate.release()
+    await drained(bridge)
+    events = await stack.users["alice"].messages(room_id, limit=100)
+    solo = [e for e in timeline(events) if "solo " in e["content"]["body"]]
+    assert len(solo) == 4 and not any(LINES_FIELD in e["content"] for e in solo)
