@@ -23,7 +23,10 @@ from claude_bridge.render.text import esc
 
 LINES_FIELD = "org.claude_bridge.lines"
 """In a merged message's content: ``[{"hook_event": id, "part": n, "anchor": a}, …]``."""
+PARTS_FIELD = "org.claude_bridge.parts"
+"""In a merged thread reply's content: ``[[hook event id, part], …]``."""
 MAX_LINE_BYTES = 1_000
+MAX_REPLY_BYTES = 4_096
 JOIN_HTML = "<br>"
 
 
@@ -64,6 +67,67 @@ def follows_group(message: OutboundMessage) -> bool:
     """A message that may go out after the group's merged line: a reply in some call's thread
     (its root is either already in the room or one of the group's lines)."""
     return message.thread_root is not None and message.replaces is None
+
+
+def mergeable_reply(message: OutboundMessage, roots: set[str]) -> bool:
+    """Tool output small enough to share one thread message with the other calls' output
+    under the same merged message (``roots``: its lines' anchors). Nothing ever edits it."""
+    content = message.content
+    if (
+        message.thread_root not in roots
+        or message.anchor is not None
+        or message.replaces is not None
+        or message.attachment is not None
+        or message.state_key is not None
+        or content.get("msgtype") not in ("m.notice", "m.text")
+        or content.get("m.mentions", {}).get("user_ids")
+    ):
+        return False
+    body, html = content.get("body"), content.get("formatted_body", "")
+    return (
+        isinstance(body, str)
+        and isinstance(html, str)
+        and len(body.encode()) + len(html.encode()) <= MAX_REPLY_BYTES
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    hook_event: int
+    part: int
+    content: dict[str, Any]
+    line: Line
+    """The line of the call this output belongs to (it leads the output)."""
+
+    @property
+    def size(self) -> int:
+        return len(json.dumps(self.content).encode()) + len(self.line.html.encode()) * 2
+
+
+def merged_replies(replies: list[Reply]) -> dict[str, Any]:
+    """One thread message holding several calls' output, each led by its call's line."""
+    shown = [in_reply_to_line(r.content, r.line) for r in replies]
+    return {
+        "msgtype": "m.notice",
+        "body": "\n\n".join(x["body"] for x in shown),
+        "format": "org.matrix.custom.html",
+        "formatted_body": "".join(x["formatted_body"] for x in shown),
+        "m.mentions": {},
+        PARTS_FIELD: [[r.hook_event, r.part] for r in replies],
+    }
+
+
+def parts_from_content(content: dict[str, Any]) -> list[tuple[int, int]] | None:
+    """The (hook event, part) pairs a merged reply found in the room holds."""
+    refs = content.get(PARTS_FIELD)
+    if not isinstance(refs, list):
+        return None
+    out = []
+    for ref in refs:
+        if not (isinstance(ref, list) and len(ref) == 2 and all(isinstance(x, int) for x in ref)):
+            return None
+        out.append((ref[0], ref[1]))
+    return out
 
 
 def line_of(hook_event: int, part: int, message: OutboundMessage) -> Line:

@@ -96,25 +96,40 @@ class Outbox:
         """A merged message (``coalesce.py``) was sent: record each line as its hook event's part,
         and the lines themselves, in one transaction (all of it is in the room, or none).
         ``complete``: hook events that were nothing but their line, now sent."""
+        rows = [(x.hook_event, x.part, thread_id, x.anchor, event_id) for x in lines]
+        await self._record_merged(rows, complete, (event_id, thread_id, dump_lines(lines)))
+
+    async def record_parts(
+        self,
+        thread_id: str,
+        event_id: str,
+        parts: Sequence[tuple[int, int]],
+        complete: Sequence[int] = (),
+    ) -> None:
+        """A merged thread reply was sent: record it as each (hook event, part) it holds."""
+        rows = [(hook_event, part, thread_id, None, event_id) for hook_event, part in parts]
+        await self._record_merged(rows, complete, None)
+
+    async def _record_merged(
+        self,
+        rows: Sequence[tuple[int, int, str, str | None, str]],
+        complete: Sequence[int],
+        merged: tuple[str, str, str] | None,
+    ) -> None:
         conn: LoggingConnection
         async with self.db.acquire() as conn, conn.transaction():
-            for line in lines:
-                await conn.execute(
-                    "INSERT INTO sent_event (hook_event_id, part, thread_id, anchor, event_id) "
-                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    line.hook_event,
-                    line.part,
-                    thread_id,
-                    line.anchor,
-                    event_id,
-                )
-            await conn.execute(
-                "INSERT INTO merged_message (event_id, thread_id, lines) VALUES ($1, $2, $3) "
-                "ON CONFLICT (event_id) DO NOTHING",
-                event_id,
-                thread_id,
-                dump_lines(lines),
+            # One statement for all parts: the write lock is held briefly (hooks wait on it).
+            await conn.executemany(
+                "INSERT INTO sent_event (hook_event_id, part, thread_id, anchor, event_id) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                rows,
             )
+            if merged is not None:
+                await conn.execute(
+                    "INSERT INTO merged_message (event_id, thread_id, lines) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (event_id) DO NOTHING",
+                    *merged,
+                )
             if complete:
                 marks = ", ".join(f"${i + 2}" for i in range(len(complete)))
                 await conn.execute(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from claude_bridge.app import Bridge
-from claude_bridge.coalesce import LINES_FIELD
+from claude_bridge.coalesce import LINES_FIELD, PARTS_FIELD
 from claude_bridge.delivery import Delivery
 from claude_bridge.ops import metrics
 from tests.e2e.conftest import HookPoster, Stack, StartBridge, hook_payload, new_session
@@ -82,6 +82,15 @@ def bash_failed(session: str, use_id: str, command: str, error: str) -> dict[str
     payload.pop("tool_response", None)
     payload.pop("duration_ms", None)
     return payload
+
+
+def calls_with_output(session: str, calls: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """PreToolUse then PostToolUse of each (tool use id, command, output)."""
+    return [
+        payload
+        for use, cmd, out in calls
+        for payload in (bash(session, use, cmd), bash_done(session, use, cmd, out))
+    ]
 
 
 async def open_room(bridge: Bridge, stack: Stack, hooks: HookPoster, session: str) -> str:
@@ -183,37 +192,83 @@ async def test_a_queued_run_of_tool_calls_is_one_message_with_threads_and_edits(
     assert anchors["tool:t5"] == second["event_id"]
 
 
-async def test_a_merged_message_whose_answer_was_lost_is_found_not_sent_again(
-    stack: Stack, start_bridge: StartBridge, hooks: HookPoster, gate: Gate
+async def test_small_outputs_of_queued_calls_share_one_reply_in_the_thread(
+    stack: Stack, gate: Gate, start_bridge: StartBridge, hooks: HookPoster
 ) -> None:
     bridge = await start_bridge()
     session = new_session()
     room_id = await open_room(bridge, stack, hooks, session)
-    record = bridge.outbox.record_lines
-    lost: list[str] = []
-
-    async def answer_lost(thread_id: str, event_id: str, *args: Any) -> None:
-        if not lost:  # the merged message is in the room, but the bridge never hears of it
-            lost.append(event_id)
-            raise ConnectionError("answer lost")
-        await record(thread_id, event_id, *args)
-
-    bridge.outbox.record_lines = answer_lost  # type: ignore[method-assign]
+    big = "\n".join(f"row {i} " + "y" * 60 for i in range(80))  # over the 4 KB a reply may share
+    calls = [(f"w{i}", f"echo w{i}", big if i == 4 else f"out w{i}") for i in range(6)]
     gate.held = True
-    await post_all(hooks, [bash(session, f"u{i}", f"step {i}") for i in range(6)])
+    await post_all(hooks, calls_with_output(session, calls))
+    gate.release()
+    await drained(bridge)
+    events = await stack.users["alice"].messages(room_id, limit=100)
+    merged = [e for e in timeline(events) if LINES_FIELD in e["content"]]
+    assert len(merged) == 1 and len(merged[0]["content"][LINES_FIELD]) == 6
+    replies = related(events, "m.thread", merged[0]["event_id"])
+    # w0–w3 in one reply; w4 too big: alone, cut, with its file; w5 after it (order kept).
+    assert [len(r["content"].get(PARTS_FIELD, [None])) for r in replies] == [4, 1, 1, 1], [
+        r["content"]["body"][:40] for r in replies
+    ]
+    shared = replies[0]["content"]["body"].split("\n\n")
+    assert [chunk.splitlines()[0] for chunk in shared] == [
+        f"↳ 💻 Bash: echo w{i}" for i in range(4)
+    ]
+    assert all(f"out w{i}" in chunk for i, chunk in enumerate(shared))
+    assert replies[1]["content"]["body"].startswith("↳ 💻 Bash: echo w4")
+    assert "row 0" in replies[1]["content"]["body"]
+    assert replies[2]["content"]["msgtype"] == "m.file"
+    assert "out w5" in replies[3]["content"]["body"]
+    rows = await bridge.db.fetch(
+        "SELECT state FROM hook_event WHERE thread_id=$1 AND event_name LIKE '%ToolUse'",
+        session.lower(),
+    )
+    assert [r["state"] for r in rows] == ["sent"] * 12
+
+
+@pytest.mark.parametrize("lost_call", ["record_lines", "record_parts"])
+async def test_a_merged_message_whose_answer_was_lost_is_found_not_sent_again(
+    stack: Stack, start_bridge: StartBridge, hooks: HookPoster, gate: Gate, lost_call: str
+) -> None:
+    """``record_lines``: the merged lines got through unanswered; ``record_parts``: the merged
+    outputs did. Either way each is found in the room, recorded, and not sent again."""
+    bridge = await start_bridge()
+    session = new_session()
+    room_id = await open_room(bridge, stack, hooks, session)
+    lost: dict[str, str] = {}
+
+    def lose_first_answer(name: str) -> None:
+        record = getattr(bridge.outbox, name)
+
+        async def answer_lost(thread_id: str, event_id: str, *args: Any) -> None:
+            if name not in lost:  # the merged message is in the room; the bridge never heard
+                lost[name] = event_id
+                raise ConnectionError("answer lost")
+            await record(thread_id, event_id, *args)
+
+        setattr(bridge.outbox, name, answer_lost)
+
+    lose_first_answer(lost_call)
+    gate.held = True
+    steps = [(f"u{i}", f"step {i}", f"result {i}") for i in range(6)]
+    await post_all(hooks, calls_with_output(session, steps))
     gate.release()
     await drained(bridge)
     assert lost, "the merged send never happened"
     events = await stack.users["alice"].messages(room_id, limit=100)
     for i in range(6):
         shown = [e for e in timeline(events) if f"step {i}" in e["content"]["body"]]
-        assert len(shown) == 1, (i, [e["content"]["body"] for e in timeline(events)])
-    assert shown[0]["event_id"] == lost[0]
+        assert len(shown) == 1 and LINES_FIELD in shown[0]["content"], i
+        outputs = [e for e in events if f"result {i}" in e["content"].get("body", "")]
+        assert len(outputs) == 1, (i, [e["content"]["body"] for e in outputs])
+    assert any(e["event_id"] == lost[lost_call] for e in events)
     states = await bridge.db.fetch(
-        "SELECT state FROM hook_event WHERE thread_id=$1 AND event_name='PreToolUse'",
+        "SELECT state FROM hook_event WHERE thread_id=$1 AND event_name LIKE '%ToolUse'",
         session.lower(),
     )
-    assert [r["state"] for r in states] == ["sent"] * 6
+    assert [r["state"] for r in states] == ["sent"] * 12
 
 
 async def test_coalescing_off_sends_one_message_per_call(

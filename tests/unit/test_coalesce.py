@@ -72,3 +72,33 @@ def test_any_lines_survive_the_round_trip(bodies: list[str]) -> None:
     if len(mergeable) != len(lines) or not lines:
         return
     assert coalesce.lines_from_content(coalesce.merged_content(lines)) == lines
+
+
+def test_small_outputs_under_a_merged_message_share_a_reply() -> None:
+    roots = {"tool:1", "tool:2"}
+    out = OutboundMessage(content=message("ok"), thread_root="tool:1")
+    assert coalesce.mergeable_reply(out, roots)
+    assert not coalesce.mergeable_reply(
+        OutboundMessage(content=message("ok"), thread_root="tool:9"), roots
+    )
+    assert not coalesce.mergeable_reply(
+        OutboundMessage(content=message("x" * 5000), thread_root="tool:1"), roots
+    )
+    assert not coalesce.mergeable_reply(
+        OutboundMessage(
+            content=message("f"), thread_root="tool:1", attachment=Attachment(b"", "f")
+        ),
+        roots,
+    )
+    one = coalesce.line_of(1, 0, notice("💻 Bash: ls", anchor="tool:1"))
+    two = coalesce.line_of(2, 0, notice("💻 Bash: pwd", anchor="tool:2"))
+    content = coalesce.merged_replies(
+        [
+            coalesce.Reply(1, 1, message("a.txt"), one),
+            coalesce.Reply(2, 1, message("/home", "<code>/home</code>"), two),
+        ]
+    )
+    assert content["body"] == "↳ 💻 Bash: ls\na.txt\n\n↳ 💻 Bash: pwd\n/home"
+    assert content["formatted_body"].endswith("<p>↳ 💻 Bash: pwd</p><code>/home</code>")
+    assert coalesce.parts_from_content(content) == [(1, 1), (2, 1)]
+    assert coalesce.parts_from_content({"body": "x"}) is None

@@ -1,0 +1,62 @@
+"""What the renderer is told about a hook event's thread, read from the store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from claude_bridge.hooks.models import HookEvent, MessageDisplay, Stop, SubagentStop
+from claude_bridge.render.messages import RenderContext
+from claude_bridge.router import ThreadRouter
+from claude_bridge.store import Outbox, PendingEvent, Thread
+
+
+class ContextReader:
+    def __init__(self, outbox: Outbox, router: ThreadRouter, mirror: Any) -> None:
+        self.outbox = outbox
+        self.router = router
+        self.mirror = mirror
+
+    async def context(self, thread: Thread, hook: HookEvent, event: PendingEvent) -> RenderContext:
+        extra: dict[str, Any] = {
+            "hook_event_id": event.id,
+            "session_id": thread.session_id,
+            "cwd": thread.project_path,
+            "title": thread.title,
+        }
+        if isinstance(hook, MessageDisplay):
+            streams = await self.streams(thread.id, event.id)
+            extra["stream_text"] = streams.get(hook.message_id or "", (None, ""))[1]
+        elif isinstance(hook, Stop) and not isinstance(hook, SubagentStop) and hook.prompt_id:
+            # The turn's text may already be on screen as a streamed message: the renderer then
+            # edits or skips instead of posting the reply a second time.
+            turn = [
+                (mid, text)
+                for mid, (prompt, text) in (await self.streams(thread.id, event.id)).items()
+                if prompt == hook.prompt_id
+            ]
+            if turn:
+                extra["stream_anchor"], extra["stream_text"] = f"stream:{turn[-1][0]}", turn[-1][1]
+        return RenderContext(
+            thread_id=thread.id,
+            project=thread.project_name or "Claude Code",
+            operators=tuple(self.router.permissions.invitees()),
+            mirror=self.mirror,
+            extra=extra,
+        )
+
+    async def streams(self, thread_id: str, up_to: int) -> dict[str, tuple[str | None, str]]:
+        """MessageDisplay streams so far: message id → (prompt id, text), oldest first."""
+        chunks: dict[str, dict[int, str]] = {}
+        prompts: dict[str, str | None] = {}
+        for payload in await self.outbox.payloads(thread_id, "MessageDisplay", up_to):
+            data = json.loads(payload)
+            mid, delta = data.get("message_id"), data.get("delta")
+            if not isinstance(mid, str) or not isinstance(delta, str):
+                continue
+            prompts.setdefault(mid, data.get("prompt_id"))
+            chunks.setdefault(mid, {}).setdefault(int(data.get("index") or 0), delta)
+        return {
+            mid: (prompts[mid], "".join(parts[i] for i in sorted(parts)))
+            for mid, parts in chunks.items()
+        }
