@@ -1,6 +1,7 @@
 """``python -m bench``: run the benchmarks, or compare two result files.
 
-    python -m bench run [--postgres] [--quick] [--out FILE] [--only NAME,…] [--profile DIR]
+    python -m bench run [--postgres] [--quick] [--no-coalesce] [--out FILE] [--only NAME,…]
+                        [--profile DIR]
     python -m bench compare OLD.json NEW.json
     python -m bench table RESULT.json          (the README's Markdown table)
     python -m bench profile DIR/*.collapsed.txt
@@ -460,12 +461,16 @@ async def run(args: argparse.Namespace) -> int:
         print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL)}")
         return 2
     store = "postgres" if args.postgres else "sqlite"
+    if args.no_coalesce:  # the bridge process reads its config overrides from the environment
+        os.environ["CLAUDE_BRIDGE__BRIDGE__MIRROR__COALESCE_LINES"] = "1"
     now = dt.datetime.now()
-    out = args.out or RESULTS / f"{now:%Y%m%d-%H%M%S}-{store}{'-quick' if args.quick else ''}.json"
+    tags = ("-quick" if args.quick else "") + ("-nocoalesce" if args.no_coalesce else "")
+    out = args.out or RESULTS / f"{now:%Y%m%d-%H%M%S}-{store}{tags}.json"
     meta: dict[str, Any] = {
         "date": now.isoformat(timespec="seconds"),
         "store": store,
         "quick": args.quick,
+        "coalesce": not args.no_coalesce,
         "params": params.__dict__,
         "machine": machine(),
         "git": git_revision(),
@@ -561,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--profile", type=Path, metavar="DIR",
                    help="record py-spy profiles of the bridge per phase into DIR (slows it down)")  # fmt: skip
     r.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")
+    r.add_argument("--no-coalesce", action="store_true",
+                   help="the bridge with coalescing off (one message per event, as the raw rows)")  # fmt: skip
     c = sub.add_parser("compare", help="ratios between two result files")
     c.add_argument("old", type=Path)
     c.add_argument("new", type=Path)

@@ -89,7 +89,8 @@ async def burst(stack: Stack, n: int, timeout: float, window: int = 32) -> dict[
         bad = [s for s in statuses if s != 200]
         if bad:
             raise RuntimeError(f"{len(bad)} of {n} burst events not acknowledged: {bad[:5]}")
-        last_seen = await stack.observer.wait_marker(marks[-1], timeout)
+        # Every event, not just the last: a merged message's thread replies follow it.
+        last_seen = max([await stack.observer.wait_marker(m, timeout) for m in marks])
         await asyncio.sleep(0.5)  # let the last sync batch land before counting
         messages = stack.observer.events_per_room.get(live.room_id, 0) - before
         seen = stack.observer.count(marks)

@@ -85,6 +85,10 @@ async def sustained(
             await post_ok(live.conn, body)
         return time.perf_counter()
 
+    def messages() -> int:
+        return sum(stack.observer.events_per_room.get(live.room_id, 0) for live in sessions)
+
+    before = messages()
     start = time.perf_counter()
     acked = await asyncio.gather(*(poster(live, bodies) for live, bodies, _ in work))
     acked_all = max(acked)
@@ -94,6 +98,8 @@ async def sustained(
         "n": total,
         "rate": total / (max(*seen, acked_all) - start),
         "ack_rate": total / (acked_all - start),
+        # > 1 when coalescing merged queued lines (the raw side sends one message per event)
+        "events_per_message": round(total / max(messages() - before, 1), 2),
     }
 
 
