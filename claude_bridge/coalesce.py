@@ -39,27 +39,35 @@ class Line:
     html: str
 
 
-def mergeable(message: OutboundMessage) -> bool:
-    """A plain one-line notice in the timeline: nothing refers to it by relation or mention."""
+def _plain_text(
+    message: OutboundMessage, msgtypes: tuple[str, ...], max_bytes: int
+) -> tuple[str, str] | None:
+    """(body, html) of a text message that edits, pings and attaches nothing, within
+    ``max_bytes``; ``None`` for any other message."""
     content = message.content
     if (
         message.event_type != "m.room.message"
         or message.state_key is not None
         or message.attachment is not None
-        or message.thread_root is not None
         or message.replaces is not None
-        or content.get("msgtype") != "m.notice"
+        or content.get("msgtype") not in msgtypes
         or content.get("m.mentions", {}).get("user_ids")
     ):
-        return False
-    body = content.get("body")
-    html = content.get("formatted_body", "")
+        return None
+    body, html = content.get("body"), content.get("formatted_body", "")
+    if not isinstance(body, str) or not isinstance(html, str):
+        return None
+    return (body, html) if len(body.encode()) + len(html.encode()) <= max_bytes else None
+
+
+def mergeable(message: OutboundMessage) -> bool:
+    """A plain one-line notice in the timeline: nothing refers to it by relation or mention."""
+    text = _plain_text(message, ("m.notice",), MAX_LINE_BYTES)
     return (
-        isinstance(body, str)
-        and isinstance(html, str)
-        and "\n" not in body
-        and JOIN_HTML not in html
-        and len(body.encode()) + len(html.encode()) <= MAX_LINE_BYTES
+        text is not None
+        and message.thread_root is None
+        and "\n" not in text[0]
+        and JOIN_HTML not in text[1]
     )
 
 
@@ -72,22 +80,10 @@ def follows_group(message: OutboundMessage) -> bool:
 def mergeable_reply(message: OutboundMessage, roots: set[str]) -> bool:
     """Tool output small enough to share one thread message with the other calls' output
     under the same merged message (``roots``: its lines' anchors). Nothing ever edits it."""
-    content = message.content
-    if (
-        message.thread_root not in roots
-        or message.anchor is not None
-        or message.replaces is not None
-        or message.attachment is not None
-        or message.state_key is not None
-        or content.get("msgtype") not in ("m.notice", "m.text")
-        or content.get("m.mentions", {}).get("user_ids")
-    ):
-        return False
-    body, html = content.get("body"), content.get("formatted_body", "")
     return (
-        isinstance(body, str)
-        and isinstance(html, str)
-        and len(body.encode()) + len(html.encode()) <= MAX_REPLY_BYTES
+        message.thread_root in roots
+        and message.anchor is None
+        and _plain_text(message, ("m.notice", "m.text"), MAX_REPLY_BYTES) is not None
     )
 
 

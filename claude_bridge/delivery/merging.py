@@ -20,11 +20,9 @@ from claude_bridge.delivery.context import ContextReader
 from claude_bridge.delivery.sending import Sender, thread_relation
 from claude_bridge.hooks.models import HookEvent, HookInputError, MessageDisplay, parse_hook_event
 from claude_bridge.log import get_logger
-from claude_bridge.matrix.client import MatrixClient
 from claude_bridge.ops import metrics
 from claude_bridge.render.messages import OutboundMessage, RenderContext
-from claude_bridge.slots import SendSlots
-from claude_bridge.store import Outbox, PendingEvent, Thread
+from claude_bridge.store import PendingEvent, Thread
 
 log = get_logger("delivery")
 
@@ -45,6 +43,11 @@ class Member:
         start = 0 if self.line is None else 1
         return list(enumerate(self.rendered[1]))[start:]
 
+    @property
+    def sent_with_lines(self) -> set[int]:
+        """Its parts the merged message already holds."""
+        return set() if self.line is None else {0}
+
 
 class Merger:
     def __init__(
@@ -52,9 +55,6 @@ class Merger:
         render: Renderer,
         contexts: ContextReader,
         sender: Sender,
-        outbox: Outbox,
-        client: MatrixClient,
-        slots: SendSlots,
         *,
         max_lines: int,
         max_content_bytes: int,
@@ -62,9 +62,6 @@ class Merger:
         self.render = render
         self.contexts = contexts
         self.sender = sender
-        self.outbox = outbox
-        self.client = client
-        self.slots = slots
         self.max_lines = max_lines
         # An edit of a merged message carries it twice; a merged reply has room to itself.
         self.lines_budget = max_content_bytes // 4
@@ -122,7 +119,7 @@ class Merger:
             content = coalesce.merged_content(lines)
             event_id = await self._send(thread, head, room_id, content, txn_id)
             complete = [m.event.id for m in run if m.line is not None and not m.replies]
-            await self.outbox.record_lines(thread.id, event_id, lines, complete)
+            await self.sender.outbox.record_lines(thread.id, event_id, lines, complete)
         except Exception as e:
             log.warning("merged send failed, sending one by one", error=repr(e))
             self.sender.uncertain.update(m.event.id for m in run)
@@ -136,32 +133,40 @@ class Merger:
         """Everything but the lines, in order: small outputs under the merged message share
         one reply per stretch; other parts go one event at a time through ``one``."""
         lines = {m.line.anchor: m.line for m in run if m.line is not None and m.line.anchor}
+        roots = set(lines)
         head = next(m.rendered[1][0] for m in run if m.line is not None)
         stretch: list[Member] = []
+        replies: list[coalesce.Reply] = []
+        size = 0
 
         async def flush() -> None:
-            replies = [r for m in stretch for r in self._replies(m, lines)]
+            nonlocal size
             if len(replies) < 2 or not await self._send_replies(
                 replies, thread, room_id, root, head
             ):
                 for m in stretch:
-                    await one(m.event, m.rendered, set() if m.line is None else {0})
+                    await one(m.event, m.rendered, m.sent_with_lines)
             stretch.clear()
+            replies.clear()
+            size = 0
 
         for m in run:
             if not m.replies:
                 continue  # nothing but its line: already sent
             if all(
-                coalesce.mergeable_reply(msg, set(lines)) and msg.sender == head.sender
+                coalesce.mergeable_reply(msg, roots) and msg.sender == head.sender
                 for _, msg in m.replies
             ):
-                size = sum(r.size for x in (*stretch, m) for r in self._replies(x, lines))
-                if stretch and size > self.replies_budget:
+                own = self._replies(m, lines)
+                own_size = sum(r.size for r in own)
+                if stretch and size + own_size > self.replies_budget:
                     await flush()
                 stretch.append(m)
+                replies.extend(own)
+                size += own_size
                 continue
             await flush()
-            await one(m.event, m.rendered, set() if m.line is None else {0})
+            await one(m.event, m.rendered, m.sent_with_lines)
         await flush()
 
     @staticmethod
@@ -187,7 +192,7 @@ class Merger:
             txn_id = f"cb.{first.hook_event}.{first.part}.m{len(replies)}"
             event_id = await self._send(thread, head, room_id, content, txn_id)
             parts = [(r.hook_event, r.part) for r in replies]
-            await self.outbox.record_parts(thread.id, event_id, parts, events)
+            await self.sender.outbox.record_parts(thread.id, event_id, parts, events)
         except Exception as e:
             log.warning("merged reply failed, sending one by one", error=repr(e))
             self.sender.uncertain.update(events)
@@ -205,5 +210,7 @@ class Merger:
         """Send a merged message as ``head``'s ghost. Its transaction id is that of the first
         part it holds plus ``.m<count>``: ``Sender.find`` recognises it by that prefix."""
         ghost = await self.sender.ghost(thread, head)
-        async with self.slots.slot():
-            return await self.client.send_event(ghost, room_id, "m.room.message", content, txn_id)
+        async with self.sender.slots.slot():
+            return await self.sender.client.send_event(
+                ghost, room_id, "m.room.message", content, txn_id
+            )

@@ -70,9 +70,6 @@ class Delivery:
             render,
             self.contexts,
             self.sender,
-            outbox,
-            client,
-            self._sends,
             max_lines=options.coalesce_lines,
             max_content_bytes=options.max_content_bytes,
         )

@@ -147,7 +147,8 @@ class Outbox:
     async def anchor_target(
         self, thread_id: str, anchor: str
     ) -> tuple[str | None, list[Line] | None]:
-        """The event recorded under ``anchor`` and, when it is a merged message, its lines."""
+        """The first event recorded under ``anchor`` (edits refer to the original) and, when it
+        is a merged message, its lines."""
         row = await self.db.fetchrow(
             "SELECT s.event_id, m.lines FROM sent_event s "
             "LEFT JOIN merged_message m ON m.event_id = s.event_id "
@@ -158,15 +159,6 @@ class Outbox:
         if row is None:
             return None, None
         return row["event_id"], load_lines(row["lines"]) if row["lines"] else None
-
-    async def anchor_event(self, thread_id: str, anchor: str) -> str | None:
-        """The first Matrix event recorded under ``anchor`` (edits refer to the original)."""
-        return await self.db.fetchval(
-            "SELECT event_id FROM sent_event WHERE thread_id=$1 AND anchor=$2 "
-            "ORDER BY hook_event_id, part LIMIT 1",
-            thread_id,
-            anchor,
-        )
 
     async def mark_sent(self, hook_event_id: int) -> None:
         await self.db.execute(

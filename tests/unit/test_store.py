@@ -76,7 +76,7 @@ async def test_thread_outbox_and_inbox_roundtrip(store_url: str) -> None:
     await outbox.record_part(ids[0], 0, "abc", "tool:1", "$e0")
     await outbox.record_part(ids[0], 0, "abc", "tool:1", "$e0")  # idempotent
     assert await outbox.sent_parts(ids[0]) == {0: "$e0"}
-    assert await outbox.anchor_event("abc", "tool:1") == "$e0"
+    assert await outbox.anchor_target("abc", "tool:1") == ("$e0", None)
     await outbox.mark_sent(ids[0])
     assert [p.id for p in await outbox.pending("abc")] == ids[1:]
     assert (await outbox.backlog())[0] == 2
