@@ -33,6 +33,7 @@ from claude_bridge.render import render_event
 from claude_bridge.router import ThreadRouter
 from claude_bridge.spaces import ProjectSpaces
 from claude_bridge.store import MatrixInbox, Outbox, ThreadStore, create_database
+from claude_bridge.store.checkpoints import WalCheckpoints
 from claude_bridge.store.lock import leader_lock
 from claude_bridge.store.spaces import SpaceStore
 
@@ -43,6 +44,7 @@ class Bridge:
     def __init__(self, config: Config, config_dir: Path) -> None:
         self.config = config
         self.db = create_database(config.database_url(config_dir))
+        self.checkpoints = WalCheckpoints(self.db)
         self.lock = leader_lock(config.database_url(config_dir))
         self.threads = ThreadStore(self.db)
         self.outbox = Outbox(self.db)
@@ -85,6 +87,7 @@ class Bridge:
             await self.db.start()
         except Exception as e:
             raise FatalError(f"database {self.config.database!r}: {e}", ExitCode.DATABASE) from e
+        self.checkpoints.start()
         await self.appservice.start(self.config.appservice.hostname, self.config.appservice.port)
         self.client = MatrixClient(
             self.appservice.http_session,
@@ -179,6 +182,8 @@ class Bridge:
         await self.inbound.stop()
         if hasattr(self.appservice, "runner"):  # mautrix sets it in start() only
             await self.appservice.stop()
+        await self.checkpoints.stop()
+        self.outbox.close()
         await self.db.stop()
         await self.lock.release()
         log.info("bridge stopped")

@@ -270,13 +270,15 @@ class Delivery:
         sent = set(done or ())
         if self._may_be_sent(event):
             sent.update(await self.outbox.sent_parts(event.id))
-        for part, message in enumerate(messages):
-            if part in sent:
-                continue
+        todo = [(part, message) for part, message in enumerate(messages) if part not in sent]
+        for part, message in todo:
             event_id, anchor = await self.sender.send_part(thread, room_id, event, part, message)
-            await self.outbox.record_part(event.id, part, thread.id, anchor, event_id)
+            # The thread row follows the room first: a retry re-does that, never the send.
             await self.sender.after_part(thread, message)
-        await self.outbox.mark_sent(event.id)
+            last = part == todo[-1][0]
+            await self.outbox.record_part(event.id, part, thread.id, anchor, event_id, last=last)
+        if not todo:
+            await self.outbox.mark_sent(event.id)
         self._uncertain.discard(event.id)
         self._settled.add(event.thread_id)
         self.last_success_ms = event.received_at

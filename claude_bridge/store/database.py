@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mautrix.util.async_db import Database, Scheme, UpgradeTable
-from mautrix.util.async_db import aiosqlite as mautrix_sqlite
 from mautrix.util.async_db.connection import LoggingConnection
 
 from claude_bridge.log import mau_logger
+
+# Importing it also makes SQLiteConnection the pool's connection class.
+from claude_bridge.store.sqlite import CONNECTION_PRAGMAS
 
 _HEADER = re.compile(r"^--\s*v(\d+):\s*(.+)$")
 _ONLY = re.compile(r"--\s*only:\s*(postgres|sqlite)\s*$")
@@ -87,47 +86,6 @@ def build_upgrade_table(migrations: list[Migration]) -> UpgradeTable:
     return table
 
 
-class _OneTripConnection(mautrix_sqlite.TxnConnection):
-    """mautrix's SQLite connection, with reads done in one trip to aiosqlite's thread.
-
-    Its ``fetch``/``fetchrow`` execute, fetch and close a cursor as three hops through the
-    worker thread's queue; on the hook path that handoff was most of the time spent.
-    ``execute_fetchall`` does the same in one hop.
-    """
-
-    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
-        sql = mautrix_sqlite.POSITIONAL_PARAM_PATTERN.sub(r"?\1", query)
-        return list(await self.execute_fetchall(sql, args))
-
-    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
-        rows = await self.fetch(query, *args)
-        return rows[0] if rows else None
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:  # type: ignore[override]
-        """Like mautrix's, but ``BEGIN IMMEDIATE``: with several connections a deferred
-        transaction that reads before it writes fails at once ("database is locked") when
-        another connection wrote in between; taking the write lock first waits instead."""
-        if mautrix_sqlite.in_transaction.get():
-            yield
-            return
-        await self.execute("BEGIN IMMEDIATE")
-        token = mautrix_sqlite.in_transaction.set(True)
-        try:
-            yield
-        except BaseException:
-            await self.rollback()
-            raise
-        else:
-            await self.commit()
-        finally:
-            mautrix_sqlite.in_transaction.reset(token)
-
-
-# The pool builds its connections from this module attribute.
-mautrix_sqlite.TxnConnection = _OneTripConnection  # type: ignore[misc]
-
-
 SQLITE_CONNECTIONS = 3
 
 
@@ -135,7 +93,10 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
     """A mautrix ``Database`` over asyncpg or aiosqlite; ``start()`` applies migrations."""
     # SQLite in WAL mode: a few connections let a hook's INSERT run while delivery reads or
     # writes on another, instead of queueing behind it for the pool's single connection.
-    args: dict[str, object] = {"min_size": SQLITE_CONNECTIONS}
+    args: dict[str, object] = {
+        "min_size": SQLITE_CONNECTIONS,
+        "init_commands": [f"PRAGMA {pragma}" for pragma in CONNECTION_PRAGMAS],
+    }
     if url.startswith("postgres"):
         args = {
             "min_size": 1,

@@ -57,18 +57,28 @@ class MatrixInbox:
         """Persist a transaction's events and its id atomically.
 
         Returns how many events were new, or ``None`` when the transaction was seen before.
-        Events without an id, room, sender or type cannot be routed and are skipped.
+        Events without an id, room, sender or type cannot be routed and are skipped; a
+        transaction with none to keep (echoes of our own sends, most of the traffic) writes
+        nothing: replaying it would change nothing, and every write takes the store's write
+        lock that hook acknowledgements wait on (SQLite).
         """
+        storable = [event for event in events if _is_storable(event)]
+        if not storable:
+            return 0
         now = now_ms()
         conn: LoggingConnection
         async with self.db.acquire() as conn, conn.transaction():
-            seen = await conn.fetchval("SELECT 1 FROM appservice_txn WHERE txn_id=$1", txn_id)
-            if seen:
+            recorded = await conn.fetchval(
+                "INSERT INTO appservice_txn (txn_id, received_at, event_count) "
+                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
+                txn_id,
+                now,
+                len(events) if total is None else total,
+            )
+            if not recorded:
                 return None
             new = 0
-            for event in events:
-                if not _is_storable(event):
-                    continue
+            for event in storable:
                 result = await conn.fetchval(
                     "INSERT INTO matrix_event (event_id, room_id, sender, event_type, event, "
                     "txn_id, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
@@ -82,12 +92,6 @@ class MatrixInbox:
                     now,
                 )
                 new += 1 if result else 0
-            await conn.execute(
-                "INSERT INTO appservice_txn (txn_id, received_at, event_count) VALUES ($1, $2, $3)",
-                txn_id,
-                now,
-                len(events) if total is None else total,
-            )
         return new
 
     async def unprocessed(self, limit: int = 100) -> list[InboxEvent]:

@@ -10,11 +10,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mautrix.util.async_db import Database
-from mautrix.util.async_db.connection import LoggingConnection
 
 from claude_bridge.coalesce import Line, dump_lines, load_lines
 from claude_bridge.ids import HookEventID, ThreadID
 from claude_bridge.store.database import now_ms
+from claude_bridge.store.loop_writer import LoopWriter
+from claude_bridge.store.writes import Write, write_atomically
+
+_INSERT_SENT = (
+    "INSERT INTO sent_event (hook_event_id, part, thread_id, anchor, event_id) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+)
+_APPEND = (
+    "INSERT INTO hook_event (thread_id, event_name, payload, token_name, received_at) "
+    "VALUES ($1, $2, $3, $4, $5) RETURNING id"
+)
+_MARK_SENT = "UPDATE hook_event SET state='sent', sent_at=$2, last_error=NULL WHERE id=$1"
 
 
 @dataclass(frozen=True)
@@ -30,21 +41,22 @@ class PendingEvent:
 class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._on_loop = LoopWriter.for_database(db)
 
     async def append(
         self, thread_id: str, event_name: str, payload: str, token_name: str | None
     ) -> HookEventID:
         # RETURNING works on Postgres and SQLite ≥ 3.35.
-        value = await self.db.fetchval(
-            "INSERT INTO hook_event (thread_id, event_name, payload, token_name, received_at) "
-            "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            thread_id,
-            event_name,
-            payload,
-            token_name,
-            now_ms(),
-        )
-        return HookEventID(int(value))
+        args = (thread_id, event_name, payload, token_name, now_ms())
+        if self._on_loop is not None:  # SQLite: no thread hop unless the lock is taken
+            done, value = self._on_loop.fetchval(_APPEND, *args)
+            if done:
+                return HookEventID(int(value))
+        return HookEventID(int(await self.db.fetchval(_APPEND, *args)))
+
+    def close(self) -> None:
+        if self._on_loop is not None:
+            self._on_loop.close()
 
     async def pending(self, thread_id: str, limit: int = 100) -> list[PendingEvent]:
         rows = await self.db.fetch(
@@ -78,17 +90,23 @@ class Outbox:
         return {r["part"]: r["event_id"] for r in rows}
 
     async def record_part(
-        self, hook_event_id: int, part: int, thread_id: str, anchor: str | None, event_id: str
+        self,
+        hook_event_id: int,
+        part: int,
+        thread_id: str,
+        anchor: str | None,
+        event_id: str,
+        *,
+        last: bool = False,
     ) -> None:
-        await self.db.execute(
-            "INSERT INTO sent_event (hook_event_id, part, thread_id, anchor, event_id) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            hook_event_id,
-            part,
-            thread_id,
-            anchor,
-            event_id,
-        )
+        """Record one sent part; ``last``: it was the event's last, so the event is sent too
+        (one transaction: no window where the event is sent but the part unrecorded)."""
+        args = (hook_event_id, part, thread_id, anchor, event_id)
+        if not last:
+            await self.db.execute(_INSERT_SENT, *args)
+            return
+        sent = Write(_MARK_SENT, (hook_event_id, now_ms()))
+        await write_atomically(self.db, [Write(_INSERT_SENT, args), sent])
 
     async def record_lines(
         self, thread_id: str, event_id: str, lines: list[Line], complete: Sequence[int] = ()
@@ -116,28 +134,25 @@ class Outbox:
         complete: Sequence[int],
         merged: tuple[str, str, str] | None,
     ) -> None:
-        conn: LoggingConnection
-        async with self.db.acquire() as conn, conn.transaction():
-            # One statement for all parts: the write lock is held briefly (hooks wait on it).
-            await conn.executemany(
-                "INSERT INTO sent_event (hook_event_id, part, thread_id, anchor, event_id) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                rows,
-            )
-            if merged is not None:
-                await conn.execute(
+        writes = [Write(_INSERT_SENT, rows=rows)]
+        if merged is not None:
+            writes.append(
+                Write(
                     "INSERT INTO merged_message (event_id, thread_id, lines) VALUES ($1, $2, $3) "
                     "ON CONFLICT (event_id) DO NOTHING",
-                    *merged,
+                    merged,
                 )
-            if complete:
-                marks = ", ".join(f"${i + 2}" for i in range(len(complete)))
-                await conn.execute(
+            )
+        if complete:
+            marks = ", ".join(f"${i + 2}" for i in range(len(complete)))
+            writes.append(
+                Write(
                     "UPDATE hook_event SET state='sent', sent_at=$1, last_error=NULL "
                     f"WHERE id IN ({marks})",
-                    now_ms(),
-                    *complete,
+                    (now_ms(), *complete),
                 )
+            )
+        await write_atomically(self.db, writes)
 
     async def set_lines(self, event_id: str, lines: list[Line]) -> None:
         await self.db.execute(
@@ -161,11 +176,7 @@ class Outbox:
         return row["event_id"], load_lines(row["lines"]) if row["lines"] else None
 
     async def mark_sent(self, hook_event_id: int) -> None:
-        await self.db.execute(
-            "UPDATE hook_event SET state='sent', sent_at=$2, last_error=NULL WHERE id=$1",
-            hook_event_id,
-            now_ms(),
-        )
+        await self.db.execute(_MARK_SENT, hook_event_id, now_ms())
 
     async def mark_failed(self, hook_event_id: int, error: str) -> None:
         await self.db.execute(
