@@ -116,6 +116,8 @@ class Responder:
         return {}
 
     async def _stop_answer(self, thread: Thread, call: HookCall) -> dict[str, Any] | None:
+        if not self.controls.may_have_stop(thread.id):
+            return None  # known without a query: the common case on the hook path
         control = await self.controls.get(thread.id)
         if not control.stop_requested or not call.connected():
             return None

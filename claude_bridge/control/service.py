@@ -140,6 +140,9 @@ class Control:
         if abandoned:
             log.info("permission requests left over from before a restart", count=abandoned)
         self.parts.muted |= await self.parts.controls.muted_threads()
+        # From here on the hook path asks these before it queries (store/hints.py).
+        await self.parts.controls.load_hint()
+        await self.parts.inbox.load_hint()
         await self.receipts.start()
 
     def release(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from mautrix.util.async_db import Database
 
 from claude_bridge.store.database import now_ms
+from claude_bridge.store.hints import MaybeRows
 
 _COLUMNS = "id, event_id, thread_id, room_id, sender, body, state, received_at, delivered_via"
 
@@ -38,30 +39,45 @@ class SessionMessage:
 class SessionInbox:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Threads that may have queued messages: most hook answers then need no query.
+        self.queued_hint = MaybeRows()
+
+    async def load_hint(self) -> None:
+        rows = await self.db.fetch(
+            "SELECT DISTINCT thread_id FROM session_message WHERE state='queued'"
+        )
+        self.queued_hint.load(r["thread_id"] for r in rows)
 
     async def queue(
         self, event_id: str, thread_id: str, room_id: str, sender: str, body: str
     ) -> bool:
         """Queue a message; False when this Matrix event was queued before (a replay)."""
-        added = await self.db.fetchval(
-            "INSERT INTO session_message (event_id, thread_id, room_id, sender, body, received_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
-            event_id,
-            thread_id,
-            room_id,
-            sender,
-            body,
-            now_ms(),
-        )
+        with self.queued_hint.adding(thread_id):
+            added = await self.db.fetchval(
+                "INSERT INTO session_message "
+                "(event_id, thread_id, room_id, sender, body, received_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+                event_id,
+                thread_id,
+                room_id,
+                sender,
+                body,
+                now_ms(),
+            )
         return bool(added)
 
     async def queued(self, thread_id: str, limit: int = 100) -> list[SessionMessage]:
+        if not self.queued_hint.may_have(thread_id):
+            return []
+        before = self.queued_hint.before_query()
         rows = await self.db.fetch(
             f"SELECT {_COLUMNS} FROM session_message WHERE thread_id=$1 AND state='queued' "
             "ORDER BY id LIMIT $2",
             thread_id,
             limit,
         )
+        if not rows:
+            self.queued_hint.found_none(thread_id, before)
         return [SessionMessage._from_row(r) for r in rows]
 
     async def count_queued(self, thread_id: str | None = None) -> int:
@@ -69,6 +85,8 @@ class SessionInbox:
             return int(
                 await self.db.fetchval("SELECT COUNT(*) FROM session_message WHERE state='queued'")
             )
+        if not self.queued_hint.may_have(thread_id):
+            return 0
         return int(
             await self.db.fetchval(
                 "SELECT COUNT(*) FROM session_message WHERE thread_id=$1 AND state='queued'",

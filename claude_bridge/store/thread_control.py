@@ -13,6 +13,7 @@ from typing import Any
 from mautrix.util.async_db import Database
 
 from claude_bridge.store.database import now_ms
+from claude_bridge.store.hints import MaybeRows
 
 _COLUMNS = (
     "thread_id, listen_until, listen_by, muted, stop_requested_by, stop_requested_at, "
@@ -49,12 +50,28 @@ class ThreadControl:
 class ThreadControlStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Threads that may have a stop request pending: most hook answers then need no query.
+        self.stop_hint = MaybeRows()
+
+    async def load_hint(self) -> None:
+        rows = await self.db.fetch(
+            "SELECT thread_id FROM thread_control WHERE stop_requested_at IS NOT NULL"
+        )
+        self.stop_hint.load(r["thread_id"] for r in rows)
+
+    def may_have_stop(self, thread_id: str) -> bool:
+        """False only when the thread surely has no stop request pending."""
+        return self.stop_hint.may_have(thread_id)
 
     async def get(self, thread_id: str) -> ThreadControl:
+        before = self.stop_hint.before_query()
         row = await self.db.fetchrow(
             f"SELECT {_COLUMNS} FROM thread_control WHERE thread_id=$1", thread_id
         )
-        return ThreadControl._from_row(row) if row else ThreadControl(thread_id)
+        control = ThreadControl._from_row(row) if row else ThreadControl(thread_id)
+        if not control.stop_requested:
+            self.stop_hint.found_none(thread_id, before)
+        return control
 
     async def _set(self, thread_id: str, assignments: str, *values: Any) -> None:
         # Upsert one thread's row: the same statement text works on Postgres and SQLite.
@@ -76,7 +93,8 @@ class ThreadControlStore:
         return {r["thread_id"] for r in rows}
 
     async def request_stop(self, thread_id: str, by: str) -> None:
-        await self._set(thread_id, "stop_requested_by=$2, stop_requested_at=$3", by, now_ms())
+        with self.stop_hint.adding(thread_id):
+            await self._set(thread_id, "stop_requested_by=$2, stop_requested_at=$3", by, now_ms())
 
     async def take_stop(self, thread_id: str) -> str | None:
         """Consume a pending stop request (exactly one hook answer carries it); who asked."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -73,24 +74,29 @@ async def make_env(store_url: str, **options: Any) -> AsyncIterator[Env]:
     )
     inbox = SessionInbox(db)
     controls = ThreadControlStore(db)
+    # As Control.start does: answers consult the hints before they query.
+    await controls.load_hint()
+    await inbox.load_hint()
     responder = Responder(
         opts, controls, MessageQueue(inbox, opts.message_budget), approvals, signals,
         on_delivered=lambda: None,
     )  # fmt: skip
-    yield Env(
-        Outbox(db),
-        inbox,
-        controls,
-        approvals,
-        store,
-        signals,
-        responder,
-        thread,
-        thread_store,
-        settled,
-    )
-    signals.close()
-    await db.stop()
+    try:
+        yield Env(
+            Outbox(db),
+            inbox,
+            controls,
+            approvals,
+            store,
+            signals,
+            responder,
+            thread,
+            thread_store,
+            settled,
+        )
+    finally:
+        signals.close()
+        await db.stop()
 
 
 @pytest.fixture
@@ -280,3 +286,22 @@ async def until(check: Any, timeout: float = 10.0) -> None:
     while not check():
         assert loop.time() < deadline, "condition not reached"
         await asyncio.sleep(0.01)
+
+
+async def test_what_was_pending_before_a_restart_is_still_answered(store_url: str) -> None:
+    """The hints are loaded from the store: a stop and a message left from a previous run."""
+    async with contextlib.aclosing(make_env(store_url)) as envs:
+        async for env in envs:
+            await env.say("left over")
+            await env.controls.request_stop(T, "@bob:x")
+    async with contextlib.aclosing(make_env(store_url)) as envs:
+        async for env in envs:
+            env.sent = 1  # the first run's Matrix event ids are taken
+            assert env.controls.may_have_stop(T) and env.inbox.queued_hint.may_have(T)
+            assert (await env.hook("PostToolUse", tool_name="Bash"))["continue"] is False
+            assert "left over" in context(await env.hook("PreToolUse", tool_name="Bash"))
+            # Both found empty once: from now on the hook path does not ask the store.
+            assert await env.hook("PreToolUse", tool_name="Bash") == {}
+            assert not env.controls.may_have_stop(T) and not env.inbox.queued_hint.may_have(T)
+            await env.say("new")
+            assert "new" in context(await env.hook("PostToolUse", tool_name="Bash"))
