@@ -40,6 +40,8 @@ from claude_bridge.shim import SPOOLED_HEADER
 from claude_bridge.store import Thread
 
 log = get_logger("hooks")
+# Built once: json.loads with options builds a decoder per call.
+_decode = json.JSONDecoder(parse_constant=not_json, parse_float=finite).decode
 
 Responder = Callable[[HookEvent, Thread, HookCall], Awaitable[dict[str, Any]]]
 HealthProbe = Callable[[], Awaitable[dict[str, Any]]]
@@ -99,7 +101,7 @@ class HookServer:
             return _error(413, f"body larger than {self.config.max_body_bytes} bytes")
         try:
             text = raw.decode("utf-8")
-            data = json.loads(text, parse_constant=not_json, parse_float=finite)
+            data = _decode(text)
         except UnicodeDecodeError:
             return _error(400, "body is not valid UTF-8")
         except RecursionError:

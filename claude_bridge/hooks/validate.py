@@ -35,7 +35,7 @@ def too_deep(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:
             if depth > limit:
                 return True
             children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
+            stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     return False
 
 
