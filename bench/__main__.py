@@ -215,6 +215,7 @@ class Run:
         )  # fmt: skip
 
     async def ack(self) -> None:
+        from bench.floors import Floors
         from bench.hooks import ack_histogram, acknowledgement, open_quiet_sessions, server_share
         from bench.mirroring import close_sessions
 
@@ -232,11 +233,24 @@ class Run:
                 runs = []
                 await self.stack.drain(WAIT * 2)
                 hist0 = await ack_histogram(self.stack)
+                floors = None
+                if key == "50":  # what the acknowledgement cannot go below, same load
+                    body = opened[count][0].session.pair()[0][0]
+                    floors = Floors(self.stack.database_url, self.stack.workdir, body)
+                    await floors.open()
                 async with self.stack.profile(f"ack{key}"):
                     # The saturation case is informative only: once is enough.
                     for _ in range(1 if key == "50sat" else self.p.repeats):
                         await self.stack.drain(WAIT * 2)
-                        runs.append(await acknowledgement(self.stack, opened[count], per, rate))
+                        load = acknowledgement(self.stack, opened[count], per, rate)
+                        if floors is None:
+                            runs.append(await load)
+                            continue
+                        async with floors.running():
+                            runs.append(await load)
+                if floors is not None:
+                    await floors.close()
+                    self.add(*floors.rows())
                 server = server_share(hist0, await ack_histogram(self.stack))
                 m = merge_repeats(runs)
                 self.raw[f"ack{key}"] = {"runs": runs, "server_side": server}
