@@ -390,7 +390,10 @@ def git_revision() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain"))}
+    # Dirty: the code that ran differs from the commit (docs and result files don't count).
+    code = ("claude_bridge", "bench/*.py", "migrations", "pyproject.toml")
+    changed = run("status", "--porcelain", "--untracked-files=no", "--", *code)
+    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(changed)}
 
 
 def tool_versions() -> dict[str, str]:
