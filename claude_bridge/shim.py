@@ -575,6 +575,8 @@ WAIT_POLL = 300.0
 WAKE = 2
 """Exit code with which an ``asyncRewake`` hook wakes the session; its stderr is what Claude reads."""
 WAIT_BACKOFF_MAX = 30.0
+ATTENDED = "CLAUDE_CODE_SESSION_ATTENDED"
+"""Claude Code sets it to 0 for hooks of a session nobody sits at (``claude -p``, the SDK)."""
 
 
 class Args:
@@ -709,7 +711,13 @@ def wait(args: Args) -> tuple[bytes, int]:
     Exit 2 with the messages on stderr wakes Claude with them; exit 0 (nothing printed) when the
     time is up, a newer waiter of the session took over (410), or the bridge refuses. Nothing else
     goes to stderr: an ``asyncRewake`` hook's stderr is what Claude is shown.
+
+    In an unattended session it exits at once: ``claude -p`` has no idle prompt to wake, and
+    Claude Code 2.1.332 holds its exit up to 30 s for a running ``asyncRewake`` hook (a
+    message written meanwhile stays queued for the session's next hook, e.g. ``--resume``).
     """
+    if getenv(ATTENDED) == "0":
+        return b"", 0
     import json  # only here: a background process, its start-up time is nobody's wait
     import urllib.parse
 

@@ -109,7 +109,7 @@ class Control:
         self.handle = InboundHandler(self.parts, commands, info, RoomReplies(client))
 
     def add_routes(self, server: HookServer) -> None:
-        waiter = Waiter(
+        self.waiter = waiter = Waiter(
             self.parts.options,
             self.parts.threads,
             self.queue,

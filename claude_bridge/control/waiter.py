@@ -59,6 +59,15 @@ class Waiter:
         self.token_name = token_name
         self.on_delivered = on_delivered
         self._newest: dict[str, int] = {}
+        self._polling: dict[str, int] = {}
+
+    def waiting(self, thread_id: str) -> bool:
+        """Whether a waiter of the thread is long-polling right now."""
+        return self._polling.get(thread_id, 0) > 0
+
+    def polled(self, thread_id: str) -> bool:
+        """Whether a waiter of the thread has polled since the bridge started."""
+        return thread_id in self._newest
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         token = self.token_name(request)
@@ -87,18 +96,30 @@ class Waiter:
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
-        with self.signals.listen(thread_key(thread.id)) as wake:
+        self._polling[thread.id] = self._polling.get(thread.id, 0) + 1
+        try:
+            return await self._poll(thread.id, since, deadline, connected)
+        finally:
+            self._polling[thread.id] -= 1
+            if not self._polling[thread.id]:
+                del self._polling[thread.id]
+
+    async def _poll(
+        self, thread_id: str, since: int, deadline: float, connected: Callable[[], bool]
+    ) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        with self.signals.listen(thread_key(thread_id)) as wake:
             while not self.signals.closed:
-                if since < self._newest.get(thread.id, 0):
+                if since < self._newest.get(thread_id, 0):
                     return _error(410, "a newer waiter of this session took over")
-                queued = await self.queue.inbox.count_queued(thread.id)
-                if queued and self.responder.idle(thread.id):
+                queued = await self.queue.inbox.count_queued(thread_id)
+                if queued and self.responder.idle(thread_id):
                     messages = await self.queue.take(
-                        thread.id, via="waiter", hook_event_id=None, connected=connected
+                        thread_id, via="waiter", hook_event_id=None, connected=connected
                     )
                     if messages:
                         log.info(
-                            "waiter woke the session", thread_id=thread.id, count=len(messages)
+                            "waiter woke the session", thread_id=thread_id, count=len(messages)
                         )
                         self.on_delivered()
                         return web.json_response(_body(messages, self.options.message_budget))

@@ -174,3 +174,19 @@ async def test_the_default_installed_waiter_runs_isolated(
 
     assert (run.rc, run.stdout, run.stderr) == (2, b"", f"{text}\n")
     assert [p.headers["Authorization"] for p in endpoint.polls] == [f"Bearer {TOKEN}"] * 2
+
+
+async def test_an_unattended_session_is_not_waited_for(
+    endpoint: FakeWaitEndpoint, env: dict[str, str]
+) -> None:
+    """``claude -p`` marks its hooks unattended and would hold its exit for the waiter."""
+    await endpoint.start()
+    endpoint.answers = [(200, WAKE)]
+    unattended = {**env, "CLAUDE_CODE_SESSION_ATTENDED": "0"}
+    run = await run_command(waiter(endpoint.url, "--timeout", "30"), STOP, unattended)
+    assert (run.rc, run.stdout, run.stderr) == (0, b"", "")
+    assert endpoint.polls == []  # the message stays queued for the session's next hook
+
+    attended = {**env, "CLAUDE_CODE_SESSION_ATTENDED": "1"}
+    run = await run_command(waiter(endpoint.url, "--timeout", "30"), STOP, attended)
+    assert (run.rc, run.stderr) == (2, "Message from @alice:x: hi\n")
