@@ -1,0 +1,158 @@
+"""A scripted stand-in for the Anthropic Messages API, for running the real Claude Code CLI here.
+
+The model is the one part of a Claude Code session this machine cannot reach. Everything else in
+the tests that use this is real: the ``claude`` binary from npm, its hooks as ``install-hooks``
+writes them, the bridge, Synapse. The CLI is pointed here with ``ANTHROPIC_BASE_URL``.
+
+The script answers by what the newest turn holds, so a test steers the "model" through its
+prompt:
+
+- ``RUN: <command>`` (and no tool result yet): a ``Bash`` tool call running ``<command>``;
+- a tool result: a short text reply;
+- anything else: a text reply naming what the turn ended with, so a test can tell a plain reply
+  from one that answers a Stop hook's feedback;
+- ``HOLD`` anywhere in the turn: the answer waits until the test calls :meth:`release` (so a
+  test can act while the session is mid-turn).
+
+Every request body is kept in :attr:`requests` for assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from claude_bridge.devenv.synapse import free_port
+
+RUN = re.compile(r"RUN: (.+?)(?:\\n|\"|$)")
+TOOL_REPLY = "The command ran."
+PLAIN_REPLY = "Noted."
+FEEDBACK_REPLY = "Carrying on with what the hook said."
+
+
+def newest_turn(body: dict[str, Any]) -> str:
+    """Everything after the model's last message, as one string: the user's text, tool results,
+    and the system-role messages Claude Code adds (hooks' additional context among them)."""
+    turn: list[Any] = []
+    for message in body.get("messages", []):
+        if message.get("role") == "assistant":
+            turn = []
+        else:
+            turn.append(message.get("content"))
+    return json.dumps(turn)
+
+
+class FakeAnthropic:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: list[dict[str, Any]] = []
+        self.holding = asyncio.Event()
+        self._released = asyncio.Event()
+        self._tool_ids = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def turns(self) -> list[str]:
+        """The newest turn of every request, in order."""
+        return [newest_turn(r) for r in self.requests]
+
+    async def _count_tokens(self, _: web.Request) -> web.Response:
+        return web.json_response({"input_tokens": 100})
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        turn = newest_turn(body)
+        if "HOLD" in turn and not self._released.is_set():
+            self.holding.set()
+            await self._released.wait()
+        blocks, stop_reason = self._answer(turn)
+        if body.get("stream"):
+            return await self._stream(request, body, blocks, stop_reason)
+        return web.json_response(_message(body, blocks, stop_reason))
+
+    def _answer(self, turn: str) -> tuple[list[dict[str, Any]], str]:
+        if '"tool_result"' in turn:
+            return [{"type": "text", "text": TOOL_REPLY}], "end_turn"
+        if match := RUN.search(turn):
+            self._tool_ids += 1
+            command = match.group(1).strip()
+            call = {"command": command, "description": "Run what the test asked for"}
+            tool = {"type": "tool_use", "id": f"toolu_{self._tool_ids:04d}", "name": "Bash"}
+            return [{**tool, "input": call}], "tool_use"
+        text = FEEDBACK_REPLY if "Stop hook feedback" in turn else PLAIN_REPLY
+        return [{"type": "text", "text": text}], "end_turn"
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        blocks: list[dict[str, Any]],
+        stop_reason: str,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        start = _message(body, [], None)
+        await response.write(_sse("message_start", {"type": "message_start", "message": start}))
+        for index, block in enumerate(blocks):
+            if block["type"] == "text":
+                opened = {"type": "text", "text": ""}
+                delta = {"type": "text_delta", "text": block["text"]}
+            else:
+                opened = {**block, "input": {}}
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+            for name, data in (
+                ("content_block_start", {"index": index, "content_block": opened}),
+                ("content_block_delta", {"index": index, "delta": delta}),
+                ("content_block_stop", {"index": index}),
+            ):
+                await response.write(_sse(name, {"type": name, **data}))
+        ending = {"stop_reason": stop_reason, "stop_sequence": None}
+        usage = {"output_tokens": 12}
+        await response.write(
+            _sse("message_delta", {"type": "message_delta", "delta": ending, "usage": usage})
+        )
+        await response.write(_sse("message_stop", {"type": "message_stop"}))
+        await response.write_eof()
+        return response
+
+
+def _message(
+    body: dict[str, Any], blocks: list[dict[str, Any]], stop_reason: str | None
+) -> dict[str, Any]:
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", "claude-fake"),
+        "content": blocks,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 100, "output_tokens": 12},
+    }
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()

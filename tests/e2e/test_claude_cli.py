@@ -1,0 +1,195 @@
+"""The real Claude Code CLI, with the hooks ``install-hooks`` writes, against the bridge and Synapse.
+
+Only the model is scripted (``fake_anthropic.py``, reached through ``ANTHROPIC_BASE_URL``):
+the ``claude`` binary, its hook runner, the command shim and ``http`` hooks, the bridge and
+Synapse are the real ones, on both stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from claude_bridge.app import Bridge
+from claude_bridge.devenv.client import MatrixTestClient
+from tests.e2e.claude_code import CLAUDE, ClaudeCode
+from tests.e2e.conftest import HOOK_TOKEN, Stack
+from tests.e2e.fake_anthropic import FEEDBACK_REPLY, TOOL_REPLY, FakeAnthropic
+from tests.e2e.test_control import delivered_mark, settled_edit
+from tests.e2e.test_foundation import _until, _wait_for_room
+
+pytestmark = pytest.mark.e2e
+
+ALICE = "@alice:localhost"
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+async def claude_code(
+    stack: Stack, model: FakeAnthropic, base: Path, *install_args: str
+) -> ClaudeCode:
+    if not CLAUDE.exists():
+        pytest.fail(f"no Claude Code CLI at {CLAUDE}: run scripts/bootstrap (it needs npm)")
+    url = f"http://{stack.config['hooks']['listen']}"
+    return await ClaudeCode.install(base, model, url, HOOK_TOKEN, *install_args)
+
+
+async def joined_room(stack: Stack, bridge: Bridge, session: str) -> tuple[str, MatrixTestClient]:
+    room = await _wait_for_room(bridge, session)
+    alice = stack.users["alice"]
+    await alice.wait_for_invite(room)
+    await alice.join(room)
+    return room, alice
+
+
+def body_of(event: dict[str, object]) -> str:
+    content = event.get("content")
+    return str(content.get("body", "")) if isinstance(content, dict) else ""
+
+
+@pytest.mark.parametrize("mode", ["http", "durable"])
+async def test_a_print_mode_session_is_mirrored(
+    stack: Stack, bridge: Bridge, model: FakeAnthropic, tmp_path: Path, mode: str
+) -> None:
+    """``claude -p`` running a Bash command: every step shows in the session's room, whether
+    the hooks are ``http`` ones or all the spooling command shim (``--durable``)."""
+    claude = await claude_code(
+        stack, model, tmp_path, *(["--durable"] if mode == "durable" else [])
+    )
+    session = str(uuid.uuid4())
+
+    rc, out, err = await claude.print_mode(
+        "RUN: echo hello-from-bash", "--session-id", session, "--allowedTools", "Bash(echo:*)"
+    )
+
+    assert (rc, out.strip()) == (0, TOOL_REPLY), err
+    room, alice = await joined_room(stack, bridge, session)
+    ghost = f"@claude-{session}:localhost"
+    in_room = [
+        "Session started in demo-app",
+        "RUN: echo hello-from-bash",  # the prompt
+        "Bash: echo hello-from-bash",  # the tool line
+        "$ echo hello-from-bash\nhello-from-bash",  # its output, in the line's thread
+        TOOL_REPLY,
+        "Session ended",
+    ]
+    for text in in_room:
+        await alice.wait_for(
+            lambda e, text=text: e["sender"] == ghost and text in body_of(e), room_id=room
+        )
+    rows = await bridge.db.fetch(
+        "SELECT event_name FROM hook_event WHERE thread_id=$1 ORDER BY id", session
+    )
+    names = [r["event_name"] for r in rows]
+    assert names[:2] == ["SessionStart", "UserPromptSubmit"] and names[-1] == "SessionEnd"
+    assert {"PreToolUse", "PostToolUse", "Stop"} <= set(names)
+    # Print mode is unattended: the background waiter stepped aside instead of holding the
+    # CLI's exit (Claude Code waits up to 30 s for a running asyncRewake hook there).
+    assert not bridge.control.waiter.polled(session)
+
+
+async def test_a_matrix_message_continues_the_turn_through_the_stop_hook(
+    stack: Stack, bridge: Bridge, model: FakeAnthropic, tmp_path: Path
+) -> None:
+    """alice writes while Claude works; the Stop hook's answer hands it over, and the CLI
+    sends it to the model as the Stop hook's feedback."""
+    claude = await claude_code(stack, model, tmp_path)
+    session = str(uuid.uuid4())
+    running = asyncio.ensure_future(
+        claude.print_mode("HOLD: think it over", "--session-id", session)
+    )
+    await model.holding.wait()  # mid-turn: the model has the prompt and has not answered
+    room, alice = await joined_room(stack, bridge, session)
+    sent = await alice.send_text(room, "also update the changelog")
+
+    async def queued() -> bool:
+        return bool(await bridge.control.parts.inbox.queued(session))
+
+    await _until(queued, "alice's message queued for the session")
+    model.release()
+    rc, out, err = await running
+
+    assert rc == 0, err
+    turns = model.turns()
+    assert len(turns) == 2, turns  # the prompt, then the Stop hook's feedback
+    assert "Stop hook feedback" in turns[1]
+    assert f"Message from {ALICE} via Matrix: also update the changelog" in turns[1]
+    assert out.strip() == FEEDBACK_REPLY
+    await delivered_mark(alice, room, f"@claude-{session}:localhost", sent)
+
+
+async def test_an_idle_terminal_session_is_woken_from_matrix(
+    stack: Stack, bridge: Bridge, model: FakeAnthropic, tmp_path: Path
+) -> None:
+    """The terminal UI sits at its prompt after a turn; alice writes; the background waiter
+    (an asyncRewake Stop hook) wakes the session and the model gets the message."""
+    claude = await claude_code(stack, model, tmp_path)
+    session = str(uuid.uuid4())
+    async with claude.terminal("--session-id", session) as term:
+        room, alice = await joined_room(stack, bridge, session)  # SessionStart made the room
+        await term.wait_for("❯")
+        await term.submit("hello there")
+
+        async def idle_and_waiting() -> bool:
+            stop = await bridge.db.fetchval(
+                "SELECT 1 FROM hook_event WHERE thread_id=$1 AND event_name='Stop'", session
+            )
+            return bool(stop) and bridge.control.waiter.waiting(session)
+
+        await _until(idle_and_waiting, "the turn's Stop and the background waiter polling")
+        assert len(model.requests) == 1  # the prompt's, answered
+        sent = await alice.send_text(room, "please run the linter next")
+
+        async def woken() -> bool:
+            return any("please run the linter next" in turn for turn in model.turns())
+
+        await _until(woken, "a model request carrying alice's message")
+        assert f"Message from {ALICE} via Matrix: please run the linter next" in model.turns()[-1]
+        await delivered_mark(alice, room, f"@claude-{session}:localhost", sent)
+
+
+async def test_a_permission_dialog_is_decided_from_matrix(
+    stack: Stack, bridge: Bridge, model: FakeAnthropic, tmp_path: Path
+) -> None:
+    """In the terminal UI a Bash call that writes asks for permission; the PermissionRequest
+    hook posts it to the room and holds its answer; alice's ✅ lets the command run."""
+    claude = await claude_code(stack, model, tmp_path)
+    session = str(uuid.uuid4())
+    async with claude.terminal("--session-id", session, "--permission-mode", "default") as term:
+        room, alice = await joined_room(stack, bridge, session)
+        await term.wait_for("❯")
+        await term.submit("RUN: touch approved-from-matrix")
+        ghost = f"@claude-{session}:localhost"
+        prompt = await alice.wait_for(
+            lambda e: (
+                e["sender"] == ghost
+                and "touch approved-from-matrix" in body_of(e)
+                and ALICE in e["content"].get("m.mentions", {}).get("user_ids", [])
+            ),
+            room_id=room,
+        )
+        await alice.react(room, prompt["event_id"], "✅")
+
+        async def ran() -> bool:
+            return any('"tool_result"' in turn for turn in model.turns())
+
+        await _until(ran, "the approved command's result back at the model")
+        assert (claude.project / "approved-from-matrix").exists()
+        await settled_edit(alice, room, prompt["event_id"], f"Allowed once by {ALICE}")
+        names = [
+            r["event_name"]
+            for r in await bridge.db.fetch(
+                "SELECT event_name FROM hook_event WHERE thread_id=$1 ORDER BY id", session
+            )
+        ]
+        assert names.index("PermissionRequest") < names.index("PostToolUse")
