@@ -176,6 +176,9 @@ class Terminal:
         await self.wait_for(line)
         os.write(self.master, b"\r")
 
+    def press(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
     async def close(self) -> None:
         with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(self.master)

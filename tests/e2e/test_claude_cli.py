@@ -8,6 +8,7 @@ Synapse are the real ones, on both stores.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -158,38 +159,46 @@ async def test_an_idle_terminal_session_is_woken_from_matrix(
         await delivered_mark(alice, room, f"@claude-{session}:localhost", sent)
 
 
-async def test_a_permission_dialog_is_decided_from_matrix(
-    stack: Stack, bridge: Bridge, model: FakeAnthropic, tmp_path: Path
+@pytest.mark.parametrize("decider", ["matrix", "terminal"])
+async def test_a_permission_dialog_is_decided_in_the_room_or_the_terminal(
+    stack: Stack, bridge: Bridge, model: FakeAnthropic, tmp_path: Path, decider: str
 ) -> None:
-    """In the terminal UI a Bash call that writes asks for permission; the PermissionRequest
-    hook posts it to the room and holds its answer; alice's ✅ lets the command run."""
+    """In the terminal UI a Bash call that writes asks for permission. The PermissionRequest
+    hook posts it to the room and holds its answer while the terminal shows its own dialog:
+    alice's ✅ lets the command run, or the person at the terminal answers first and the room's
+    prompt says so."""
     claude = await claude_code(stack, model, tmp_path)
     session = str(uuid.uuid4())
     async with claude.terminal("--session-id", session, "--permission-mode", "default") as term:
         room, alice = await joined_room(stack, bridge, session)
         await term.wait_for("❯")
-        await term.submit("RUN: touch approved-from-matrix")
+        await term.submit("RUN: touch decided-elsewhere")
         ghost = f"@claude-{session}:localhost"
         prompt = await alice.wait_for(
             lambda e: (
                 e["sender"] == ghost
-                and "touch approved-from-matrix" in body_of(e)
+                and "touch decided-elsewhere" in body_of(e)
                 and ALICE in e["content"].get("m.mentions", {}).get("user_ids", [])
             ),
             room_id=room,
         )
-        await alice.react(room, prompt["event_id"], "✅")
+        await term.wait_for("Do you want to proceed?")  # the terminal is not blocked meanwhile
 
         async def ran() -> bool:
             return any('"tool_result"' in turn for turn in model.turns())
 
-        await _until(ran, "the approved command's result back at the model")
-        assert (claude.project / "approved-from-matrix").exists()
-        await settled_edit(alice, room, prompt["event_id"], f"Allowed once by {ALICE}")
-        names = [
-            r["event_name"]
-            for r in await bridge.db.fetch(
-                "SELECT event_name FROM hook_event WHERE thread_id=$1 ORDER BY id", session
-            )
-        ]
-        assert names.index("PermissionRequest") < names.index("PostToolUse")
+        if decider == "matrix":
+            await alice.react(room, prompt["event_id"], "✅")
+            outcome = f"Allowed once by {ALICE}"
+        else:
+            # "1. Yes". A new dialog ignores keys for a moment (typed-ahead text must not
+            # answer it): press until it is taken.
+            for _ in range(50):
+                term.press("1")
+                with contextlib.suppress(AssertionError):
+                    await _until(ran, "the dialog answered", timeout=0.2)
+                    break
+            outcome = "answered in the terminal"
+        await _until(ran, "the allowed command's result back at the model")
+        assert (claude.project / "decided-elsewhere").exists()
+        await settled_edit(alice, room, prompt["event_id"], outcome)
