@@ -18,7 +18,7 @@ import pytest
 from claude_bridge.app import Bridge
 from claude_bridge.devenv.client import MatrixTestClient
 from tests.e2e.claude_code import CLAUDE, ClaudeCode
-from tests.e2e.conftest import HOOK_TOKEN, Stack
+from tests.e2e.conftest import HOOK_TOKEN, Stack, StartBridge
 from tests.e2e.fake_anthropic import FEEDBACK_REPLY, TOOL_REPLY, FakeAnthropic
 from tests.e2e.test_control import delivered_mark, settled_edit
 from tests.e2e.test_foundation import _until, _wait_for_room
@@ -202,3 +202,36 @@ async def test_a_permission_dialog_is_decided_in_the_room_or_the_terminal(
         await _until(ran, "the allowed command's result back at the model")
         assert (claude.project / "decided-elsewhere").exists()
         await settled_edit(alice, room, prompt["event_id"], outcome)
+
+
+async def test_a_turn_missed_while_the_bridge_was_down_is_caught_up_from_the_transcript(
+    stack: Stack, start_bridge: StartBridge, model: FakeAnthropic, tmp_path: Path
+) -> None:
+    """``http`` hooks fail open while the bridge is down: the turn is lost to them. At the
+    session's next event the bridge reads the real CLI's transcript and posts what it missed."""
+    claude = await claude_code(stack, model, tmp_path)
+    catchup = {"catchup": {"transcript_dirs": [str(claude.home / ".claude" / "projects")]}}
+    bridge = await start_bridge(hooks=catchup)
+    session = str(uuid.uuid4())
+    allowed = ("--allowedTools", "Bash(echo:*)")
+    assert (await claude.print_mode("before the outage", "--session-id", session))[0] == 0
+    room, alice = await joined_room(stack, bridge, session)
+    await bridge.stop()
+
+    rc, out, _ = await claude.print_mode("RUN: echo while-down", "--resume", session, *allowed)
+    assert (rc, out.strip()) == (0, TOOL_REPLY)  # Claude Code carried on without the bridge
+
+    await start_bridge(hooks=catchup)
+    assert (await claude.print_mode("after the outage", "--resume", session))[0] == 0
+    ghost = f"@claude-{session}:localhost"
+    shown = [
+        "Caught up after an outage",
+        "RUN: echo while-down",  # the missed prompt
+        "echo while-down",  # its tool call
+        TOOL_REPLY,  # and the reply, from the transcript
+        "after the outage",  # then the live turn
+    ]
+    for text in shown:
+        await alice.wait_for(
+            lambda e, text=text: e["sender"] == ghost and text in body_of(e), room_id=room
+        )
