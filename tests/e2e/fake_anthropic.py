@@ -7,8 +7,8 @@ writes them, the bridge, Synapse. The CLI is pointed here with ``ANTHROPIC_BASE_
 The script answers by what the newest turn holds, so a test steers the "model" through its
 prompt:
 
-- ``RUN: <command>`` (and no tool result yet): a ``Bash`` tool call running ``<command>``;
-- a tool result: a short text reply;
+- a turn that ends with a tool result: a short text reply;
+- ``RUN: <command>``: a ``Bash`` tool call running ``<command>``;
 - anything else: a text reply naming what the turn ended with, so a test can tell a plain reply
   from one that answers a Stop hook's feedback;
 - ``HOLD`` anywhere in the turn: the answer waits until the test calls :meth:`release` (so a
@@ -34,16 +34,30 @@ PLAIN_REPLY = "Noted."
 FEEDBACK_REPLY = "Carrying on with what the hook said."
 
 
-def newest_turn(body: dict[str, Any]) -> str:
-    """Everything after the model's last message, as one string: the user's text, tool results,
-    and the system-role messages Claude Code adds (hooks' additional context among them)."""
-    turn: list[Any] = []
+def _newest(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages after the model's last one: the user's text, tool results, and the
+    system-role messages Claude Code adds (hooks' additional context among them)."""
+    turn: list[dict[str, Any]] = []
     for message in body.get("messages", []):
-        if message.get("role") == "assistant":
-            turn = []
-        else:
-            turn.append(message.get("content"))
-    return json.dumps(turn)
+        turn = [] if message.get("role") == "assistant" else [*turn, message]
+    return turn
+
+
+def newest_turn(body: dict[str, Any]) -> str:
+    """The newest turn as one string."""
+    return json.dumps([message.get("content") for message in _newest(body)])
+
+
+def _ends_with_tool_result(body: dict[str, Any]) -> bool:
+    """Whether the user's newest block is a tool result (after a resume, Claude Code sends the
+    previous turn's last tool result and the new prompt in one message: that is a prompt)."""
+    blocks = [
+        block
+        for message in _newest(body)
+        if message.get("role") == "user" and isinstance(message.get("content"), list)
+        for block in message["content"]
+    ]
+    return bool(blocks) and blocks[-1].get("type") == "tool_result"
 
 
 class FakeAnthropic:
@@ -88,13 +102,13 @@ class FakeAnthropic:
         if "HOLD" in turn and not self._released.is_set():
             self.holding.set()
             await self._released.wait()
-        blocks, stop_reason = self._answer(turn)
+        blocks, stop_reason = self._answer(turn, _ends_with_tool_result(body))
         if body.get("stream"):
             return await self._stream(request, body, blocks, stop_reason)
         return web.json_response(_message(body, blocks, stop_reason))
 
-    def _answer(self, turn: str) -> tuple[list[dict[str, Any]], str]:
-        if '"tool_result"' in turn:
+    def _answer(self, turn: str, tool_result: bool) -> tuple[list[dict[str, Any]], str]:
+        if tool_result:
             return [{"type": "text", "text": TOOL_REPLY}], "end_turn"
         if match := RUN.search(turn):
             self._tool_ids += 1

@@ -19,7 +19,7 @@ from claude_bridge.app import Bridge
 from claude_bridge.devenv.client import MatrixTestClient
 from tests.e2e.claude_code import CLAUDE, ClaudeCode
 from tests.e2e.conftest import HOOK_TOKEN, Stack, StartBridge
-from tests.e2e.fake_anthropic import FEEDBACK_REPLY, TOOL_REPLY, FakeAnthropic
+from tests.e2e.fake_anthropic import FEEDBACK_REPLY, PLAIN_REPLY, TOOL_REPLY, FakeAnthropic
 from tests.e2e.test_control import delivered_mark, settled_edit
 from tests.e2e.test_foundation import _until, _wait_for_room
 
@@ -235,3 +235,39 @@ async def test_a_turn_missed_while_the_bridge_was_down_is_caught_up_from_the_tra
         await alice.wait_for(
             lambda e, text=text: e["sender"] == ghost and text in body_of(e), room_id=room
         )
+
+
+async def test_durable_hooks_spool_through_an_outage_and_post_it_once(
+    stack: Stack, start_bridge: StartBridge, model: FakeAnthropic, tmp_path: Path
+) -> None:
+    """With ``--durable`` every event goes through the command shim, which spools what the
+    bridge cannot take and replays it in order at the next call: nothing is lost, nothing is
+    posted twice, and no catch-up is needed."""
+    claude = await claude_code(stack, model, tmp_path, "--durable")
+    catchup = {"catchup": {"transcript_dirs": [str(claude.home / ".claude" / "projects")]}}
+    bridge = await start_bridge(hooks=catchup)
+    session = str(uuid.uuid4())
+    allowed = ("--allowedTools", "Bash(echo:*)")
+    assert (await claude.print_mode("before the outage", "--session-id", session))[0] == 0
+    room, alice = await joined_room(stack, bridge, session)
+    await bridge.stop()
+    rc, out, _ = await claude.print_mode("RUN: echo spooled", "--resume", session, *allowed)
+    assert (rc, out.strip()) == (0, TOOL_REPLY)
+    assert list((claude.home / ".cache" / "claude-bridge" / "spool").rglob("*.json"))
+
+    bridge = await start_bridge(hooks=catchup)
+    assert (await claude.print_mode("after the outage", "--resume", session))[0] == 0
+    ghost = f"@claude-{session}:localhost"
+    await alice.wait_for(
+        lambda e: e["sender"] == ghost and "after the outage" in body_of(e), room_id=room
+    )
+    await _until(lambda: _drained(bridge), "the outbox delivered")
+    bodies = [body_of(e) for e in await alice.messages(room) if e["sender"] == ghost]
+    assert sum("RUN: echo spooled" in b for b in bodies) == 1  # the prompt
+    assert sum(b.startswith("💻 Bash: echo spooled") for b in bodies) == 1  # its tool line
+    assert bodies.count(TOOL_REPLY) == 1 and bodies.count(PLAIN_REPLY) == 2
+    assert not any("Caught up" in b for b in bodies)
+
+
+async def _drained(bridge: Bridge) -> bool:
+    return not await bridge.db.fetchval("SELECT COUNT(*) FROM hook_event WHERE state='pending'")
