@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -204,37 +205,59 @@ async def test_a_permission_dialog_is_decided_in_the_room_or_the_terminal(
         await settled_edit(alice, room, prompt["event_id"], outcome)
 
 
+@dataclass
+class Outage:
+    room: str
+    alice: MatrixTestClient
+    ghost: str
+    spooled: int  # events the command shim held while the bridge was down
+
+    async def bodies(self) -> list[str]:
+        """What the session's ghost posted, oldest first."""
+        events = await self.alice.messages(self.room)
+        return [body_of(e) for e in events if e["sender"] == self.ghost]
+
+
+async def across_an_outage(
+    start_bridge: StartBridge, stack: Stack, claude: ClaudeCode, command: str
+) -> Outage:
+    """A turn with the bridge up, one running ``command`` while it is stopped, one after it is
+    back (the transcripts are readable to it, as on one machine); returns once all is posted."""
+    catchup = {"catchup": {"transcript_dirs": [str(claude.home / ".claude" / "projects")]}}
+    bridge = await start_bridge(hooks=catchup)
+    session = str(uuid.uuid4())
+    assert (await claude.print_mode("before the outage", "--session-id", session))[0] == 0
+    room, alice = await joined_room(stack, bridge, session)
+    await bridge.stop()
+    allowed = ("--allowedTools", "Bash(echo:*)")
+    rc, out, _ = await claude.print_mode(f"RUN: {command}", "--resume", session, *allowed)
+    assert (rc, out.strip()) == (0, TOOL_REPLY)  # Claude Code carried on without the bridge
+    spooled = len(list((claude.home / ".cache" / "claude-bridge" / "spool").rglob("*.json")))
+    bridge = await start_bridge(hooks=catchup)
+    assert (await claude.print_mode("after the outage", "--resume", session))[0] == 0
+    ghost = f"@claude-{session}:localhost"
+    await alice.wait_for(
+        lambda e: e["sender"] == ghost and "after the outage" in body_of(e), room_id=room
+    )
+    await _until(lambda: _drained(bridge), "the outbox delivered")
+    return Outage(room, alice, ghost, spooled)
+
+
 async def test_a_turn_missed_while_the_bridge_was_down_is_caught_up_from_the_transcript(
     stack: Stack, start_bridge: StartBridge, model: FakeAnthropic, tmp_path: Path
 ) -> None:
     """``http`` hooks fail open while the bridge is down: the turn is lost to them. At the
-    session's next event the bridge reads the real CLI's transcript and posts what it missed."""
+    session's next event the bridge reads the real CLI's transcript and posts what it missed,
+    before that event."""
     claude = await claude_code(stack, model, tmp_path)
-    catchup = {"catchup": {"transcript_dirs": [str(claude.home / ".claude" / "projects")]}}
-    bridge = await start_bridge(hooks=catchup)
-    session = str(uuid.uuid4())
-    allowed = ("--allowedTools", "Bash(echo:*)")
-    assert (await claude.print_mode("before the outage", "--session-id", session))[0] == 0
-    room, alice = await joined_room(stack, bridge, session)
-    await bridge.stop()
-
-    rc, out, _ = await claude.print_mode("RUN: echo while-down", "--resume", session, *allowed)
-    assert (rc, out.strip()) == (0, TOOL_REPLY)  # Claude Code carried on without the bridge
-
-    await start_bridge(hooks=catchup)
-    assert (await claude.print_mode("after the outage", "--resume", session))[0] == 0
-    ghost = f"@claude-{session}:localhost"
-    shown = [
-        "Caught up after an outage",
-        "RUN: echo while-down",  # the missed prompt
-        "echo while-down",  # its tool call
-        TOOL_REPLY,  # and the reply, from the transcript
-        "after the outage",  # then the live turn
-    ]
-    for text in shown:
-        await alice.wait_for(
-            lambda e, text=text: e["sender"] == ghost and text in body_of(e), room_id=room
-        )
+    outage = await across_an_outage(start_bridge, stack, claude, "echo while-down")
+    bodies = await outage.bodies()
+    caught_up = next(i for i, b in enumerate(bodies) if "Caught up after an outage" in b)
+    after = bodies[caught_up:]
+    assert "🧑\u200d💻 Prompt:\n> RUN: echo while-down" in after  # the missed prompt,
+    assert "💻 Bash: echo while-down" in after  # its tool call
+    assert TOOL_REPLY in after  # and the reply, recovered from the transcript
+    assert after.index(TOOL_REPLY) < after.index("🧑\u200d💻 Prompt:\n> after the outage")
 
 
 async def test_durable_hooks_spool_through_an_outage_and_post_it_once(
@@ -244,25 +267,9 @@ async def test_durable_hooks_spool_through_an_outage_and_post_it_once(
     bridge cannot take and replays it in order at the next call: nothing is lost, nothing is
     posted twice, and no catch-up is needed."""
     claude = await claude_code(stack, model, tmp_path, "--durable")
-    catchup = {"catchup": {"transcript_dirs": [str(claude.home / ".claude" / "projects")]}}
-    bridge = await start_bridge(hooks=catchup)
-    session = str(uuid.uuid4())
-    allowed = ("--allowedTools", "Bash(echo:*)")
-    assert (await claude.print_mode("before the outage", "--session-id", session))[0] == 0
-    room, alice = await joined_room(stack, bridge, session)
-    await bridge.stop()
-    rc, out, _ = await claude.print_mode("RUN: echo spooled", "--resume", session, *allowed)
-    assert (rc, out.strip()) == (0, TOOL_REPLY)
-    assert list((claude.home / ".cache" / "claude-bridge" / "spool").rglob("*.json"))
-
-    bridge = await start_bridge(hooks=catchup)
-    assert (await claude.print_mode("after the outage", "--resume", session))[0] == 0
-    ghost = f"@claude-{session}:localhost"
-    await alice.wait_for(
-        lambda e: e["sender"] == ghost and "after the outage" in body_of(e), room_id=room
-    )
-    await _until(lambda: _drained(bridge), "the outbox delivered")
-    bodies = [body_of(e) for e in await alice.messages(room) if e["sender"] == ghost]
+    outage = await across_an_outage(start_bridge, stack, claude, "echo spooled")
+    assert outage.spooled
+    bodies = await outage.bodies()
     assert sum("RUN: echo spooled" in b for b in bodies) == 1  # the prompt
     assert sum(b.startswith("💻 Bash: echo spooled") for b in bodies) == 1  # its tool line
     assert bodies.count(TOOL_REPLY) == 1 and bodies.count(PLAIN_REPLY) == 2
