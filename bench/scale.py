@@ -47,6 +47,7 @@ async def seed_threads(stack: Stack, count: int) -> tuple[list[Session], float]:
             status="active" if i % 3 else "ended",
             created_at=now - (count - i) * 1000,
             updated_at=now - (count - i) * 1000,
+            space_linked_at=now - (count - i) * 1000,  # as a room that was made then
         )
         rows.append(tuple(getattr(thread, c) for c in columns))
     placeholders = ",".join(f"${i + 1}" for i in range(len(columns)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os.path
+import time
 from collections import defaultdict
 
 from claude_bridge.config import Config
@@ -23,6 +24,8 @@ from claude_bridge.store import Thread, ThreadStore
 log = get_logger("router")
 
 THREAD_STATE = "org.claude_bridge.thread"
+SPACE_LINK_RETRY = 60.0
+"""Seconds between tries at putting a thread's room into its project's space."""
 
 
 class ThreadRouter:
@@ -42,6 +45,7 @@ class ThreadRouter:
         self.domain = config.homeserver.domain
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._ready_ghosts: set[tuple[str, str]] = set()
+        self._next_link: dict[str, float] = {}  # thread → earliest next try at its space link
 
     def ghost_localpart(self, thread_id: str, suffix: str | None = None) -> str:
         base = f"{self.config.bridge.ghost_prefix}{thread_id}"
@@ -68,23 +72,37 @@ class ThreadRouter:
         )
 
     async def ensure_room(self, thread: Thread) -> str:
-        """The thread's room id, creating the room (and ghost) on first use."""
-        if thread.room_id:
-            return thread.room_id
+        """The thread's room id, creating the room (and ghost) on first use; the room goes into
+        its project's space then, or at a later event if that failed."""
+        room_id = thread.room_id or await self._room_for(thread)
+        if self.spaces is not None and thread.space_linked_at is None:
+            await self._link_space(thread, self.spaces)
+        return room_id
+
+    async def _room_for(self, thread: Thread) -> str:
         async with self._locks[thread.id]:
             stored = await self.threads.get(thread.id)
             if stored and stored.room_id:
-                thread.room_id = stored.room_id
+                thread.room_id, thread.space_linked_at = stored.room_id, stored.space_linked_at
                 return stored.room_id
             await self.ensure_ghost(thread.ghost_mxid, self.displayname(thread))
             # Straight to createRoom: a room left by a crash between creating it and recording
             # it is found through its alias when createRoom says the alias is taken.
-            room_id, created = await self._create_room(thread)
+            room_id, _ = await self._create_room(thread)
             await self.threads.set_room(thread.id, room_id)
             thread.room_id = room_id
-            if created and self.spaces is not None:
-                await self.spaces.link(thread)
             return room_id
+
+    async def _link_space(self, thread: Thread, spaces: ProjectSpaces) -> None:
+        """At most once per ``SPACE_LINK_RETRY`` seconds per thread: a homeserver refusing the
+        link must not cost every event of the session a round of requests."""
+        now = time.monotonic()
+        if now < self._next_link.get(thread.id, now):
+            return
+        self._next_link[thread.id] = now + SPACE_LINK_RETRY
+        if await spaces.link(thread):
+            thread.space_linked_at = await self.threads.set_space_linked(thread.id)
+            del self._next_link[thread.id]
 
     def displayname(self, thread: Thread, role: str | None = None) -> str:
         project = thread.project_name or "Claude Code"

@@ -2,8 +2,8 @@
 
 The bridge bot owns the spaces (they outlive any one session); each thread room is linked both
 ways (``m.space.child`` in the space, ``m.space.parent`` in the room) so clients show the room
-under its project. Linking is best effort: a room works without its space, and a failure is
-logged rather than holding up the session's events.
+under its project. A room works without its space, so a failure is logged rather than holding up
+the session's events; the router tries again at the thread's next event (``router.py``).
 """
 
 from __future__ import annotations
@@ -41,11 +41,16 @@ class ProjectSpaces:
     def project_key(thread: Thread) -> str | None:
         return thread.project_path or thread.project_name
 
-    async def link(self, thread: Thread) -> str | None:
-        """Put the thread's room into its project's space; returns the space id."""
+    async def link(self, thread: Thread) -> bool:
+        """Put the thread's room into its project's space (both links are idempotent state).
+
+        True when that is settled: linked, the thread has no project, or the homeserver
+        refused for good (a 4xx: retrying would get the same answer); False when it failed in a
+        way worth another try (unreachable, timed out, rate-limited, a server error).
+        """
         key = self.project_key(thread)
         if key is None or thread.room_id is None:
-            return None
+            return True
         try:
             space = await self._ensure_space(key, thread.project_name or key)
             via = {"via": [self.domain]}
@@ -57,12 +62,15 @@ class ProjectSpaces:
                 space,
                 {**via, "canonical": True},
             )
-            return space
+            return True
         except MatrixError as e:
+            again = "will try again" if e.temporary else "giving up"
             log.warning(
-                "could not link the room to its project space", thread_id=thread.id, error=str(e)
+                f"could not link the room to its project space; {again}",
+                thread_id=thread.id,
+                error=str(e),
             )
-            return None
+            return not e.temporary
 
     async def _ensure_space(self, key: str, project: str) -> str:
         async with self._locks[key]:

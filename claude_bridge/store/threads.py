@@ -12,7 +12,7 @@ from claude_bridge.store.database import now_ms
 
 _COLUMNS = (
     "id, session_id, room_id, ghost_mxid, alias, project_path, project_name, title, token_name, "
-    "status, created_at, updated_at"
+    "status, created_at, updated_at, space_linked_at"
 )
 
 
@@ -30,6 +30,8 @@ class Thread:
     status: str = "active"
     created_at: int = 0
     updated_at: int = 0
+    space_linked_at: int | None = None
+    """When the room was put into its project's space (or found to have no project to go in)."""
 
     @classmethod
     def _from_row(cls, row: Any) -> Thread:
@@ -46,6 +48,7 @@ class Thread:
             status=row["status"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            space_linked_at=row["space_linked_at"],
         )
 
 
@@ -61,7 +64,8 @@ class ThreadStore:
         """Insert the thread unless it exists; return the stored row. Safe under concurrency."""
         now = now_ms()
         await self.db.execute(
-            f"INSERT INTO thread ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) "
+            f"INSERT INTO thread ({_COLUMNS}) VALUES "
+            "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
             "ON CONFLICT DO NOTHING",
             thread.id,
             thread.session_id,
@@ -75,6 +79,7 @@ class ThreadStore:
             thread.status,
             now,
             now,
+            thread.space_linked_at,
         )
         stored = await self.get(thread.id)
         if stored is None or stored.session_id != thread.session_id:
@@ -101,6 +106,11 @@ class ThreadStore:
         await self.db.execute(
             "UPDATE thread SET room_id=$2, updated_at=$3 WHERE id=$1", thread_id, room_id, now_ms()
         )
+
+    async def set_space_linked(self, thread_id: str) -> int:
+        at = now_ms()
+        await self.db.execute("UPDATE thread SET space_linked_at=$2 WHERE id=$1", thread_id, at)
+        return at
 
     async def set_status(self, thread_id: str, status: str) -> None:
         await self.db.execute(

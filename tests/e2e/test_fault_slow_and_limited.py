@@ -8,6 +8,8 @@ Issue 5, items 4–6, against real Synapse:
    in order, each retry waits at least what Synapse asked, and there is no 429 storm.
 6. A hung homeserver request: bounded by ``homeserver.request_timeout``, other threads keep
    flowing, the hung send is retried and lands once (same transaction id).
+
+And a room that could not be put into its project's space is put there at a later event.
 """
 
 from __future__ import annotations
@@ -288,3 +290,53 @@ async def test_many_hung_threads_do_not_starve_the_others(
     await until(lambda: drained(bridge), "the hung threads delivered after release", timeout=60)
     print(f"healthy thread latencies with {HUNG_THREADS} hung threads: {latencies}")
     assert max(latencies) < timeout / 2, latencies
+
+
+# --- a failed project-space link ---------------------------------------------------------------
+
+
+async def test_a_failed_space_link_is_tried_again_at_a_later_event(
+    stack: Stack,
+    start_bridge: Any,
+    hooks: HookPoster,
+    proxy: HomeserverProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("claude_bridge.router.SPACE_LINK_RETRY", 0.0)
+    bridge: Bridge = await start_bridge(homeserver={"address": proxy.url, "request_timeout": 1})
+    project = f"/home/dev/projects/relinked-{new_session()[:8]}"
+    session = new_session()
+    thread_id = session.lower()
+    child = proxy.hang(method="PUT", path=r"/state/m\.space\.child/", times=1)
+    assert (await hooks.post(hook_payload("SessionStart", session, cwd=project)))[0] == 200
+    room = await room_of(bridge, session)
+    await proxy.wait_holding(child)  # the space's half of the link never gets an answer
+
+    async def delivered_unlinked() -> bool:
+        thread = await bridge.threads.get(thread_id)
+        return await drained(bridge, session) and thread is not None
+
+    await until(delivered_unlinked, "the session start delivered without its space link")
+    assert (await bridge.threads.get(thread_id)).space_linked_at is None  # type: ignore[union-attr]
+
+    assert (await hooks.post(hook_payload("UserPromptSubmit", session, prompt="go on")))[0] == 200
+
+    async def linked() -> bool:
+        thread = await bridge.threads.get(thread_id)
+        return thread is not None and thread.space_linked_at is not None
+
+    await until(linked, "the link made at the next event")
+    space = await bridge.db.fetchval(
+        "SELECT room_id FROM project_space WHERE project_key=$1", project
+    )
+    admin = stack.users["admin"]
+    await admin.join(space)
+    children = [
+        s["state_key"] for s in await admin.room_state(space) if s["type"] == "m.space.child"
+    ]
+    assert children == [room]
+    await admin.join(room)
+    parents = [
+        s["state_key"] for s in await admin.room_state(room) if s["type"] == "m.space.parent"
+    ]
+    assert parents == [space]

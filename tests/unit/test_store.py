@@ -58,6 +58,28 @@ async def test_fresh_and_stepwise_upgraded_databases_match(store_url: str) -> No
             await drop_pg_database(other)
 
 
+async def test_rooms_made_before_v6_count_as_linked_into_their_space(store_url: str) -> None:
+    """v6 retries space links; rooms that already had their one try are not tried again."""
+    migrations = load_migrations()
+    db = create_database(store_url)
+    db.upgrade_table = build_upgrade_table(migrations[:5])
+    await db.start()
+    for thread_id, room in (("with-room", "!r:x"), ("no-room-yet", None)):
+        await db.execute(
+            "INSERT INTO thread (id, session_id, room_id, ghost_mxid, alias, status, created_at, "
+            "updated_at) VALUES ($1, $1, $2, '@g:x', '#a:x', 'active', 1, 7)",
+            thread_id,
+            room,
+        )
+    await db.stop()
+    db = create_database(store_url)
+    await db.start()
+    threads = ThreadStore(db)
+    assert (await threads.get("with-room")).space_linked_at == 7  # type: ignore[union-attr]
+    assert (await threads.get("no-room-yet")).space_linked_at is None  # type: ignore[union-attr]
+    await db.stop()
+
+
 async def test_thread_outbox_and_inbox_roundtrip(store_url: str) -> None:
     db = create_database(store_url)
     await db.start()
