@@ -88,7 +88,7 @@ class ThreadRouter:
             await self.ensure_ghost(thread.ghost_mxid, self.displayname(thread))
             # Straight to createRoom: a room left by a crash between creating it and recording
             # it is found through its alias when createRoom says the alias is taken.
-            room_id, _ = await self._create_room(thread)
+            room_id = await self._create_room(thread)
             await self.threads.set_room(thread.id, room_id)
             thread.room_id = room_id
             return room_id
@@ -126,8 +126,8 @@ class ThreadRouter:
         await self.client.join(mxid, thread.room_id)
         self._ready_ghosts.add((mxid, thread.room_id))
 
-    async def _create_room(self, thread: Thread) -> tuple[str, bool]:
-        """Create the thread's room, or adopt the one behind its alias; (room id, created)."""
+    async def _create_room(self, thread: Thread) -> str:
+        """Create the thread's room, or adopt the one behind its alias; its room id."""
         invite = self.permissions.invitees()
         project = thread.project_name or "Claude Code"
         body = {
@@ -163,9 +163,9 @@ class ThreadRouter:
                 raise
             log.info("reusing the room behind the alias", thread_id=thread.id, room_id=found)
             await self.client.join(thread.ghost_mxid, found)
-            return found, False
+            return found
         log.info("created thread room", thread_id=thread.id, room_id=room_id, invited=invite)
-        return room_id, True
+        return room_id
 
     def topic(self, thread: Thread, status: str) -> str:
         parts = [thread.project_name or "Claude Code", thread.project_path or "", thread.session_id]

@@ -65,7 +65,8 @@ class ClaudeCode:
                 }
             )
         )
-        env = {**claude.env(), "PATH": f"{CLAUDE.parent}:{claude.env()['PATH']}"}
+        env = claude.env()
+        env["PATH"] = f"{CLAUDE.parent}:{env['PATH']}"  # install-hooks asks `claude --version`
         argv = ["-m", "claude_bridge", "install-hooks", "--user", "--url", bridge_url, *extra]
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
