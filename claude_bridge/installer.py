@@ -52,11 +52,13 @@ COMMAND_MARKERS = ("claude-bridge-hook", "claude_bridge.shim", "claude_bridge/sh
 """A command hook is ours when it contains one of these: the console script, the module (``-m``
 or the ``-c`` loader of ``fast_shim_argv``) or the module's file run as a script."""
 
-BASELINE_CLAUDE_VERSION = (2, 1, 197)
-"""The Claude Code version the bridge was checked against (shared/claude-code/README.md).
-Events introduced later are only installed for a newer ``claude_version``: before Claude Code
-learnt to skip unknown hook event names with a warning, one unknown name made it ignore the
-whole settings file ("Files with errors are skipped entirely")."""
+CLAUDE_CODE_VERSION = "2.1.332"
+"""The Claude Code version the bridge is tested with: ``scripts/install-claude-code`` installs
+exactly this one (it reads this line) for the end-to-end tests, and ``install-hooks`` assumes it
+when ``claude`` is not on PATH. Events introduced later are only installed for a newer
+``claude_version``: before Claude Code learnt to skip unknown hook event names with a warning,
+one unknown name made it ignore the whole settings file ("Files with errors are skipped
+entirely")."""
 
 SHORT = 10
 """Seconds for events the bridge answers at once. Claude Code waits for every hook, so a hung
@@ -149,7 +151,7 @@ def normalize_url(url: str) -> str:
 
 
 def events_for(claude_version: tuple[int, int, int] | None = None) -> list[EventSpec]:
-    version = claude_version or BASELINE_CLAUDE_VERSION
+    version = claude_version or parse_version(CLAUDE_CODE_VERSION)
     return [e for e in EVENTS if e.since <= version]
 
 
@@ -490,6 +492,22 @@ def _token_hint(token: str | None, token_env: str, config: Path | None) -> str:
     )
 
 
+def _refuse_empty(args: argparse.Namespace) -> str | None:
+    """Why an empty ``--url`` or ``--token`` is refused: typed as ``--token "$VAR"`` in a shell
+    where the variable is not set, it would install hooks posting nowhere or print a useless
+    export line."""
+    if args.url is None:
+        return "--url is required to install (the bridge's base URL, e.g. http://127.0.0.1:29341)"
+    if not args.url.strip():
+        return '--url is empty (if you wrote --url "$CLAUDE_BRIDGE_URL", it is not set here)'
+    if args.token is not None and not args.token.strip():
+        return (
+            f'--token is empty (if you wrote --token "${args.token_env}", it is not set here): '
+            "give a hook token's name or secret from hooks.tokens, or leave --token out"
+        )
+    return None
+
+
 def _git_ignored(path: Path) -> bool | None:
     try:
         r = subprocess.run(
@@ -546,16 +564,18 @@ def run(args: argparse.Namespace) -> int:
                 f"{verb} the bridge's hooks from {path}" if changed else f"not installed in {path}"
             )
         else:
-            if not args.url:
-                print("--url is required to install", file=sys.stderr)
+            refused = _refuse_empty(args)
+            if refused:
+                print(f"install-hooks: {refused}; nothing changed", file=sys.stderr)
                 return 2
             if args.claude_version == "auto":
                 version = detect_claude_version()
                 if version is None:
-                    version = BASELINE_CLAUDE_VERSION
+                    version = parse_version(CLAUDE_CODE_VERSION)
                     print(
-                        "claude not found on PATH: installing the events of Claude Code "
-                        f"{'.'.join(map(str, version))} (see --claude-version)",
+                        f"claude not found on PATH: installing the events of Claude Code "
+                        f"{CLAUDE_CODE_VERSION}, the version this bridge is tested with "
+                        "(pass --claude-version X.Y.Z for the one you run)",
                         file=sys.stderr,
                     )
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -213,7 +214,7 @@ def test_uninstall_keeps_user_handlers_sharing_a_group_with_ours(tmp_path: Path)
 
 
 def test_only_events_the_claude_version_knows(settings: Path) -> None:
-    installer.install(settings, url=URL)  # baseline: 2.1.197
+    installer.install(settings, url=URL, claude_version=(2, 1, 197))
     data = load(settings)
     for newer in ("DirectoryAdded", "PreModelSwitch", "PostModelSwitch"):
         assert newer not in data["hooks"]
@@ -496,3 +497,55 @@ def test_every_form_of_the_shim_is_ours(form: str, settings: Path) -> None:
 def test_not_every_python_command_is_ours() -> None:
     for command in ["python3 ~/bin/lint.py", "python -m mytool.shim", "/opt/claude_bridge/run.sh"]:
         assert not installer.is_ours({"type": "command", "command": command})
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--token", "", '--token is empty (if you wrote --token "$CLAUDE_BRIDGE_TOKEN"'),
+        ("--token", "  ", "--token is empty"),
+        ("--url", "", '--url is empty (if you wrote --url "$CLAUDE_BRIDGE_URL"'),
+        ("--url", " ", "--url is empty"),
+    ],
+)
+def test_an_empty_token_or_url_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, says: str
+) -> None:
+    """``--token "$CLAUDE_BRIDGE_TOKEN"`` in a shell without the export: no garbled export
+    line, no settings written."""
+    argv = {"--url": URL, "--token": SECRET} | {flag: value}
+    args = [a for pair in argv.items() for a in pair]
+
+    assert cli("install-hooks", "--user", *args, "--claude-version", "2.1.332") == 2
+
+    out, err = capsys.readouterr()
+    assert says in err and "nothing changed" in err
+    assert "export" not in out and "<secret of" not in out
+    assert not (tmp_path / "cfg" / "settings.json").exists()
+
+
+def test_one_claude_code_version_for_the_installer_the_tests_and_the_readme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scripts/install-claude-code pins the version install-hooks assumes without ``claude``
+    on PATH, and the README names that one."""
+    repo = Path(__file__).resolve().parents[2]
+    import subprocess
+
+    script = repo / "scripts" / "install-claude-code"
+    pinned = subprocess.run(
+        [script, "--print-version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert pinned == installer.CLAUDE_CODE_VERSION
+    readme = (repo / "README.md").read_text()
+    assert f"(pinned, {pinned})" in readme
+    mentioned = set(re.findall(r"Claude Code CLI \((?:pinned, )?(\d+\.\d+\.\d+)", readme))
+    assert mentioned == {pinned}
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no claude
+    assert cli("install-hooks", "--user", "--url", URL) == 0
+    err = capsys.readouterr().err
+    assert f"installing the events of Claude Code {pinned}, the version this bridge" in err
+    data = load(tmp_path / "cfg" / "settings.json")
+    for event in ("DirectoryAdded", "PreModelSwitch"):  # newer than the captured 2.1.197
+        assert ours(data, event)
