@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from typing import NewType
 
@@ -13,6 +14,10 @@ ThreadID = NewType("ThreadID", str)
 
 HookEventID = NewType("HookEventID", int)
 """Primary key of a persisted hook event (the outbound queue)."""
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""A client's name for one request, the same on every retry: hook events (the shim) and API posts."""
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # Matrix localparts may hold a-z 0-9 . _ = - /; "=" is our escape and "/" confuses URLs.
 _LOCALPART_SAFE = frozenset(string.ascii_lowercase + string.digits + "._-")

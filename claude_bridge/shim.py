@@ -9,7 +9,11 @@ stdout is the hook output, and Claude Code waits for us on every event. So this 
   nothing from the bridge (``wait``, the background waiter, exits 2 on purpose: see there);
 * is bounded by ``--timeout`` for the whole call (draining the spool included);
 * never loses an event to a bridge outage: when the bridge is unreachable or answers a temporary
-  error, the event goes to a spool directory and is replayed, in order, by the next call.
+  error, the event goes to a spool directory and is replayed, in order, by the next call;
+* never delivers one twice: each event gets a random ``Idempotency-Key`` before its first attempt,
+  kept in its spool file's name and sent again on every replay; the bridge stores a key once per
+  session. (Byte-identical events — the same Notification twice — are distinct: it is the key,
+  not the body, that names an event.)
 
 Start-up is most of its cost, so the common call — ``send`` to an ``http://`` bridge with an
 empty spool — imports nothing but this module and ``_socket``: ``install-hooks`` runs it as
@@ -24,10 +28,11 @@ spool — imports what it needs when it needs it. ``tests/unit/test_shim.py`` ch
 
 Spool layout (one directory per spool, ``$CLAUDE_BRIDGE_SPOOL``)::
 
-    <time_ns>-<pid>-<n>.json           an event waiting to be sent (the raw hook input)
-    <time_ns>-<pid>-<n>.sent.json      same, but the bridge may already have it (it timed out
-                                       after the request went out): replayed with a header
-                                       saying so, so the bridge can drop a duplicate
+    <time_ns>-<pid>-<n>.<key>.json      an event waiting to be sent (the raw hook input);
+                                        <key> is its Idempotency-Key (32 hex digits)
+    <time_ns>-<pid>-<n>.<key>.sent.json same, but the bridge may already have it (it timed out
+                                        after the request went out): replayed with a header
+                                        saying so; the key lets the bridge drop a duplicate
     .<name>.tmp                        being written (renamed into place when complete)
     .lock                              flock()ed while a process drains the spool
     rejected/<name>, <name>.error      refused by the bridge (4xx); kept for inspection, never
@@ -56,6 +61,8 @@ DEFAULT_TIMEOUT = 10.0
 SPOOLED_HEADER = "X-Claude-Bridge-Spooled"
 """Sent on replayed events: ``1``, or ``maybe-delivered`` when the first attempt timed out after
 the request had been sent (the bridge may have processed it already)."""
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""Sent with every event, the same on each replay (``claude_bridge.ids.IDEMPOTENCY_HEADER``)."""
 
 EMPTY_ANSWER = b"{}"
 LOCK_WAIT = 1.0
@@ -74,6 +81,11 @@ _counter = 0
 def log(message: str) -> None:
     """One line to stderr (Claude Code shows it in verbose mode). Never pass the token here."""
     print(f"claude-bridge-hook: {message}", file=sys.stderr, flush=True)
+
+
+def new_key() -> str:
+    """A fresh idempotency key: 128 random bits as 32 hex digits."""
+    return posix.urandom(16).hex()
 
 
 def getenv(name: str) -> str | None:
@@ -289,8 +301,10 @@ class Bridge:
             raise ValueError("the hook token holds a character an HTTP header can't carry")
         self.token = token
 
-    def post(self, body: bytes, *, timeout: float, replay: str | None = None) -> Answer:
-        return self.request("POST", self.path, body, timeout=timeout, replay=replay)
+    def post(
+        self, body: bytes, *, timeout: float, replay: str | None = None, key: str | None = None
+    ) -> Answer:
+        return self.request("POST", self.path, body, timeout=timeout, replay=replay, key=key)
 
     def request(
         self,
@@ -300,11 +314,12 @@ class Bridge:
         *,
         timeout: float,
         replay: str | None = None,
+        key: str | None = None,
     ) -> Answer:
         """One request on a fresh connection (``Connection: close``). ``timeout`` bounds all of
         it (connect, send, answer) over ``http://``, each step over ``https://``."""
         if self.https:
-            return self._request_https(method, path, body, timeout=timeout, replay=replay)
+            return self._request_https(method, path, body, timeout=timeout, replay=replay, key=key)
         deadline = time.monotonic() + max(timeout, 0.05)
         port = 80 if self.port is None else self.port
         host = self.ascii_host.decode()
@@ -321,6 +336,8 @@ class Bridge:
             lines.append(f"Authorization: Bearer {self.token}")
         if replay:
             lines.append(f"{SPOOLED_HEADER}: {replay}")
+        if key:
+            lines.append(f"{IDEMPOTENCY_HEADER}: {key}")
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
         message = "\r\n".join([*lines, "", ""]).encode("latin-1") + (body or b"")
@@ -339,7 +356,14 @@ class Bridge:
         return _answer(status, data)
 
     def _request_https(
-        self, method: str, path: str, body: bytes | None, *, timeout: float, replay: str | None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        *,
+        timeout: float,
+        replay: str | None,
+        key: str | None,
     ) -> Answer:
         import http.client  # TLS: not worth re-implementing; ~15 ms, https bridges only
 
@@ -349,6 +373,8 @@ class Bridge:
             headers["Authorization"] = f"Bearer {self.token}"
         if replay:
             headers[SPOOLED_HEADER] = replay
+        if key:
+            headers[IDEMPOTENCY_HEADER] = key
         sent = False
         try:
             conn.request(method, path, body=body, headers=headers)
@@ -394,7 +420,7 @@ class Spool:
             return []
         return sorted(n for n in names if n.endswith(".json") and not n.startswith("."))
 
-    def add(self, body: bytes, *, maybe_delivered: bool = False) -> str:
+    def add(self, body: bytes, key: str, *, maybe_delivered: bool = False) -> str:
         import os
 
         global _counter
@@ -409,9 +435,17 @@ class Spool:
                 stamp = max(stamp, int(newest) + 1)
         _counter += 1
         suffix = ".sent.json" if maybe_delivered else ".json"
-        name = f"{stamp:020d}-{os.getpid():07d}-{_counter:03d}{suffix}"
+        name = f"{stamp:020d}-{os.getpid():07d}-{_counter:03d}.{key}{suffix}"
         self._write_atomic(self._path(name), body)
         return name
+
+    @staticmethod
+    def key_of(name: str) -> str | None:
+        """The idempotency key in a spooled file's name; None for a file spooled by a shim
+        older than the keys (the bridge then stores it however often it arrives)."""
+        base = name.removesuffix(".json").removesuffix(".sent")
+        key = base.partition(".")[2]
+        return key if key and key.isascii() and key.isalnum() and len(key) <= 64 else None
 
     def read(self, name: str) -> bytes:
         with open(self._path(name), "rb") as f:
@@ -503,7 +537,12 @@ def drain(spool: Spool, bridge: Bridge, deadline: float, *, lock_wait: float) ->
                 except FileNotFoundError:
                     continue  # removed by hand meanwhile
                 replay = "maybe-delivered" if name.endswith(".sent.json") else "1"
-                answer = bridge.post(body, timeout=min(left, REPLAY_TIMEOUT), replay=replay)
+                answer = bridge.post(
+                    body,
+                    timeout=min(left, REPLAY_TIMEOUT),
+                    replay=replay,
+                    key=spool.key_of(name),
+                )
                 if answer.kind == "ok":
                     spool.remove(name)
                 elif answer.kind == "permanent":
@@ -675,12 +714,13 @@ def send(args: Args) -> bytes:
         return EMPTY_ANSWER
     bridge = Bridge(url, getenv(args.token_env))
     spool = Spool(args.spool_dir or getenv("CLAUDE_BRIDGE_SPOOL") or default_spool_dir())
+    key = new_key()  # once: the first attempt and every replay carry the same one
 
     if spool.pending():
         state = drain(spool, bridge, deadline, lock_wait=LOCK_WAIT)
         if state != "done":
             # Something older is still waiting: this event must not overtake it.
-            spool.add(body)
+            spool.add(body, key)
             if state == "busy":
                 # The lock holder may have finished its last listing before our file landed;
                 # one non-waiting attempt keeps the event from sitting until the next call.
@@ -690,17 +730,17 @@ def send(args: Args) -> bytes:
 
     left = deadline - time.monotonic()
     if left < MIN_ATTEMPT:
-        spool.add(body)
+        spool.add(body, key)
         log("out of time after draining the spool; event spooled")
         return EMPTY_ANSWER
-    answer = bridge.post(body, timeout=left)
+    answer = bridge.post(body, timeout=left, key=key)
     if answer.kind == "ok":
         return answer.body
     if answer.kind == "permanent":
         # Retrying cannot help (bad input or token); keep Claude Code going without a decision.
         log(f"bridge refused the event ({answer.reason}): {answer.body[:200]!r}")
         return EMPTY_ANSWER
-    name = spool.add(body, maybe_delivered=answer.maybe_delivered)
+    name = spool.add(body, key, maybe_delivered=answer.maybe_delivered)
     log(f"bridge unavailable ({answer.reason}); event spooled as {name}")
     return EMPTY_ANSWER
 

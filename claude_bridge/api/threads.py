@@ -9,7 +9,6 @@ that session must already have a thread here, made with the same hook token. See
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from claude_bridge.history import ThreadFilter, ThreadHistory
-from claude_bridge.ids import thread_id_for
+from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY, thread_id_for
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.matrix.echo import HANDOFF_FIELD
@@ -28,10 +27,8 @@ from claude_bridge.store import Thread, ThreadStore
 log = get_logger("api")
 
 SESSION_HEADER = "X-Claude-Session-Id"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_TEXT = 20_000
 TOKEN_NAME = web.RequestKey("token_name", str)
-_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Authenticate = Callable[[web.Request], str | None]
 
@@ -169,8 +166,8 @@ class ThreadsAPI:
         caller = await self._caller(request)
         text = await self._text(request)
         key = request.headers.get(IDEMPOTENCY_HEADER) or uuid.uuid4().hex
-        if not _IDEMPOTENCY_KEY.match(key):
-            raise APIError(400, f"{IDEMPOTENCY_HEADER} must match {_IDEMPOTENCY_KEY.pattern}")
+        if not IDEMPOTENCY_KEY.match(key):
+            raise APIError(400, f"{IDEMPOTENCY_HEADER} must match {IDEMPOTENCY_KEY.pattern}")
         content = {
             "msgtype": "m.text",
             "body": text,

@@ -4,8 +4,10 @@ delivery. Nothing is acknowledged to Claude Code before the commit.
 Also decided here, because they need the store and must happen before the commit:
 
 - a new thread counts against its token's ``hooks.new_threads_per_minute`` (:class:`NewThreadLimit`);
-- a replay the shim marks ``maybe-delivered`` whose body is already stored for the thread is not
-  stored again (the first attempt did arrive; Claude Code's answer just never got back);
+- an event whose ``Idempotency-Key`` (the shim sends one per event, the same on every replay) is
+  already stored for the thread is not stored again: the first attempt did arrive, Claude Code's
+  answer just never got back. Without a key nothing is deduplicated: two byte-identical events
+  (the same Notification twice, a second "continue") are two events;
 - after a possible gap, the events recovered from the transcript (``catchup``) are stored in the
   same transaction, before this one.
 """
@@ -13,9 +15,7 @@ Also decided here, because they need the store and must happen before the commit
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Callable
 
 from mautrix.util.async_db import Database
@@ -29,11 +29,6 @@ from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Outbox, Thread, ThreadStore, now_ms
 from claude_bridge.store.threads import ThreadCollision
 
-MAYBE_DELIVERED = "maybe-delivered"
-RECENT_BODIES = 10_000
-"""Bodies remembered per process for the replay check; older ones are looked up in the store."""
-DEDUPE_ROWS = 100_000
-"""How far back (stored events) the store lookup for a ``maybe-delivered`` replay goes."""
 MAX_MXID = 255
 # The longest ghost suffix the bridge uses (a subagent ghost, see render/content.py).
 _LONGEST_SUFFIX = "agent-" + "x" * 48
@@ -72,20 +67,25 @@ class Ingest:
         # Events of one thread are accepted one at a time, so recovered events and the event
         # that revealed the gap stay together and in order. 64 stripes bound the memory.
         self._locks = [asyncio.Lock() for _ in range(64)]
-        self._recent: OrderedDict[tuple[ThreadID, bytes], HookEventID] = OrderedDict()
         self._boot: asyncio.Future[None] | None = None
 
     async def accept(
-        self, event: HookEvent, payload: str, token_name: str | None, *, replay: str | None = None
+        self,
+        event: HookEvent,
+        payload: str,
+        token_name: str | None,
+        *,
+        replay: str | None = None,
+        key: str | None = None,
     ) -> tuple[Thread, HookEventID]:
-        """Store the event; ``replay`` is the shim's ``X-Claude-Bridge-Spooled`` header."""
+        """Store the event; ``replay`` is the shim's ``X-Claude-Bridge-Spooled`` header, ``key``
+        its ``Idempotency-Key``."""
         thread_id = thread_id_for(event.session_id)
         self._check_length(thread_id)
         await self._learn_boot()
-        digest = hashlib.sha256(payload.encode()).digest()
         async with self._locks[hash(thread_id) % len(self._locks)]:
-            if replay == MAYBE_DELIVERED:
-                found = await self._already_stored(thread_id, digest, payload)
+            if replay and key is not None:
+                found = await self._already_stored(thread_id, key)
                 if found is not None:
                     return found
             thread = await self._thread_for(thread_id, event, token_name)
@@ -95,7 +95,7 @@ class Ingest:
                 recovered = await self.catchup.recover(thread_id, event, _loads(payload), window)
             try:
                 thread, hook_event_id = await self._store(
-                    thread, event, payload, token_name, recovered
+                    thread, event, payload, token_name, recovered, key
                 )
             except SessionRejected:
                 raise
@@ -106,7 +106,6 @@ class Ingest:
             if not replay:
                 self.gaps.accepted(thread_id, hook_event_id)
         self._known[thread.id] = thread
-        self._remember(thread.id, digest, hook_event_id)
         self.notify(thread.id)
         return thread, hook_event_id
 
@@ -164,11 +163,14 @@ class Ingest:
         payload: str,
         token_name: str | None,
         recovered: list[dict[str, object]],
+        key: str | None,
     ) -> tuple[Thread, HookEventID]:
+        """A key seen before stores nothing (the outbox's unique index decides) and returns the
+        stored event: only a client that reuses keys without saying it replays gets here."""
         if thread is not None and not recovered:
             # The common case is one row: a single autocommitted INSERT, no BEGIN/COMMIT trips.
             return thread, await self.outbox.append(
-                thread.id, event.hook_event_name, payload, token_name
+                thread.id, event.hook_event_name, payload, token_name, key
             )
         conn: LoggingConnection
         async with self.db.acquire() as conn, conn.transaction():
@@ -181,33 +183,17 @@ class Ingest:
                 body = json.dumps(data, ensure_ascii=False)
                 await self.outbox.append(thread.id, str(data["hook_event_name"]), body, token_name)
             hook_event_id = await self.outbox.append(
-                thread.id, event.hook_event_name, payload, token_name
+                thread.id, event.hook_event_name, payload, token_name, key
             )
         return thread, hook_event_id
 
     async def _already_stored(
-        self, thread_id: ThreadID, digest: bytes, payload: str
+        self, thread_id: ThreadID, key: str
     ) -> tuple[Thread, HookEventID] | None:
-        """The stored copy of a replayed body, if the first attempt did arrive."""
-        found = self._recent.get((thread_id, digest))
-        if found is None:
-            # Restarted since? Look among the latest stored events (a primary-key range).
-            latest = await self.db.fetchval("SELECT MAX(id) FROM hook_event") or 0
-            value = await self.db.fetchval(
-                "SELECT id FROM hook_event WHERE id>$1 AND thread_id=$2 AND payload=$3 "
-                "ORDER BY id DESC LIMIT 1",
-                int(latest) - DEDUPE_ROWS,
-                thread_id,
-                payload,
-            )
-            found = HookEventID(int(value)) if value is not None else None
+        """The stored copy of a replayed event, if its first attempt did arrive."""
+        found = await self.outbox.by_key(thread_id, key)
         thread = await self.threads.get(thread_id) if found is not None else None
         return (thread, found) if thread is not None and found is not None else None
-
-    def _remember(self, thread_id: ThreadID, digest: bytes, hook_event_id: HookEventID) -> None:
-        self._recent[(thread_id, digest)] = hook_event_id
-        while len(self._recent) > RECENT_BODIES:
-            self._recent.popitem(last=False)
 
 
 def _loads(payload: str) -> dict[str, object]:

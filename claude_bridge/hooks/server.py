@@ -4,7 +4,8 @@ Response contract of ``POST /claude/v1/hooks`` (also in ``openapi.yaml``):
 
 ======  ==================================================================================
 200     stored durably; the body is the hook output JSON for Claude Code (``{}``: nothing)
-400     not a hook input: body not UTF-8 JSON, not an object, nested deeper than 64 levels
+400     not a hook input: body not UTF-8 JSON, not an object, nested deeper than 64 levels; or an
+        ``Idempotency-Key`` that is not 1–64 of ``A-Za-z0-9._-``
 401     missing or unknown hook token
 409     the session id maps to another session's thread (they differ only in case)
 413     body larger than ``hooks.max_body_bytes``
@@ -15,6 +16,9 @@ Response contract of ``POST /claude/v1/hooks`` (also in ``openapi.yaml``):
 ======  ==================================================================================
 
 Every error body is ``{"error": "<what is wrong>"}``.
+
+An ``Idempotency-Key`` header (the shim sends one per event, the same on each replay) makes a
+repeat of an event the thread already stored answer 200 without storing it again.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from claude_bridge.hooks.ingest import Ingest, SessionRejected
 from claude_bridge.hooks.limits import NewThreadLimit
 from claude_bridge.hooks.models import HookEvent, HookInputError, parse_hook_event
 from claude_bridge.hooks.validate import MAX_JSON_DEPTH, finite, not_json, too_deep, unstorable
+from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
 from claude_bridge.ops import metrics
 from claude_bridge.shim import SPOOLED_HEADER
@@ -90,6 +95,9 @@ class HookServer:
         token_name = self.token_name(request)
         if token_name is None:
             return _error(401, "missing or unknown hook token (Authorization: Bearer <token>)")
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is not None and not IDEMPOTENCY_KEY.match(key):
+            return _error(400, f"{IDEMPOTENCY_HEADER} must match {IDEMPOTENCY_KEY.pattern}")
         if (
             request.content_length is not None
             and request.content_length > self.config.max_body_bytes
@@ -121,7 +129,7 @@ class HookServer:
             return _error(422, f"not a valid hook input: {problem}")
         try:
             thread, event_id = await self.ingest.accept(
-                event, text, token_name, replay=request.headers.get(SPOOLED_HEADER)
+                event, text, token_name, replay=request.headers.get(SPOOLED_HEADER), key=key
             )
         except NewThreadLimit as e:
             retry = str(max(1, math.ceil(e.retry_after)))

@@ -25,6 +25,14 @@ _APPEND = (
     "INSERT INTO hook_event (thread_id, event_name, payload, token_name, received_at) "
     "VALUES ($1, $2, $3, $4, $5) RETURNING id"
 )
+# With the shim's Idempotency-Key: nothing (no row returned) if the thread has that key already.
+_APPEND_KEYED = (
+    "INSERT INTO hook_event "
+    "(thread_id, event_name, payload, token_name, received_at, idempotency_key) "
+    "VALUES ($1, $2, $3, $4, $5, $6) "
+    "ON CONFLICT (thread_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+    "RETURNING id"
+)
 _MARK_SENT = "UPDATE hook_event SET state='sent', sent_at=$2, last_error=NULL WHERE id=$1"
 
 
@@ -44,15 +52,41 @@ class Outbox:
         self._on_loop = LoopWriter.for_database(db)
 
     async def append(
-        self, thread_id: str, event_name: str, payload: str, token_name: str | None
+        self,
+        thread_id: str,
+        event_name: str,
+        payload: str,
+        token_name: str | None,
+        key: str | None = None,
     ) -> HookEventID:
+        """Store one event; with an idempotency ``key`` the thread already holds, store nothing
+        and return the id of the event stored under it."""
         # RETURNING works on Postgres and SQLite ≥ 3.35.
-        args = (thread_id, event_name, payload, token_name, now_ms())
+        query = _APPEND if key is None else _APPEND_KEYED
+        args: tuple[object, ...] = (thread_id, event_name, payload, token_name, now_ms())
+        if key is not None:
+            args = (*args, key)
         if self._on_loop is not None:  # SQLite: no thread hop unless the lock is taken
-            done, value = self._on_loop.fetchval(_APPEND, *args)
-            if done:
-                return HookEventID(int(value))
-        return HookEventID(int(await self.db.fetchval(_APPEND, *args)))
+            done, value = self._on_loop.fetchval(query, *args)
+        else:
+            done, value = False, None
+        if not done:
+            value = await self.db.fetchval(query, *args)
+        if value is None:  # the key's conflict: the event is stored already
+            found = await self.by_key(thread_id, str(key))
+            if found is None:
+                raise RuntimeError(
+                    f"hook event with idempotency key {key!r} neither stored nor found"
+                )
+            return found
+        return HookEventID(int(value))
+
+    async def by_key(self, thread_id: str, key: str) -> HookEventID | None:
+        """The event stored for ``thread_id`` under the idempotency ``key``, if any."""
+        value = await self.db.fetchval(
+            "SELECT id FROM hook_event WHERE thread_id=$1 AND idempotency_key=$2", thread_id, key
+        )
+        return None if value is None else HookEventID(int(value))
 
     def close(self) -> None:
         if self._on_loop is not None:

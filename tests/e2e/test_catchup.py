@@ -3,7 +3,7 @@
 ``http`` hooks fail open: while the bridge is down those events are gone. The next event of the
 session reveals the gap, and the room gets the missing prompts, replies and tool calls from the
 session transcript, after a "caught up after an outage" notice — once, nothing doubled. The shim's
-``maybe-delivered`` replays are stored once.
+replays with the same ``Idempotency-Key`` are stored once.
 """
 
 from __future__ import annotations
@@ -183,12 +183,14 @@ async def test_transcripts_outside_the_configured_dirs_are_not_read(
 async def test_a_maybe_delivered_replay_is_stored_once(
     start_bridge: Any, hooks: HookPoster
 ) -> None:
+    """By its Idempotency-Key (the shim sends one per event), never by its body."""
     bridge: Bridge = await start_bridge()
     session = new_session()
     payload = hook_payload("UserPromptSubmit", session, prompt="only once")
-    assert (await hooks.post(payload))[0] == 200
+    key = {"Idempotency-Key": "3f1c0a9e5b7d4c2a8e6f1b3d5a7c9e0f"}
+    assert (await hooks.post(payload, **key))[0] == 200
     header = "X-Claude-Bridge-Spooled"
-    assert (await hooks.post(payload, **{header: "maybe-delivered"}))[0] == 200
+    assert (await hooks.post(payload, **key, **{header: "maybe-delivered"}))[0] == 200
 
     async def count() -> int:
         return int(await bridge.db.fetchval(
@@ -196,13 +198,19 @@ async def test_a_maybe_delivered_replay_is_stored_once(
         ))  # fmt: skip
 
     assert await count() == 1
-    # After a restart the in-memory record is gone: the store is searched instead.
+    # The key is in the store: a restarted bridge still knows it.
     await bridge.stop()
     bridge = await start_bridge()
-    assert (await hooks.post(payload, **{header: "maybe-delivered"}))[0] == 200
+    assert (await hooks.post(payload, **key, **{header: "maybe-delivered"}))[0] == 200
+    assert (await hooks.post(payload, **key, **{header: "1"}))[0] == 200
     assert await count() == 1
-    # A replay that was certainly not delivered ("1"), or another body, is stored.
-    assert (await hooks.post(payload, **{header: "1"}))[0] == 200
-    other = {**payload, "prompt": "another one"}
-    assert (await hooks.post(other, **{header: "maybe-delivered"}))[0] == 200
-    assert await count() == 3
+    # The same body under another key, or with none (a plain http hook), is another event.
+    other = {"Idempotency-Key": "another-key"}
+    assert (await hooks.post(payload, **other, **{header: "maybe-delivered"}))[0] == 200
+    assert (await hooks.post(payload, **{header: "maybe-delivered"}))[0] == 200
+    assert (await hooks.post(payload))[0] == 200
+    assert await count() == 4
+    # A key that is not one is refused, and nothing is stored.
+    status, body = await hooks.post(payload, **{"Idempotency-Key": "no spaces allowed"})
+    assert status == 400 and "Idempotency-Key" in body["error"]
+    assert await count() == 4

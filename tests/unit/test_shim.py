@@ -286,6 +286,48 @@ async def test_timeout_is_bounded_and_event_is_spooled_as_maybe_delivered(
     assert bridge.bodies[2] == event(2)
 
 
+KEY = "Idempotency-Key"
+
+
+def plant(spool: Path, name: str, body: bytes) -> None:
+    spool.mkdir(mode=0o700, exist_ok=True)
+    (spool / name).write_bytes(body)
+
+
+async def test_every_event_carries_its_own_key_and_a_replay_the_same_one(
+    bridge: FakeBridge, spool: Path, env: dict[str, str]
+) -> None:
+    await bridge.start()
+    bridge.responses = [(503, b'{"error": "database unavailable"}')]
+    same = event(1, "Notification")
+
+    await shim(same, bridge.url, env)  # 503: spooled under its key
+    [name] = spooled(spool)
+    await shim(same, bridge.url, env)  # the replay, then the same bytes again as a new event
+
+    first, replay, second = bridge.received
+    assert first.body == replay.body == second.body == same
+    assert replay.headers["X-Claude-Bridge-Spooled"] == "1"
+    assert first.headers[KEY] == replay.headers[KEY]  # one event: one key, kept in the file name
+    assert first.headers[KEY] in name
+    assert second.headers[KEY] != first.headers[KEY]  # byte-identical, yet another event
+    assert all(len(r.headers[KEY]) == 32 for r in bridge.received)
+
+
+async def test_a_file_spooled_before_keys_existed_is_replayed_without_one(
+    bridge: FakeBridge, spool: Path, env: dict[str, str]
+) -> None:
+    plant(spool, "00000000000000000001-0000042-001.sent.json", event(1))
+    await bridge.start()
+
+    await shim(event(2), bridge.url, env)
+
+    old, current = bridge.received
+    assert old.body == event(1) and old.headers["X-Claude-Bridge-Spooled"] == "maybe-delivered"
+    assert KEY not in old.headers
+    assert KEY in current.headers
+
+
 async def test_spooled_events_never_overtaken_while_bridge_stays_down(
     bridge: FakeBridge, spool: Path, env: dict[str, str]
 ) -> None:
