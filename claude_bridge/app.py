@@ -28,6 +28,7 @@ from claude_bridge.matrix.inbound import InboundProcessor
 from claude_bridge.matrix.recovery import RecoveryWatch
 from claude_bridge.matrix.startup import check_appservice, wait_for_homeserver
 from claude_bridge.ops.service import Operations
+from claude_bridge.ownership import settle_owners
 from claude_bridge.permissions import Permissions
 from claude_bridge.render import render_event
 from claude_bridge.router import ThreadRouter
@@ -36,6 +37,7 @@ from claude_bridge.store import MatrixInbox, Outbox, ThreadStore, create_databas
 from claude_bridge.store.checkpoints import WalCheckpoints
 from claude_bridge.store.lock import leader_lock
 from claude_bridge.store.spaces import SpaceStore
+from claude_bridge.token_access import TokenAccess
 
 log = get_logger("app")
 
@@ -50,6 +52,7 @@ class Bridge:
         self.outbox = Outbox(self.db)
         self.inbox = MatrixInbox(self.db)
         self.permissions = Permissions(config.bridge.permissions)
+        self.access = TokenAccess(config.hooks)
         echoes = EchoFilter(self.is_bridge_user)
         self.inbound = InboundProcessor(self.inbox, echoes=echoes)
         self.appservice = BridgeAppService(
@@ -85,6 +88,7 @@ class Bridge:
             raise FatalError(f"database {self.config.database!r}: {e}", ExitCode.DATABASE) from e
         try:
             await self.db.start()
+            await settle_owners(self.threads, self.access)  # before any hook: renamed tokens
         except Exception as e:
             raise FatalError(f"database {self.config.database!r}: {e}", ExitCode.DATABASE) from e
         self.checkpoints.start()
@@ -134,10 +138,13 @@ class Bridge:
             self.outbox,
             self.router,
             self.delivery.notify,
+            access=self.access,
             new_threads_per_minute=self.config.hooks.new_threads_per_minute,
             catchup=CatchUp(self.config.hooks.catchup, self.db),
         )
-        self.hooks = HookServer(self.config.hooks, ingest, respond=self.control.respond)
+        self.hooks = HookServer(
+            self.config.hooks, ingest, respond=self.control.respond, access=self.access
+        )
         self.control.add_routes(self.hooks)
         self.inbound.register(self.control.handle)
         self.ops = Operations(self)  # /health, /metrics, the threads API, retention

@@ -31,6 +31,8 @@ class ThreadFilter:
     text: str | None = None
     limit: int = 50
     offset: int = 0
+    owner: str | None = None
+    """Only the threads this hook token owns (None: every thread)."""
 
 
 @dataclass
@@ -57,16 +59,24 @@ def encode_cursor(ts: int, source: str, key: str | int) -> str:
     return base64.urlsafe_b64encode(f"{ts}.{source}.{key}".encode()).decode().rstrip("=")
 
 
+def _bounded(digits: str) -> bool:
+    """ASCII digits of a number the stores can compare (BIGINT): 0 … ``_END``."""
+    return digits.isascii() and digits.isdigit() and len(digits) <= 19 and int(digits) <= _END
+
+
 def decode_cursor(cursor: str) -> tuple[int, str, str]:
-    """Raises ValueError for anything this module did not make."""
+    """Raises ValueError for anything this module did not make (an API 400, never a 500: a
+    number past BIGINT, or a NUL, would make the database query itself fail)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         ts, source, key = raw.split(".", 2)
-        if source not in ("h", "m") or (source == "h" and not key.isdigit()):
+        if source not in ("h", "m") or not _bounded(ts) or "\x00" in key:
             raise ValueError(source)
+        if source == "h" and not _bounded(key):
+            raise ValueError(key)
         return int(ts), source, key
     except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"not a cursor from this API: {cursor!r}") from None
+        raise ValueError(f"not a cursor from this API: {cursor[:100]!r}") from None
 
 
 def _clip(text: str) -> str:
@@ -124,6 +134,9 @@ class ThreadHistory:
     async def list_threads(self, f: ThreadFilter) -> list[Thread]:
         where: list[str] = []
         args: list[Any] = []
+        if f.owner is not None:
+            args.append(f.owner)
+            where.append(f"token_name = ${len(args)}")
         if f.project:
             args.append(_like(f.project))
             n = len(args)

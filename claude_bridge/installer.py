@@ -470,7 +470,7 @@ def _token_hint(token: str | None, token_env: str, config: Path | None) -> str:
         try:
             from claude_bridge.config import load_config  # heavy (pydantic): only when asked
 
-            tokens = dict(load_config(config).hooks.tokens)
+            tokens = load_config(config).hooks.secrets()
         except Exception as e:
             print(f"install-hooks: can't read hook tokens from {config}: {e}", file=sys.stderr)
     if token in tokens:

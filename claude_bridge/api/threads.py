@@ -4,7 +4,10 @@
 ``GET /claude/v1/threads/{id}/messages`` and ``POST /claude/v1/threads/{id}/messages``, all with a
 hook token (``Authorization: Bearer``). A POST speaks as the *calling* session's ghost, named by
 ``X-Claude-Session-Id`` (the MCP server sends the ``CLAUDE_CODE_SESSION_ID`` Claude Code gives it);
-that session must already have a thread here, made with the same hook token. See ``openapi.yaml``.
+that session must already have a thread here, owned by the same hook token. See ``openapi.yaml``.
+
+A host token lists, reads and posts into only the threads it owns (403 for another's);
+``shared`` and ``admin`` tokens see and post into all (:mod:`claude_bridge.token_access`).
 """
 
 from __future__ import annotations
@@ -16,21 +19,20 @@ from typing import Any
 from aiohttp import web
 
 from claude_bridge.history import ThreadFilter, ThreadHistory
-from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY, thread_id_for
+from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.matrix.echo import HANDOFF_FIELD
 from claude_bridge.render.markdown import markdown_to_html
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Thread, ThreadStore
+from claude_bridge.token_access import TokenAccess
 
 log = get_logger("api")
 
 SESSION_HEADER = "X-Claude-Session-Id"
 MAX_TEXT = 20_000
 TOKEN_NAME = web.RequestKey("token_name", str)
-
-Authenticate = Callable[[web.Request], str | None]
 
 
 class APIError(Exception):
@@ -81,13 +83,16 @@ class ThreadsAPI:
         history: ThreadHistory,
         router: ThreadRouter,
         client: MatrixClient,
-        authenticate: Authenticate,
+        access: TokenAccess,
     ) -> None:
         self.threads = threads
         self.history = history
         self.router = router
         self.client = client
-        self.authenticate = authenticate
+        self.access = access
+
+    def authenticate(self, request: web.Request) -> str | None:
+        return self.access.identify(request.headers.get("Authorization", ""))
 
     @web.middleware
     async def middleware(
@@ -126,6 +131,7 @@ class ThreadsAPI:
                 text=q.get("q") or None,
                 limit=limit + 1,
                 offset=offset,
+                owner=None if self.access.sees_all(request[TOKEN_NAME]) else request[TOKEN_NAME],
             )
         )
         return web.json_response(
@@ -136,9 +142,13 @@ class ThreadsAPI:
         )
 
     async def _thread(self, request: web.Request) -> Thread:
+        """The path's thread, if this token may read it (and so hand off into it)."""
         thread = await self.threads.get(request.match_info["thread_id"])
         if thread is None:
             raise APIError(404, f"no thread {request.match_info['thread_id']!r}")
+        if not self.access.may_read(request[TOKEN_NAME], thread.token_name):
+            what = "post into" if request.method == "POST" else "read"
+            raise APIError(403, self.access.refusal(thread.session_id, thread.token_name, what))
         return thread
 
     async def get_thread(self, request: web.Request) -> web.Response:
@@ -209,13 +219,13 @@ class ThreadsAPI:
         session_id = request.headers.get(SESSION_HEADER, "").strip()
         if not session_id:
             raise APIError(400, f"{SESSION_HEADER} (the calling Claude Code session) is required")
-        caller = await self.threads.get(thread_id_for(session_id))
+        caller = await self.threads.for_session(session_id)
         if caller is None or caller.session_id != session_id:
             raise APIError(
                 403,
                 f"session {session_id!r} has no thread here yet: its hooks must reach the bridge",
             )
-        if caller.token_name is not None and caller.token_name != request[TOKEN_NAME]:
+        if caller.token_name != request[TOKEN_NAME]:  # a hand-off is signed by its own session
             raise APIError(403, f"session {session_id!r} belongs to another hook token")
         return caller
 

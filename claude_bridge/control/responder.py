@@ -91,8 +91,8 @@ class Responder:
     async def _respond(self, event: HookEvent, thread: Thread, call: HookCall) -> dict[str, Any]:
         if call.replayed:
             return {}  # a spooled event from the past: its answer goes nowhere
-        if thread.token_name is not None and call.token_name != thread.token_name:
-            return {}  # another host's token: this session's messages are not for it
+        if call.token_name != thread.token_name:
+            return {}  # an admin token's event for another's session: its messages are not for it
         name = event.hook_event_name
         await self.approvals.note_event(event, thread.id, int(call.hook_event_id))
         if name not in QUIET:

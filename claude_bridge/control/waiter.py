@@ -21,6 +21,7 @@ or a Stop hook is held in listen mode, messages are left to those hook answers i
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,6 @@ from claude_bridge.control.messages import MessageQueue, compose
 from claude_bridge.control.options import ControlConfig
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.signals import Signals, thread_key, wait_for_change
-from claude_bridge.ids import thread_id_for
 from claude_bridge.log import get_logger
 from claude_bridge.store import ThreadStore
 
@@ -73,18 +73,23 @@ class Waiter:
         token = self.token_name(request)
         if token is None:
             return _error(401, "missing or unknown hook token (Authorization: Bearer <token>)")
-        thread = await self.threads.get(thread_id_for(request.match_info["session_id"]))
+        thread = await self.threads.for_session(request.match_info["session_id"])
         if thread is None:
             return _error(404, "no such session")
-        if thread.token_name is not None and thread.token_name != token:
-            return _error(403, "this token does not own that session")
-        try:
-            timeout = min(
-                float(request.query.get("timeout", self.options.max_wait)), self.options.max_wait
+        if thread.token_name != token:  # no role widens this: the messages are that session's
+            return _error(
+                403,
+                f"session {thread.session_id!r} belongs to another hook token: only the token "
+                "that owns a session may wait for its messages",
             )
+        try:
+            timeout = float(request.query.get("timeout", self.options.max_wait))
             since = int(request.query.get("since", "0"))
+            if not math.isfinite(timeout):  # NaN would hold the poll until the client leaves
+                raise ValueError(timeout)
         except ValueError:
-            return _error(400, "timeout and since must be numbers")
+            return _error(400, "timeout and since must be (finite) numbers")
+        timeout = min(timeout, self.options.max_wait)
         if since < self._newest.get(thread.id, 0):
             return _error(410, "a newer waiter of this session took over")
         if since > self._newest.get(thread.id, 0):

@@ -36,7 +36,10 @@ def prepare(data: Path, user: str, password: str) -> Path:
             config_path,
             {
                 ("homeserver", "address"): f"http://127.0.0.1:{SYNAPSE_PORT}",
-                ("hooks", "tokens"): {"local": secrets.token_urlsafe(32)},
+                # Claude Code runs on this machine: its transcripts may fill gaps (catch-up).
+                ("hooks", "tokens"): {
+                    "local": {"secret": secrets.token_urlsafe(32), "local": True}
+                },
                 ("bridge", "permissions"): {f"@{user}:localhost": "admin"},
                 ("database",): "sqlite:claude-bridge.db",
             },
@@ -61,7 +64,7 @@ async def run(data: Path, user: str, password: str) -> int:
     bridge = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "claude_bridge", "run", "-c", str(config_path), cwd=data
     )
-    token = next(iter(config.hooks.tokens.values()))
+    token = next(iter(config.hooks.secrets().values()))
     url = f"http://{config.hooks.listen}"
     print(
         f"""

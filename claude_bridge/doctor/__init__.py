@@ -1,8 +1,8 @@
 """``claude-bridge doctor``: check a deployment end to end and say what to fix.
 
 Each check prints ✓ or ✗, what it found and, when it fails, what to do. The checks follow the
-path a message takes: the config, the hook tokens, the registration Synapse loaded, the database,
-the homeserver, ``as_token`` (``whoami``), and the homeserver reaching the appservice (``ping``).
+path a message takes: the config, the hook tokens, the registration Synapse loaded, the database
+(and that a configured token owns every thread), the homeserver, ``as_token`` (``whoami``), and the homeserver reaching the appservice (``ping``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from claude_bridge.doctor.checks import (
     Check,
     check_database,
     check_registration,
+    check_thread_owners,
     check_tokens,
     format_checks,
 )
@@ -49,7 +50,10 @@ async def run_checks(
     config, checks = local_checks(config_path, registration_path, environ)
     if config is None:
         return checks
-    checks.append(await check_database(config.database_url(config_path.parent)))
+    database = await check_database(config.database_url(config_path.parent))
+    checks.append(database)
+    if database.ok:
+        checks.append(await check_thread_owners(config, config.database_url(config_path.parent)))
     async with aiohttp.ClientSession() as http:
         checks += await check_homeserver(config, http)
     return checks

@@ -11,8 +11,11 @@ from ruamel.yaml import YAML, YAMLError
 
 from claude_bridge.config import GENERATE, Config
 from claude_bridge.log import mau_logger
+from claude_bridge.ownership import orphans
 from claude_bridge.registration import build_registration
 from claude_bridge.store.database import load_migrations
+from claude_bridge.store.threads import ThreadStore
+from claude_bridge.token_access import TokenAccess
 
 MIN_HOOK_TOKEN = 16
 
@@ -51,7 +54,7 @@ def check_tokens(config: Config) -> list[Check]:
         if unset
         else Check("appservice tokens", True, "as_token and hs_token are set")
     )
-    tokens = config.hooks.tokens
+    tokens = config.hooks.secrets()
     weak = sorted(name for name, secret in tokens.items() if len(secret) < MIN_HOOK_TOKEN)
     if not tokens:
         checks.append(
@@ -129,6 +132,41 @@ async def check_database(url: str) -> Check:
         )
     note = "current" if version == known else f"migrated to v{known} at the next start"
     return Check("database", True, f"reachable, schema v{version} ({note})")
+
+
+async def check_thread_owners(config: Config, url: str) -> Check:
+    """Threads whose owning hook token is not configured (renamed or removed): refused on every
+    path until it is back or a token lists it under ``renamed_from``."""
+    name = "thread owners"
+    db = Database.create(url, log=mau_logger("doctor.db"))
+    try:
+        async with asyncio.timeout(10):
+            await db.start()
+            if not await db.table_exists("thread"):
+                return Check(name, True, "no threads yet")
+            owners = await ThreadStore(db).owners()
+    except Exception as e:
+        return Check(name, False, f"cannot read the threads: {type(e).__name__}: {e}")
+    finally:
+        try:
+            await db.stop()
+        except Exception:  # never started: nothing to close
+            pass
+    access = TokenAccess(config.hooks)
+    left = orphans(owners, access)
+    if left:
+        return Check(
+            name,
+            False,
+            "; ".join(o.describe() for o in left) + ": no configured hook token owns them",
+            "if a token was renamed, list its old name under hooks.tokens.<new name>.renamed_from "
+            "(the bridge moves the threads at its next start); their sessions are refused until then",
+        )
+    renamed = sorted(o for o in owners if o is not None and o in access.renames)
+    detail = f"{sum(map(len, owners.values()))} thread(s), each owned by a configured token"
+    if renamed:
+        detail += f" ({', '.join(map(repr, renamed))} renamed: moved at the next start)"
+    return Check(name, True, detail)
 
 
 def _redact(url: str) -> str:

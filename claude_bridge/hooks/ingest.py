@@ -3,13 +3,16 @@ delivery. Nothing is acknowledged to Claude Code before the commit.
 
 Also decided here, because they need the store and must happen before the commit:
 
-- a new thread counts against its token's ``hooks.new_threads_per_minute`` (:class:`NewThreadLimit`);
+- an event for a session another token owns is refused (403, :mod:`claude_bridge.token_access`);
+- a new thread counts against its token's ``hooks.new_threads_per_minute`` (:class:`NewThreadLimit`)
+  and ``max_threads`` (:class:`ThreadCapReached`);
 - an event whose ``Idempotency-Key`` (the shim sends one per event, the same on every replay) is
   already stored for the thread is not stored again: the first attempt did arrive, Claude Code's
   answer just never got back. Without a key nothing is deduplicated: two byte-identical events
   (the same Notification twice, a second "continue") are two events;
 - after a possible gap, the events recovered from the transcript (``catchup``) are stored in the
-  same transaction, before this one.
+  same transaction, before this one — only for a token marked ``local``: the transcript is read
+  from the bridge's own disk.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from mautrix.util.async_db import Database
 from mautrix.util.async_db.connection import LoggingConnection
 
 from claude_bridge.catchup import CatchUp, GapWatch
+from claude_bridge.hooks.caps import ThreadCaps
 from claude_bridge.hooks.limits import NewThreadLimit, TokenBuckets
 from claude_bridge.hooks.models import HookEvent
 from claude_bridge.ids import HookEventID, ThreadID, thread_id_for
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Outbox, Thread, ThreadStore, now_ms
 from claude_bridge.store.threads import ThreadCollision
+from claude_bridge.token_access import TokenAccess
 
 MAX_MXID = 255
 # The longest ghost suffix the bridge uses (a subagent ghost, see render/content.py).
@@ -35,7 +40,8 @@ _LONGEST_SUFFIX = "agent-" + "x" * 48
 
 
 class SessionRejected(Exception):
-    """The session id cannot become a thread; ``status`` is the HTTP answer (409 or 422)."""
+    """The session id cannot become a thread here; ``status`` is the HTTP answer (403, 409 or
+    422)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -51,6 +57,7 @@ class Ingest:
         router: ThreadRouter,
         notify: Callable[[ThreadID], None],
         *,
+        access: TokenAccess,
         new_threads_per_minute: int = 0,
         catchup: CatchUp | None = None,
     ) -> None:
@@ -60,7 +67,12 @@ class Ingest:
         self.router = router
         self.notify = notify
         self.catchup = catchup
+        self.access = access
         self.new_threads = TokenBuckets(new_threads_per_minute)
+        self.caps = ThreadCaps(
+            lambda name: t.max_threads if (t := access.settings(name)) else 0,
+            threads.count_owned,
+        )
         self.gaps = GapWatch()
         # Threads known to exist: the hot path then costs a single INSERT.
         self._known: dict[ThreadID, Thread] = {}
@@ -87,22 +99,28 @@ class Ingest:
             if replay and key is not None:
                 found = await self._already_stored(thread_id, key)
                 if found is not None:
+                    self._check_owner(found[0], token_name)
                     return found
             thread = await self._thread_for(thread_id, event, token_name)
-            recovered: list[dict[str, object]] = []
-            window = None if replay or self.catchup is None else self.gaps.window_for(thread_id)
-            if window is not None and self.catchup is not None:
-                recovered = await self.catchup.recover(thread_id, event, _loads(payload), window)
             try:
-                thread, hook_event_id = await self._store(
-                    thread, event, payload, token_name, recovered, key
-                )
-            except SessionRejected:
-                raise
-            except Exception:
-                # Claude Code's http hook drops this event: the thread's next one looks back.
-                self.gaps.failed(now_ms())
-                raise
+                recovered: list[dict[str, object]] = []
+                window = None if replay or self.catchup is None else self.gaps.window_for(thread_id)
+                if window is not None and self.catchup and self.access.is_local(token_name):
+                    recovered = await self.catchup.recover(
+                        thread_id, event, _loads(payload), window
+                    )
+                try:
+                    thread, hook_event_id = await self._store(
+                        thread, event, payload, token_name, recovered, key
+                    )
+                except SessionRejected:
+                    raise
+                except Exception:
+                    # Claude Code's http hook drops this event: the thread's next one looks back.
+                    self.gaps.failed(now_ms())
+                    raise
+            finally:
+                self.caps.opened(token_name, thread_id)  # stored or not: the count is the store's
             if not replay:
                 self.gaps.accepted(thread_id, hook_event_id)
         self._known[thread.id] = thread
@@ -143,18 +161,29 @@ class Ingest:
         """The stored thread, or None for a new one (counted against the token's cap)."""
         thread = self._known.get(thread_id)
         if thread is None or thread.session_id != event.session_id:
-            thread = await self.threads.get(thread_id)
+            thread = await self.threads.for_session(event.session_id)
         if thread is not None and thread.session_id != event.session_id:
             raise SessionRejected(
                 409,
                 f"session_id {event.session_id!r} and the stored {thread.session_id!r} map to the "
                 "same thread (they differ only in case)",
             )
-        if thread is None:
-            wait = self.new_threads.take(token_name)
-            if wait > 0:
-                raise NewThreadLimit(token_name, self.new_threads.per_minute, wait)
-        return thread
+        if thread is not None:
+            self._check_owner(thread, token_name)
+            return thread
+        await self.caps.open(token_name, thread_id)  # ThreadCapReached → 403
+        wait = self.new_threads.take(token_name)
+        if wait > 0:
+            self.caps.opened(token_name, thread_id)
+            raise NewThreadLimit(token_name, self.new_threads.per_minute, wait)
+        return None
+
+    def _check_owner(self, thread: Thread, token_name: str | None) -> None:
+        """Only the owning token (or an admin token) speaks for a session: 403 otherwise."""
+        if not self.access.may_post_events(token_name, thread.token_name):
+            raise SessionRejected(
+                403, self.access.refusal(thread.session_id, thread.token_name, "post events for")
+            )
 
     async def _store(
         self,

@@ -7,11 +7,14 @@ Response contract of ``POST /claude/v1/hooks`` (also in ``openapi.yaml``):
 400     not a hook input: body not UTF-8 JSON, not an object, nested deeper than 64 levels; or an
         ``Idempotency-Key`` that is not 1–64 of ``A-Za-z0-9._-``
 401     missing or unknown hook token
+403     the session belongs to another hook token (only its owner, or an ``admin`` token, may post
+        its events), or the token owns ``max_threads`` threads already and this is a new session
 409     the session id maps to another session's thread (they differ only in case)
 413     body larger than ``hooks.max_body_bytes``
 422     a hook input with a missing or wrongly typed field, a NUL or lone surrogate in
         ``session_id``/``hook_event_name``/``cwd``, or a ``session_id`` too long for a Matrix id
-429     the token opened ``hooks.new_threads_per_minute`` new sessions already (``Retry-After``)
+429     the token opened ``hooks.new_threads_per_minute`` new sessions already, or holds
+        ``max_held_approvals`` permission requests open already (``Retry-After``)
 503     the database cannot store it right now (the command shim spools and retries)
 ======  ==================================================================================
 
@@ -23,7 +26,6 @@ repeat of an event the thread already stored answer 200 without storing it again
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 import time
@@ -34,15 +36,22 @@ from aiohttp import web
 
 from claude_bridge.config import HooksConfig
 from claude_bridge.hooks.call import HookCall
+from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached
 from claude_bridge.hooks.ingest import Ingest, SessionRejected
 from claude_bridge.hooks.limits import NewThreadLimit
-from claude_bridge.hooks.models import HookEvent, HookInputError, parse_hook_event
+from claude_bridge.hooks.models import (
+    HookEvent,
+    HookInputError,
+    PermissionRequest,
+    parse_hook_event,
+)
 from claude_bridge.hooks.validate import MAX_JSON_DEPTH, finite, not_json, too_deep, unstorable
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
 from claude_bridge.ops import metrics
 from claude_bridge.shim import SPOOLED_HEADER
 from claude_bridge.store import Thread
+from claude_bridge.token_access import TokenAccess
 
 log = get_logger("hooks")
 # Built once: json.loads with options builds a decoder per call.
@@ -68,8 +77,13 @@ class HookServer:
         *,
         respond: Responder = _no_answer,
         health: HealthProbe | None = None,
+        access: TokenAccess | None = None,
     ) -> None:
         self.config = config
+        self.access = access or TokenAccess(config)
+        self.held = HeldApprovals(
+            lambda name: t.max_held_approvals if (t := self.access.settings(name)) else 0
+        )
         self.ingest = ingest
         self.respond = respond
         self.health = health
@@ -79,16 +93,7 @@ class HookServer:
         self._runner: web.AppRunner | None = None
 
     def token_name(self, request: web.Request) -> str | None:
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer "):
-            return None
-        given = auth.removeprefix("Bearer ").strip().encode()
-        found = None
-        # Compare against every token, without stopping early, so timing says nothing.
-        for name, secret in self.config.tokens.items():
-            if hmac.compare_digest(given, secret.encode()):
-                found = name
-        return found
+        return self.access.identify(request.headers.get("Authorization", ""))
 
     async def handle_hook(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -127,6 +132,28 @@ class HookServer:
             return _error(422, f"not a valid hook input: {e}")
         if problem := unstorable(event):
             return _error(422, f"not a valid hook input: {problem}")
+        # A permission request holds its connection until someone decides: capped per token.
+        holds = isinstance(event, PermissionRequest) and SPOOLED_HEADER not in request.headers
+        if holds:
+            try:
+                self.held.take(token_name)
+            except HeldLimit as e:
+                return _error(429, str(e), headers={"Retry-After": str(HeldLimit.RETRY_AFTER)})
+        try:
+            return await self._accept(request, event, text, token_name, key, started)
+        finally:
+            if holds:
+                self.held.give_back(token_name)
+
+    async def _accept(
+        self,
+        request: web.Request,
+        event: HookEvent,
+        text: str,
+        token_name: str,
+        key: str | None,
+        started: float,
+    ) -> web.Response:
         try:
             thread, event_id = await self.ingest.accept(
                 event, text, token_name, replay=request.headers.get(SPOOLED_HEADER), key=key
@@ -134,6 +161,8 @@ class HookServer:
         except NewThreadLimit as e:
             retry = str(max(1, math.ceil(e.retry_after)))
             return _error(429, str(e), headers={"Retry-After": retry})
+        except ThreadCapReached as e:
+            return _error(403, str(e))
         except SessionRejected as e:
             return _error(e.status, str(e))
         except Exception as e:

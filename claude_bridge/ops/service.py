@@ -34,7 +34,7 @@ class Operations:
                 history=ThreadHistory(bridge.db),
                 router=bridge.router,
                 client=bridge.client,
-                authenticate=bridge.hooks.token_name,
+                access=bridge.access,
             ),
         )
         days = bridge.config.bridge.retention

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
 from mautrix.util.async_db import Database
 
-from claude_bridge.ids import SessionID, ThreadID
+from claude_bridge.ids import SessionID, ThreadID, thread_id_for
 from claude_bridge.store.database import now_ms
 
 _COLUMNS = (
@@ -90,6 +91,17 @@ class ThreadStore:
         row = await self.db.fetchrow(f"SELECT {_COLUMNS} FROM thread WHERE id=$1", thread_id)
         return Thread._from_row(row) if row else None
 
+    async def for_session(self, session_id: str) -> Thread | None:
+        """The session's thread: by its id, or by session id for a thread stored before its
+        session id mapped to another thread id (``-agent`` escaped, ids.py)."""
+        found = await self.get(thread_id_for(session_id))
+        if found is not None:
+            return found
+        row = await self.db.fetchrow(
+            f"SELECT {_COLUMNS} FROM thread WHERE session_id=$1", session_id
+        )
+        return Thread._from_row(row) if row else None
+
     async def get_by_room(self, room_id: str) -> Thread | None:
         row = await self.db.fetchrow(f"SELECT {_COLUMNS} FROM thread WHERE room_id=$1", room_id)
         return Thread._from_row(row) if row else None
@@ -124,3 +136,25 @@ class ThreadStore:
 
     async def touch(self, thread_id: str) -> None:
         await self.db.execute("UPDATE thread SET updated_at=$2 WHERE id=$1", thread_id, now_ms())
+
+    # Ownership: ``token_name`` is the hook token that opened the thread (its owner).
+
+    async def count_owned(self, owner: str) -> int:
+        return int(await self.db.fetchval("SELECT COUNT(*) FROM thread WHERE token_name=$1", owner))
+
+    async def owners(self) -> dict[str | None, builtins.list[ThreadID]]:
+        """Every owner with its threads' ids (``None``: threads no token owns)."""
+        rows = await self.db.fetch("SELECT token_name, id FROM thread ORDER BY token_name, id")
+        found: dict[str | None, builtins.list[ThreadID]] = {}
+        for r in rows:
+            found.setdefault(r["token_name"], []).append(ThreadID(r["id"]))
+        return found
+
+    async def give_to(self, old_owner: str, new_owner: str) -> builtins.list[ThreadID]:
+        """A renamed token keeps its threads: move them from the old name; their ids."""
+        rows = await self.db.fetch(
+            "UPDATE thread SET token_name=$2 WHERE token_name=$1 RETURNING id",
+            old_owner,
+            new_owner,
+        )
+        return [ThreadID(r["id"]) for r in rows]

@@ -20,7 +20,7 @@ import pytest
 
 from claude_bridge.app import Bridge
 from tests.claude_transcript import TranscriptWriter
-from tests.e2e.conftest import HookPoster, Stack, hook_payload, new_session
+from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, hook_payload, new_session
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +75,11 @@ def projects(tmp_path: Path) -> Path:
 
 
 def catchup_config(projects: Path) -> dict[str, Any]:
-    return {"catchup": {"transcript_dirs": [str(projects)]}}
+    # The host is the bridge's own machine: only a token marked local may make it read a transcript.
+    return {
+        "catchup": {"transcript_dirs": [str(projects)]},
+        "tokens": {"laptop": {"secret": HOOK_TOKEN, "local": True}},
+    }
 
 
 async def drained(bridge: Bridge) -> bool:

@@ -223,7 +223,10 @@ async def across_an_outage(
 ) -> Outage:
     """A turn with the bridge up, one running ``command`` while it is stopped, one after it is
     back (the transcripts are readable to it, as on one machine); returns once all is posted."""
-    catchup = {"catchup": {"transcript_dirs": [str(claude.home / ".claude" / "projects")]}}
+    catchup = {
+        "catchup": {"transcript_dirs": [str(claude.home / ".claude" / "projects")]},
+        "tokens": {"laptop": {"secret": HOOK_TOKEN, "local": True}},  # same machine
+    }
     bridge = await start_bridge(hooks=catchup)
     session = str(uuid.uuid4())
     assert (await claude.print_mode("before the outage", "--session-id", session))[0] == 0
