@@ -25,6 +25,7 @@ from claude_bridge.matrix.appservice import BridgeAppService
 from claude_bridge.matrix.client import MatrixClient
 from claude_bridge.matrix.echo import EchoFilter
 from claude_bridge.matrix.inbound import InboundProcessor
+from claude_bridge.matrix.outgoing import outgoing_scrubber
 from claude_bridge.matrix.recovery import RecoveryWatch
 from claude_bridge.matrix.startup import check_appservice, wait_for_homeserver
 from claude_bridge.ops.service import Operations
@@ -99,6 +100,7 @@ class Bridge:
             self.config.appservice.as_token,
             self.appservice.bot_mxid,
             timeout=self.config.homeserver.request_timeout,
+            scrub=outgoing_scrubber(self.config),
         )
         self.recovery = RecoveryWatch(
             self.client,

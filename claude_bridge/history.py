@@ -15,6 +15,8 @@ from typing import Any
 
 from mautrix.util.async_db import Database
 
+from claude_bridge.render.options import RedactConfig
+from claude_bridge.render.scrub import Scrubber, scrubber_for
 from claude_bridge.store import Thread
 from claude_bridge.store.threads import _COLUMNS as THREAD_COLUMNS
 
@@ -128,8 +130,11 @@ def describe_hook_event(name: str, payload: str) -> tuple[str, str]:
 
 
 class ThreadHistory:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, scrub: Scrubber | None = None) -> None:
         self.db = db
+        # Raw hook payloads are scrubbed before _clip cuts them: a key cut in half would be too
+        # short for its pattern when the API's serialiser scrubs the answer.
+        self.scrub = scrub or scrubber_for(RedactConfig())
 
     async def list_threads(self, f: ThreadFilter) -> list[Thread]:
         where: list[str] = []
@@ -206,7 +211,7 @@ class ThreadHistory:
                     ts=r["received_at"],
                     role=role,
                     sender=thread.ghost_mxid,
-                    text=_clip(text),
+                    text=_clip(self.scrub.text(text)),
                     hook_event=r["event_name"],
                     hook_event_id=r["id"],
                     matrix_event_ids=sent.get(r["id"], []),

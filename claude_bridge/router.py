@@ -61,13 +61,16 @@ class ThreadRouter:
         """The thread row for a session seen for the first time (no I/O)."""
         thread_id = thread_id_for(event.session_id)
         cwd = event.cwd or None
+        # The project is named from the scrubbed path: the last part of a raw path could be
+        # the tail of a secret cut at a slash (…/services/T0/B0/XyZ), too short to recognise.
+        shown = self.client.scrub.text(cwd).rstrip("/") if cwd else None
         return Thread(
             id=thread_id,
             session_id=SessionID(event.session_id),
             ghost_mxid=self.ghost_mxid(thread_id),
             alias=self.alias_for(thread_id),
             project_path=cwd,
-            project_name=os.path.basename(cwd.rstrip("/")) if cwd else None,
+            project_name=os.path.basename(shown) if shown else None,
             token_name=token_name,
         )
 

@@ -12,6 +12,7 @@ A host token lists, reads and posts into only the threads it owns (403 for anoth
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +25,8 @@ from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.matrix.echo import HANDOFF_FIELD
 from claude_bridge.render.markdown import markdown_to_html
+from claude_bridge.render.options import RedactConfig
+from claude_bridge.render.scrub import Scrubber, scrubber_for
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Thread, ThreadStore
 from claude_bridge.token_access import TokenAccess
@@ -84,12 +87,14 @@ class ThreadsAPI:
         router: ThreadRouter,
         client: MatrixClient,
         access: TokenAccess,
+        scrub: Scrubber | None = None,
     ) -> None:
         self.threads = threads
         self.history = history
         self.router = router
         self.client = client
         self.access = access
+        self.scrub = scrub or scrubber_for(RedactConfig())
 
     def authenticate(self, request: web.Request) -> str | None:
         return self.access.identify(request.headers.get("Authorization", ""))
@@ -246,8 +251,53 @@ class ThreadsAPI:
         return text
 
 
+_VERBATIM_PATHS = ("/claude/v1/hooks",)
+"""Hook answers go back to the Claude Code session that asked, with the operators' words as
+they wrote them; every other JSON answer of the hook server is scrubbed."""
+_CURSOR_KEYS = frozenset({"cursor", "next_before"})
+
+
+def scrub_responses(scrub: Scrubber) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The API's serialiser: every JSON answer (threads API, MCP reads, errors, ``/health``)
+    leaves through the scrubber, whichever handler built it."""
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if (
+            request.path in _VERBATIM_PATHS
+            or not isinstance(response, web.Response)
+            or response.content_type != "application/json"
+            or not isinstance(response.body, bytes)
+        ):
+            return response
+        response.body = json.dumps(_scrub_json(scrub, json.loads(response.body))).encode()
+        return response
+
+    return middleware
+
+
+def _scrub_json(scrub: Scrubber, value: Any) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in _CURSOR_KEYS:  # the API's own base64, to be passed back unchanged
+                out[key] = item
+            elif isinstance(item, dict | list):
+                out[key] = _scrub_json(scrub, item)
+            else:
+                out[key] = scrub.value(item, key)
+        return out
+    if isinstance(value, list):
+        return [_scrub_json(scrub, v) for v in value]
+    return scrub.value(value)
+
+
 def register_routes(app: web.Application, api: ThreadsAPI) -> None:
     """Add the API's routes and middleware to the hook server's app (before it starts)."""
+    app.middlewares.append(scrub_responses(api.scrub))
     app.middlewares.append(api.middleware)
     app.router.add_get("/claude/v1/threads", api.list_threads)
     app.router.add_get("/claude/v1/threads/{thread_id}", api.get_thread)

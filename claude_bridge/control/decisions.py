@@ -13,6 +13,8 @@ import hashlib
 import json
 from typing import Any
 
+from claude_bridge.render.options import RedactConfig
+from claude_bridge.render.scrub import scrubber_for
 from claude_bridge.render.text import esc, one_line
 from claude_bridge.render.tools import display_name, summary
 from claude_bridge.store.approvals import Approval
@@ -92,9 +94,11 @@ def outcome(approval: Approval, timeout: float) -> str:
 
 def tool_summary(approval: Approval) -> str:
     tool_input = approval.request.get("tool_input")
+    # Scrubbed before it is cut to length: a key cut in half is too short for its pattern when
+    # the client scrubs the finished message.
     arg = summary(
         approval.tool_name,
-        tool_input if isinstance(tool_input, dict) else {},
+        scrubber_for(RedactConfig()).value(tool_input) if isinstance(tool_input, dict) else {},
         approval.request.get("cwd"),
         120,
     )

@@ -10,6 +10,10 @@ import math
 from typing import Any
 
 from claude_bridge.hooks.models import HookEvent
+from claude_bridge.render.options import RedactConfig
+from claude_bridge.render.scrub import scrubber_for
+
+_SCRUB = scrubber_for(RedactConfig())
 
 MAX_JSON_DEPTH = 64
 """Real hook inputs nest a few levels; far deeper JSON would only strain every later step."""
@@ -54,4 +58,9 @@ def unstorable(event: HookEvent) -> str | None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return f"{name}: contains a lone surrogate"
+    # The session id becomes the ghost's user id and the room alias, which are never scrubbed
+    # (rewriting them would break the room): one that holds a secret is refused instead.
+    hidden = _SCRUB.replacement
+    if hidden in _SCRUB.text(event.session_id) and hidden not in event.session_id:
+        return "session_id: looks like it holds a secret (session ids are UUIDs)"
     return None

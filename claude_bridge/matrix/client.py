@@ -4,6 +4,9 @@ Requests go over the appservice's one aiohttp session with the ``as_token`` and 
 masquerading, but without mautrix's ``IntentAPI`` and its implicit joins and retries: delivery
 decides when to join and when to retry, so a send is exactly one request, a retry reuses the same
 transaction id, and a 429's ``retry_after_ms`` reaches the retry policy.
+
+Every body passes the scrubber in :meth:`MatrixClient.request` (see ``outgoing.py``): whatever
+path built it, no secret the patterns know reaches the homeserver.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from urllib.parse import quote as _quote
 
 import aiohttp
 
+from claude_bridge.matrix.outgoing import scrub_body, scrub_upload
 from claude_bridge.ops.metrics import timed_send
+from claude_bridge.render.options import RedactConfig
+from claude_bridge.render.scrub import Scrubber, scrubber_for
 
 # Room ids, aliases and transaction ids go into paths fully escaped.
 quote = partial(_quote, safe="")
@@ -48,12 +54,14 @@ class MatrixClient:
         bot_mxid: str,
         *,
         timeout: float = 30.0,
+        scrub: Scrubber | None = None,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.as_token = as_token
         self.bot_mxid = bot_mxid
         self.timeout = timeout
+        self.scrub = scrub or scrubber_for(RedactConfig(), (as_token,))
 
     async def request(
         self,
@@ -67,12 +75,17 @@ class MatrixClient:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         params = {**(query or {}), "user_id": user_id or self.bot_mxid}
+        if "filename" in params:
+            params["filename"] = self.scrub.text(params["filename"])
         hdrs = {"Authorization": f"Bearer {self.as_token}", **(headers or {})}
         data: bytes | None = None
         if isinstance(content, bytes):
-            data = content
+            data = scrub_upload(self.scrub, content, hdrs.get("Content-Type", ""))
+        elif isinstance(content, dict):
+            data = json.dumps(scrub_body(self.scrub, content), ensure_ascii=False).encode()
+            hdrs.setdefault("Content-Type", "application/json")
         elif content is not None:
-            data = json.dumps(content, ensure_ascii=False).encode()
+            data = json.dumps(self.scrub.value(content), ensure_ascii=False).encode()
             hdrs.setdefault("Content-Type", "application/json")
         limit = timeout or self.timeout
         try:

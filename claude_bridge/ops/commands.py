@@ -85,10 +85,28 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _fail(str(e))
     except Exception as e:  # the database cannot be opened: say so without a traceback
         return _fail(f"{type(e).__name__}: {e}")
-    text = render_markdown(doc) if args.format == "markdown" else json.dumps(doc, indent=1) + "\n"
+    # JSON is a backup and must restore verbatim; Markdown is for reading and sharing: scrubbed.
+    text = (
+        _markdown_scrubber(args).text(render_markdown(doc))
+        if args.format == "markdown"
+        else json.dumps(doc, indent=1) + "\n"
+    )
     _write(args.output, text)
     print(f"exported {len(doc['threads'])} thread(s)", file=sys.stderr)
     return 0
+
+
+def _markdown_scrubber(args: argparse.Namespace) -> Any:
+    """The config's redaction and the bridge's own tokens; the default patterns when the
+    export reads a database without a readable config."""
+    from claude_bridge.matrix.outgoing import outgoing_scrubber
+    from claude_bridge.render.options import RedactConfig
+    from claude_bridge.render.scrub import scrubber_for
+
+    try:
+        return outgoing_scrubber(load_config(args.config))
+    except (ConfigError, OSError):
+        return scrubber_for(RedactConfig())
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -31,10 +31,11 @@ class Operations:
             app,
             ThreadsAPI(
                 threads=bridge.threads,
-                history=ThreadHistory(bridge.db),
+                history=ThreadHistory(bridge.db, bridge.client.scrub),
                 router=bridge.router,
                 client=bridge.client,
                 access=bridge.access,
+                scrub=bridge.client.scrub,
             ),
         )
         days = bridge.config.bridge.retention

@@ -24,13 +24,17 @@ class RedactConfig(BaseModel):
     enabled: bool = Field(
         default=True,
         description="Replace secrets (API keys, tokens, private keys, password assignments) "
-        "with the replacement text in every message, room name, topic and attachment.",
+        "with the replacement text in everything sent to Matrix (messages, room names, "
+        "topics, display names, attachments) and in the threads API's answers. The bridge's "
+        "own tokens are hidden even when this is off.",
     )
     use_defaults: bool = Field(
         default=True,
         description="Use the built-in patterns (Anthropic, OpenAI, GitHub, GitLab, Slack, AWS, "
-        "Google, Stripe keys, bearer tokens, JWTs, private key blocks, password=/token=/api_key= "
-        "assignments, credentials in URLs).",
+        "Google, Stripe and other keys, bearer tokens, cookies, JWTs, private key blocks, "
+        "password=/token=/api_key=/DB_PASS= assignments in any case, mysql -p…, curl -u "
+        "user:pw and --password arguments, Slack/Discord webhook and signed URLs, credentials "
+        "in URLs), also when split by zero-width characters or base64-encoded.",
     )
     patterns: list[str] = Field(
         default_factory=list,

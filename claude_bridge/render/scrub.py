@@ -1,15 +1,18 @@
-"""Secret scrubbing: every string bound for Matrix passes through a :class:`Scrubber`.
+"""Secret scrubbing: every string bound for Matrix or out of the API passes through a
+:class:`Scrubber`.
 
-Patterns favour catching a secret over sparing prose: a false positive costs a word in a chat
-message, a miss leaks a credential into a room that may be federated and archived forever.
-Patterns start at a fixed keyword or bounded prefix so a long run of word characters cannot make
-one quadratic. Distinctive key prefixes (``ghp_``, ``sk-ant-``…) match even glued to a word;
-short generic ones (``sk-``, ``AKIA``) need a word boundary to spare words like ``task-…``.
+The patterns live in ``secret_patterns.py``. Before they run, invisible characters glued between
+two visible ASCII characters are dropped (``sk-ant-\u200babc`` is the key it displays as); after,
+each long base64 run is decoded and dropped whole when what it encodes holds a secret. Scrubbing is
+a pure function of the text and the config: a retried send carries the same content.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import html as _html
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,47 +20,20 @@ from functools import lru_cache
 from typing import Any
 
 from claude_bridge.render.options import RedactConfig
+from claude_bridge.render.secret_patterns import DEFAULT_PATTERNS, NEEDLES, SECRET_KEY
 from claude_bridge.render.text import clean
 
-_SECRET_NAMES = (
-    r"password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|"
-    r"secret[_-]?key|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?"
+_SECRET_KEY = re.compile(SECRET_KEY)
+# Zero-width and other invisible format characters, where they can only split a word: between
+# two printable ASCII characters (an emoji's zero-width joiner sits between non-ASCII ones).
+_INVISIBLE = re.compile(
+    r"(?<=[!-~])[\u00ad\u034f\u061c\u115f\u1160\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]+(?=[!-~])"
 )
-
-DEFAULT_PATTERNS: tuple[str, ...] = (
-    # Private key blocks, also when cut off before their END line.
-    r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----[\s\S]*?"
-    r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----|\Z)",
-    r"sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic
-    r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{16,}",  # OpenAI project/service keys
-    r"\bsk-[A-Za-z0-9]{20,}",  # OpenAI legacy
-    r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}",  # GitHub tokens
-    r"github_pat_[A-Za-z0-9_]{20,}",
-    r"glpat-[A-Za-z0-9_\-]{20,}",  # GitLab
-    r"xox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack
-    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
-    r"AIza[0-9A-Za-z_\-]{35}",  # Google API key
-    r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}",  # Stripe
-    r"syt_[A-Za-z0-9_]{10,}",  # Matrix (Synapse) access token
-    r"\bnpm_[A-Za-z0-9]{36}",
-    r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
-    r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",  # JWT
-    # Authorization headers and bearer tokens: keep the scheme, drop the credential.
-    r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)",
-    r"(?i)\bauthorization[\"']?\s*[:=]\s*[\"']?(?:(?:basic|bearer|token|digest)\s+)?(?P<secret>[^\s\"',;\[\]]{8,})",
-    # AWS secret in config files/env, whatever its key spelling.
-    r"(?i)aws_secret_access_key[\"']?\s*[:=]\s*[\"']?(?P<secret>[A-Za-z0-9/+=]{16,})",
-    # password=…, "api_key": "…", DB_PASSWORD: …, token=… in query strings.
-    # The keyword ends the key (DB_PASSWORD=, "api_key":); matching from it keeps this fast.
-    r"(?i)(?:" + _SECRET_NAMES + r")[\"']?\s*[:=]\s*[\"']?"
-    r"(?P<secret>[^\s\"'`,;&<>()\[\]{}]{3,})",
-    # Credentials in URLs: scheme://user:password@host
-    r"(?i)\b[a-z][a-z0-9+.\-]{0,20}://[^\s:/@]{1,100}:(?P<secret>[^\s@/]{1,200})@",
-)
-
-# Dictionary keys whose string value is a secret whatever it looks like (tool_input etc.).
-_SECRET_KEY = re.compile(r"(?i)^(?:[\w.\-]{0,40}[_.\-])?(?:" + _SECRET_NAMES + r")$")
-
+# A run that may be base64 (standard or URL-safe) long enough to hold the shortest key.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
+# Decoded bytes are only searched where they look like text: random bytes almost never do.
+_TEXT_BYTES = re.compile(rb"[\t\n\r -~]{8,}")
 
 _CACHED_LENGTH = 512
 
@@ -70,6 +46,9 @@ class Scrubber:
     replacement: str = "[redacted]"
     by_key: bool = True
     """Also hide any string stored under a secret-named key (``{"password": …}``)."""
+    needles: tuple[tuple[str, ...], ...] = ()
+    """Per pattern, lowercase strings one of which each of its matches holds; a text holding
+    none skips the pattern. Empty (for a pattern, or all): always run."""
 
     @classmethod
     def off(cls) -> Scrubber:
@@ -87,7 +66,24 @@ class Scrubber:
 
     def _text(self, value: str) -> str:
         value = clean(value)
-        for pattern in self.patterns:
+        if not self.patterns:
+            return value
+        value = _INVISIBLE.sub("", value)
+        value = self._apply(value)
+        if len(value) >= 16:
+            value = _BASE64_RUN.sub(self._encoded, value)
+        return value
+
+    def _apply(self, value: str) -> str:
+        lowered = value.lower()
+        for i, pattern in enumerate(self.patterns):
+            needles = self.needles[i] if i < len(self.needles) else ()
+            for needle in needles:
+                if needle in lowered:
+                    break
+            else:
+                if needles:
+                    continue
             if "secret" in pattern.groupindex:
                 value = pattern.sub(self._keep_prefix, value)
             else:
@@ -100,12 +96,36 @@ class Scrubber:
             return self.replacement
         whole = match.group(0)
         base = match.start()
-        return whole[: start - base] + self.replacement + whole[end - base :]
+        secret = whole[start - base : end - base]
+        quote = secret[0] if len(secret) > 1 and secret[0] == secret[-1] in "\"'" else ""
+        return whole[: start - base] + quote + self.replacement + quote + whole[end - base :]
+
+    def _encoded(self, match: re.Match[str]) -> str:
+        """A base64 run, or the replacement when what it encodes holds a secret."""
+        run = match.group(0)
+        body = run.rstrip("=")
+        if len(body) % 4 == 1:  # no whole byte in the last character
+            body = body[:-1]
+        urlsafe = "-" in body or "_" in body
+        try:
+            decoded = base64.b64decode(
+                body + "=" * (-len(body) % 4), altchars=b"-_" if urlsafe else None
+            )
+        except (binascii.Error, ValueError):
+            return run
+        for text in _TEXT_BYTES.findall(decoded):
+            plain = text.decode("ascii")
+            if any(pattern.search(plain) for pattern in self.patterns):
+                return self.replacement
+        return run
+
+    def is_secret_key(self, key: str) -> bool:
+        return self.by_key and _SECRET_KEY.match(_INVISIBLE.sub("", key)) is not None
 
     def value(self, value: Any, key: str | None = None) -> Any:
         """Scrub every string in a JSON-like value; a secret-named key hides its whole value."""
         if isinstance(value, str):
-            if self.by_key and key is not None and value and _SECRET_KEY.match(key):
+            if key is not None and value and self.is_secret_key(key):
                 return self.replacement
             return self.text(value)
         if isinstance(value, dict):
@@ -120,18 +140,36 @@ class Scrubber:
             return [self.value(v) for v in value]
         return value
 
+    def html(self, value: str) -> str | None:
+        """Scrub ``formatted_body`` HTML; None when a secret shows only once entities are decoded
+        (``pass&#x27;word``, ``&quot;`` around a value): the caller drops the HTML then."""
+        scrubbed = self.text(value)
+        shown = _html.unescape(scrubbed)
+        return scrubbed if self.text(shown) == shown else None
+
     def data(self, data: bytes) -> bytes:
         """Scrub an attachment; text is decoded leniently since it is only ever text here."""
         return self.text(data.decode("utf-8", errors="replace")).encode("utf-8")
 
 
-def scrubber_for(config: RedactConfig) -> Scrubber:
+def scrubber_for(config: RedactConfig, known: Iterable[str] = ()) -> Scrubber:
+    """The scrubber ``config`` describes; ``known`` adds literal secrets (the bridge's own
+    tokens), hidden even when redaction is switched off."""
+    literal = tuple(sorted({k for k in known if len(k) >= 8}, key=lambda k: (-len(k), k)))
     if not config.enabled:
-        return Scrubber.off()
-    return _compile(config.use_defaults, tuple(config.patterns), config.replacement)
+        return _compile(False, (), config.replacement, literal) if literal else Scrubber.off()
+    return _compile(config.use_defaults, tuple(config.patterns), config.replacement, literal)
 
 
 @lru_cache(maxsize=32)
-def _compile(use_defaults: bool, extra: tuple[str, ...], replacement: str) -> Scrubber:
-    sources: Iterable[str] = (*(DEFAULT_PATTERNS if use_defaults else ()), *extra)
-    return Scrubber(tuple(re.compile(s) for s in sources), replacement, by_key=use_defaults)
+def _compile(
+    use_defaults: bool, extra: tuple[str, ...], replacement: str, literal: tuple[str, ...] = ()
+) -> Scrubber:
+    defaults = DEFAULT_PATTERNS if use_defaults else ()
+    # The literal secrets go last: one inside a longer key would otherwise cut that key into
+    # pieces too short for its own pattern.
+    sources = (*defaults, *extra, *(re.escape(k) for k in literal))
+    needles = tuple(NEEDLES.get(source, ()) if source in defaults else () for source in sources)
+    return Scrubber(
+        tuple(re.compile(s) for s in sources), replacement, by_key=use_defaults, needles=needles
+    )
