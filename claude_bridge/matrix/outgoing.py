@@ -20,7 +20,11 @@ from claude_bridge.render.scrub import Scrubber, scrubber_for
 def outgoing_scrubber(config: Config) -> Scrubber:
     """What scrubs everything leaving for Matrix or out of the API: the configured patterns
     plus the bridge's own secrets, which no pattern knows (random hex)."""
-    known = (config.appservice.as_token, config.appservice.hs_token, *config.hooks.tokens.values())
+    known = (
+        config.appservice.as_token,
+        config.appservice.hs_token,
+        *config.hooks.secrets().values(),
+    )
     return scrubber_for(config.bridge.mirror.redact, (k for k in known if k != GENERATE))
 
 
