@@ -614,6 +614,12 @@ WAIT_POLL = 300.0
 WAKE = 2
 """Exit code with which an ``asyncRewake`` hook wakes the session; its stderr is what Claude reads."""
 WAIT_BACKOFF_MAX = 30.0
+WAIT_GIVE_UP = 60.0
+"""The waiter stops once the bridge has been unreachable (or failing) this long: a bridge that
+restarts is back well within it, one that was stopped is not worth an hour of polling. A message
+written meanwhile is not lost: it waits for the session's next hook."""
+WATCH_INTERVAL = 0.5
+"""How often the waiter looks whether its Claude Code is still there."""
 ATTENDED = "CLAUDE_CODE_SESSION_ATTENDED"
 """Claude Code sets it to 0 for hooks of a session nobody sits at (``claude -p``, the SDK)."""
 
@@ -629,6 +635,7 @@ class Args:
     def __init__(self) -> None:
         self.command = "send"
         self.poll = WAIT_POLL
+        self.give_up = WAIT_GIVE_UP
         for option in OPTIONS:
             setattr(self, option.dest, option.default)
 
@@ -691,6 +698,12 @@ def build_parser() -> argparse.ArgumentParser:
     waiter.add_argument(
         "--poll", type=float, default=WAIT_POLL, help="seconds per long-poll (default: %(default)s)"
     )
+    waiter.add_argument(
+        "--give-up",
+        type=float,
+        default=WAIT_GIVE_UP,
+        help="stop once the bridge has been unreachable this many seconds (default: %(default)s)",
+    )
     return parser
 
 
@@ -745,12 +758,53 @@ def send(args: Args) -> bytes:
     return EMPTY_ANSWER
 
 
+def exit_with_claude_code() -> None:
+    """End this process as soon as the Claude Code that started it is gone.
+
+    Claude Code runs a hook through ``sh -c`` in a process group of its own, and when it is
+    killed nothing stops a running async hook: the waiter would be reparented to init and poll
+    for up to its ``--timeout``. Its stdout and stderr are sockets (or pipes) whose other end
+    only Claude Code holds, so they hang up when it goes, whoever our parent is (the shell
+    outlives it); a changed parent pid says the same when the shell exec'd us. stdin says
+    nothing: its writer may close it as soon as the input is written.
+    """
+    import select
+    import stat
+    import threading
+
+    parent = posix.getppid()
+    channels = []
+    for fd in (1, 2):
+        try:
+            mode = posix.fstat(fd).st_mode
+        except OSError:
+            continue
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # a file or a terminal never hangs up
+            channels.append(fd)
+
+    def watch() -> None:
+        poller = select.poll()
+        for fd in channels:
+            poller.register(fd, 0)  # nothing asked: only hang-ups and errors are reported
+        open_channels = set(channels)
+        while True:
+            for fd, _ in poller.poll(WATCH_INTERVAL * 1000):
+                poller.unregister(fd)
+                open_channels.discard(fd)
+            if posix.getppid() != parent or (channels and not open_channels):
+                posix._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-claude-code", daemon=True).start()
+
+
 def wait(args: Args) -> tuple[bytes, int]:
     """Long-poll the bridge until someone in Matrix writes to this (idle) session.
 
     Exit 2 with the messages on stderr wakes Claude with them; exit 0 (nothing printed) when the
-    time is up, a newer waiter of the session took over (410), or the bridge refuses. Nothing else
-    goes to stderr: an ``asyncRewake`` hook's stderr is what Claude is shown.
+    time is up, a newer waiter of the session took over (410), the bridge refuses or has been
+    unreachable for ``--give-up`` seconds, or the Claude Code that started it is gone
+    (``exit_with_claude_code``). Nothing else goes to stderr: an ``asyncRewake`` hook's stderr is
+    what Claude is shown.
 
     In an unattended session it exits at once: ``claude -p`` has no idle prompt to wake, and
     Claude Code 2.1.332 holds its exit up to 30 s for a running ``asyncRewake`` hook (a
@@ -761,6 +815,7 @@ def wait(args: Args) -> tuple[bytes, int]:
     import json  # only here: a background process, its start-up time is nobody's wait
     import urllib.parse
 
+    exit_with_claude_code()
     started = time.time_ns()  # a later waiter of the same session supersedes this one
     deadline = time.monotonic() + args.timeout
     try:
@@ -774,6 +829,7 @@ def wait(args: Args) -> tuple[bytes, int]:
     bridge = Bridge(url, getenv(args.token_env))
     base = bridge.path.removesuffix(HOOK_PATH) + WAIT_PATH.format(urllib.parse.quote(session_id))
     delay = 0.5
+    failing_since: float | None = None
     while (left := deadline - time.monotonic()) >= MIN_ATTEMPT:
         poll = min(left, args.poll)
         query = urllib.parse.urlencode({"timeout": f"{poll:.1f}", "since": started})
@@ -791,10 +847,20 @@ def wait(args: Args) -> tuple[bytes, int]:
             return b"", WAKE
         if answer.kind == "permanent":
             return b"", 0  # superseded (410), not ours (403), unknown session (404), bad token
+        now = time.monotonic()
+        if answer.kind == "temporary":
+            failing_since = now if failing_since is None else failing_since
+            if now - failing_since >= args.give_up:
+                return b"", 0
+        else:
+            failing_since = None
         # Unreachable or 5xx (the bridge is restarting), or a 204 long before the poll was up
         # (it is stopping): try again, patiently. A 204 after a full poll: poll again at once.
-        if answer.kind == "temporary" or time.monotonic() - asked < poll / 2:
-            time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+        if answer.kind == "temporary" or now - asked < poll / 2:
+            pause = min(delay, deadline - now)
+            if failing_since is not None:  # one last try right at the give-up bound
+                pause = min(pause, failing_since + args.give_up - now)
+            time.sleep(max(pause, 0))
             delay = min(delay * 2, WAIT_BACKOFF_MAX)
         else:
             delay = 0.5

@@ -22,6 +22,7 @@ from claude_bridge.config import Config, PermissionLevel, parse_config
 from claude_bridge.devenv.client import MatrixTestClient
 from claude_bridge.devenv.synapse import LocalSynapse, free_port
 from claude_bridge.registration import build_registration, new_token
+from tests.e2e.fake_anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.e2e
 
@@ -123,6 +124,15 @@ async def start_bridge(stack: Stack, store_url: str, tmp_path: Path) -> AsyncIte
 @pytest.fixture
 async def bridge(start_bridge: StartBridge) -> Bridge:
     return await start_bridge()
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[FakeAnthropic]:
+    """The scripted model the real Claude Code CLI talks to (``ANTHROPIC_BASE_URL``)."""
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 class HookPoster:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +26,6 @@ from tests.e2e.test_foundation import _until, _wait_for_room
 pytestmark = pytest.mark.e2e
 
 ALICE = "@alice:localhost"
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def claude_code(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shlex
+import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -190,3 +194,126 @@ async def test_an_unattended_session_is_not_waited_for(
     attended = {**env, "CLAUDE_CODE_SESSION_ATTENDED": "1"}
     run = await run_command(waiter(endpoint.url, "--timeout", "30"), STOP, attended)
     assert (run.rc, run.stderr) == (2, "Message from @alice:x: hi\n")
+
+
+async def test_gives_up_when_the_bridge_stays_unreachable(
+    endpoint: FakeWaitEndpoint, env: dict[str, str]
+) -> None:
+    """A stopped bridge is not polled for the rest of the hour: ``--give-up`` seconds after the
+    first failed attempt the waiter stops (it tried again meanwhile)."""
+    tries = 0
+
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal tries
+        tries += 1
+        writer.close()
+
+    down = await asyncio.start_server(hang_up, "127.0.0.1", endpoint.port)
+    try:
+        argv = waiter(endpoint.url, "--timeout", "3000")
+        run = await run_command([*argv, "--give-up", "2"], STOP, env)
+    finally:
+        down.close()
+        await down.wait_closed()
+    assert (run.rc, run.stdout, run.stderr) == (0, b"", "")
+    assert tries >= 2
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def _until_gone(pid: int, limit: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while _is_running(pid):
+        assert loop.time() < deadline, f"waiter {pid} still running after {limit}s"
+        await asyncio.sleep(0.05)
+
+
+async def _until_polling(endpoint: FakeWaitEndpoint, limit: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not endpoint.polls:
+        assert loop.time() < deadline, "the waiter never polled"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("channel", ["socket", "pipe"])
+async def test_exits_when_its_claude_code_hangs_up(
+    endpoint: FakeWaitEndpoint, env: dict[str, str], channel: str
+) -> None:
+    """Claude Code killed: the other ends of the waiter's stdout and stderr close (Claude Code
+    hands hooks sockets; pipes behave alike). The waiter ends instead of polling on."""
+    await endpoint.start()
+    if channel == "socket":
+        ours, theirs = zip(socket.socketpair(), socket.socketpair(), strict=True)
+        child_fds = [s.fileno() for s in theirs]
+    else:
+        pipes = [os.pipe(), os.pipe()]
+        child_fds = [w for _, w in pipes]
+    proc = await asyncio.create_subprocess_exec(
+        *waiter(endpoint.url, "--timeout", "3000", poll="0.5"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=child_fds[0],
+        stderr=child_fds[1],
+        env=env,
+        cwd=REPO,
+    )
+    assert proc.stdin
+    proc.stdin.write(STOP)
+    proc.stdin.close()
+    try:
+        if channel == "socket":
+            for sock in theirs:
+                sock.close()
+        else:
+            for fd in child_fds:
+                os.close(fd)
+        await _until_polling(endpoint)
+        assert proc.returncode is None  # alive while its Claude Code is
+        if channel == "socket":
+            for sock in ours:
+                sock.close()
+        else:
+            for read_end, _ in pipes:
+                os.close(read_end)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_exits_when_its_parent_is_gone(
+    endpoint: FakeWaitEndpoint, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Started by a process that dies (a Claude Code that exec'd it through a shell, killed):
+    reparented, the waiter ends even while its output channels stay open."""
+    await endpoint.start()
+    stop = tmp_path / "stop.json"
+    stop.write_bytes(STOP)
+    command = shlex.join(waiter(endpoint.url, "--timeout", "3000", poll="0.5"))
+    parent = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        f"{command} < {shlex.quote(str(stop))} & echo $!; exec sleep 3000",
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
+    assert parent.stdout
+    pid = int(await asyncio.wait_for(parent.stdout.readline(), 30))
+    try:
+        await _until_polling(endpoint)
+        assert _is_running(pid)
+        parent.kill()
+        await parent.wait()
+        await _until_gone(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
