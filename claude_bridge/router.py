@@ -11,6 +11,7 @@ import asyncio
 import os.path
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from claude_bridge.config import Config
 from claude_bridge.hooks.models import HookEvent
@@ -36,8 +37,10 @@ class ThreadRouter:
         client: MatrixClient,
         permissions: Permissions,
         spaces: ProjectSpaces | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.clock = clock  # seconds, for the space-link throttle (tests move it on)
         self.spaces = spaces
         self.threads = threads
         self.client = client
@@ -99,7 +102,7 @@ class ThreadRouter:
     async def _link_space(self, thread: Thread, spaces: ProjectSpaces) -> None:
         """At most once per ``SPACE_LINK_RETRY`` seconds per thread: a homeserver refusing the
         link must not cost every event of the session a round of requests."""
-        now = time.monotonic()
+        now = self.clock()
         if now < self._next_link.get(thread.id, now):
             return
         self._next_link[thread.id] = now + SPACE_LINK_RETRY
@@ -166,6 +169,15 @@ class ThreadRouter:
                 raise
             log.info("reusing the room behind the alias", thread_id=thread.id, room_id=found)
             await self.client.join(thread.ghost_mxid, found)
+            # Synapse makes the alias before it sends the invites: a createRoom cut short (the
+            # homeserver stopped, the answer lost) can leave a room nobody was invited to.
+            for user in invite:
+                try:
+                    await self.client.invite(thread.ghost_mxid, found, user)
+                except MatrixError as e:
+                    if e.temporary:
+                        raise  # delivery tries again
+                    log.warning("not invited to the adopted room", user=user, error=str(e))
             return found
         log.info("created thread room", thread_id=thread.id, room_id=room_id, invited=invite)
         return room_id

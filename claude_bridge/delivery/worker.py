@@ -115,6 +115,8 @@ class Delivery:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await resumed.wait()
+                if not self._stopping:
+                    log.info("backoff cut short: the outage is over", backoff_s=seconds)
 
     @property
     def active_threads(self) -> int:

@@ -100,6 +100,15 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 StartBridge = Callable[..., Awaitable[Bridge]]
 
 
+async def joined_rooms(stack: Stack, user_id: str) -> list[str]:
+    """The rooms a bridge user (a ghost, the bot) has joined, asked as that user through the
+    appservice's token: what Synapse says, not what the bridge recorded."""
+    as_token = stack.config["appservice"]["as_token"]
+    async with MatrixTestClient(stack.synapse.url, user_id, as_token, appservice=True) as client:
+        data = await client.request("GET", "/_matrix/client/v3/joined_rooms")
+    return sorted(data["joined_rooms"])
+
+
 @pytest.fixture
 async def start_bridge(stack: Stack, store_url: str, tmp_path: Path) -> AsyncIterator[StartBridge]:
     """Start bridges in this event loop on the test's store; all are stopped at the end."""

@@ -11,9 +11,10 @@ import aiohttp
 import pytest
 
 from claude_bridge.app import Bridge
+from claude_bridge.devenv.client import MatrixTestClient
 from claude_bridge.errors import ExitCode, FatalError
 from claude_bridge.store import create_database
-from tests.e2e.conftest import HookPoster, Stack, hook_payload, new_session
+from tests.e2e.conftest import HookPoster, Stack, hook_payload, joined_rooms, new_session
 
 pytestmark = pytest.mark.e2e
 
@@ -65,9 +66,9 @@ async def test_a_session_becomes_a_room(stack: Stack, bridge: Bridge, hooks: Hoo
     assert "<li>" in html and "<code>test_parser.py</code>" in html
     assert "<b>all</b>" not in html and "&lt;b&gt;all&lt;/b&gt;" in html  # raw HTML escaped
 
+    assert await joined_rooms(stack, ghost) == [room_id]  # and in no other room
     thread = await bridge.threads.get(thread_id)
-    assert thread is not None and thread.room_id == room_id
-    assert thread.project_name == "demo-app"
+    assert thread is not None and thread.project_name == "demo-app"
 
 
 async def test_matrix_message_arrives_through_a_transaction(
@@ -104,11 +105,10 @@ async def test_concurrent_first_events_make_one_room(
         return (await bridge.outbox.backlog())[0] == 0
 
     await _until(all_sent, "all 20 events delivered")
-    threads = [t for t in await bridge.threads.list(1000) if t.session_id == session]
-    assert len(threads) == 1
+    ghost = f"@claude-{session.lower()}:localhost"
+    assert await joined_rooms(stack, ghost) == [room_id]  # one room on the homeserver
     admin = stack.users["admin"]
     await admin.join(room_id)
-    ghost = f"@claude-{session.lower()}:localhost"
     members = await admin.joined_members(room_id)
     assert [m for m in members if m.startswith("@claude-")] == [ghost]
     prompts = [
@@ -134,8 +134,13 @@ async def test_restart_reuses_the_room(stack: Stack, start_bridge, hooks: HookPo
         return (await second.outbox.backlog())[0] == 0
 
     await _until(drained, "the resumed session's event delivered")
-    thread = await second.threads.get(session.lower())
-    assert thread is not None and thread.room_id == room_id
+    ghost = f"@claude-{session.lower()}:localhost"
+    assert await joined_rooms(stack, ghost) == [room_id]
+    # Both SessionStart notices, the one after the restart included, are in that room.
+    admin = stack.users["admin"]
+    await admin.join(room_id)
+    shown = [e for e in await admin.messages(room_id) if e["type"] == "m.room.message"]
+    assert [e["sender"] for e in shown] == [ghost, ghost], shown
 
 
 async def test_hook_ingest_rejects_bad_input(
@@ -165,10 +170,11 @@ async def test_hook_ingest_rejects_bad_input(
         )
         assert status == want_status, (case, body)
         assert isinstance(body, dict) and want_text in body["error"], (case, body)
-    # Nothing of the rejected requests was stored; an unknown event is accepted and stored.
+    # Nothing of the rejected requests was stored, not even the thread; an unknown event is
+    # accepted and stored.
+    assert await bridge.threads.get(session.lower()) is None
     status, body = await hooks.post({**good, "hook_event_name": "SomeFutureEvent"})
     assert (status, body) == (200, {})
-    assert (await bridge.outbox.backlog())[0] >= 0
     rows = await bridge.db.fetch(
         "SELECT event_name FROM hook_event WHERE thread_id=$1", session.lower()
     )
@@ -257,6 +263,33 @@ async def test_room_created_but_not_recorded_is_adopted(
     second = await start_bridge()
     assert (await hooks.post(hook_payload("UserPromptSubmit", session)))[0] == 200
     assert await _wait_for_room(second, session.lower()) == room_id
+    assert await joined_rooms(stack, f"@claude-{session.lower()}:localhost") == [room_id]
+
+
+async def test_a_room_nobody_was_invited_to_gets_its_invites_when_adopted(
+    stack: Stack, bridge: Bridge, hooks: HookPoster
+) -> None:
+    """Synapse makes the alias before it sends the invites, so a createRoom cut short (Synapse
+    stopped, as in the homeserver outage test) leaves a room behind the alias that no operator
+    was invited to. The bridge adopts that room: it must send the invites then."""
+    session = new_session()
+    thread_id = session.lower()
+    ghost = f"@claude-{thread_id}:localhost"
+    as_token = stack.config["appservice"]["as_token"]
+    async with MatrixTestClient(stack.synapse.url, ghost, as_token, appservice=True) as as_ghost:
+        await as_ghost.request(
+            "POST",
+            "/_matrix/client/v3/register",
+            body={"type": "m.login.application_service", "username": f"claude-{thread_id}"},
+        )
+        left = await as_ghost.create_room(alias_localpart=f"claude-thread-{thread_id}")
+
+    assert (await hooks.post(hook_payload("SessionStart", session)))[0] == 200
+    assert await _wait_for_room(bridge, thread_id) == left
+    alice = stack.users["alice"]
+    assert await alice.wait_for_invite(left, timeout=60) == left
+    await alice.join(left)
+    assert await joined_rooms(stack, ghost) == [left]
 
 
 async def test_rejected_as_token_is_fatal_with_its_exit_code(stack: Stack, start_bridge) -> None:  # type: ignore[no-untyped-def]
