@@ -11,8 +11,10 @@ up by its transaction id (``matrix/txn_lookup.py``) instead of sending it again.
 The issue asks for 30 s; the default suite holds Synapse down for 15 s. That exercises the same
 paths in half the time, and it is chosen so the test fails without the resume: Synapse is back
 ~16-19 s after delivery's first failure, while its backoff (0.25 s doubling) would next retry at
-31.75 s. (30 s happens to end right at that retry.) ``CLAUDE_BRIDGE_FAULT_HS_OUTAGE=30`` runs the
-issue's 30 s.
+31.75 s, so without the resume no backoff is cut short. (30 s happens to end right at that
+retry.) ``CLAUDE_BRIDGE_FAULT_HS_OUTAGE=30`` runs the issue's 30 s. How soon delivery resumes and
+how fast hooks are acknowledged meanwhile are figures that ``bench/reliability.py`` holds to
+their targets; this test asserts only what holds on a loaded machine.
 """
 
 from __future__ import annotations
@@ -104,10 +106,12 @@ async def test_homeserver_outage_acks_fast_and_drains_in_order(
     assert not problems, "\n".join(problems)
     assert set(burst.statuses()) == {200}  # the bridge itself never went away
     assert len(burst.acked) == SESSIONS * per_session
-    assert percentile(during, 99) < 0.5, during
-    # Resumed by the recovery watch, not at the end of each worker's backoff (up to 30 s).
-    assert resumed_after < 5, f"delivery resumed {resumed_after:.1f}s after the restart"
+    assert during, "no hook was posted while Synapse was down"
+    # Resumed by the recovery watch, not at the end of each worker's backoff (up to 30 s). How
+    # soon (resumed_after) and how fast hooks were acknowledged meanwhile are speed figures:
+    # `bench/reliability.py` holds them to their targets.
     assert bridge.logged("database and homeserver answer again")
+    assert bridge.logged("backoff cut short: the outage is over")
     assert bridge.logged("pinged the appservice")
     report(
         "homeserver_outage",

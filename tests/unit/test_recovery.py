@@ -8,6 +8,7 @@ with a ping once the database answers, and pings that do not help are spaced out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -60,7 +61,7 @@ async def _watch(world: Scripted) -> RecoveryWatch:
     return watch
 
 
-async def _until(check: Any, timeout: float = 5.0) -> None:
+async def _until(check: Any, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
@@ -152,12 +153,19 @@ async def test_pings_that_do_not_help_are_spaced_out() -> None:
 
 async def test_resume_ends_a_delivery_backoff_at_once() -> None:
     delivery = Delivery(None, None, None, None, lambda e, c: [])  # type: ignore[arg-type]
-    started = time.monotonic()
-    waiting = asyncio.create_task(delivery._backoff(30))
+    backoff = 600.0
+    waiting = asyncio.create_task(delivery._backoff(backoff))
     await asyncio.sleep(0)
+    assert not waiting.done()
     delivery.resume()
-    await asyncio.wait_for(waiting, 1)
-    assert time.monotonic() - started < 1
+    # Ended by the resume: the backoff itself would take ten minutes.
+    await asyncio.wait_for(waiting, backoff / 10)
     # A later backoff waits again (resume is not sticky).
-    with_timeout = asyncio.create_task(delivery._backoff(0.05))
-    await asyncio.wait_for(with_timeout, 1)
+    again = asyncio.create_task(delivery._backoff(backoff))
+    await asyncio.sleep(0.05)
+    assert not again.done()
+    again.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await again
+    short = asyncio.create_task(delivery._backoff(0.05))
+    await asyncio.wait_for(short, backoff / 10)
