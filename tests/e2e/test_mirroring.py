@@ -196,7 +196,13 @@ async def test_scripted_session_timeline(stack: Stack, bridge: Bridge, hooks: Ho
     assert status_state["content"]["status"] == "ended"
     thread = await bridge.threads.get(thread_id)
     assert thread is not None and thread.status == "ended" and thread.title
-    assert by_id  # every message above came from real transactions through Synapse
+    # Every event the bridge recorded as sent is in the room as read back through Synapse, and
+    # every message there is one of them or another ghost's (the subagent's, the file).
+    sent = await bridge.db.fetch("SELECT event_id FROM sent_event WHERE thread_id=$1", thread_id)
+    recorded = {r["event_id"] for r in sent}
+    in_room = {e["event_id"] for e in events}
+    assert recorded and recorded <= in_room, recorded - in_room
+    assert {i for i, e in by_id.items() if e["sender"] == ghost} <= recorded
 
 
 async def test_streamed_reply_is_edited_in_place_and_not_repeated(
@@ -205,6 +211,10 @@ async def test_streamed_reply_is_edited_in_place_and_not_repeated(
     session = new_session()
     chunks = ["Here ", "is the ", "answer."]
     await hooks.post(hook_payload("SessionStart", session))
+
+    async def drained() -> bool:
+        return (await bridge.outbox.backlog())[0] == 0
+
     for i, delta in enumerate(chunks):
         payload = hook_payload(
             "MessageDisplay",
@@ -216,13 +226,12 @@ async def test_streamed_reply_is_edited_in_place_and_not_repeated(
         )
         payload["prompt_id"] = "p9"
         assert (await hooks.post(payload))[0] == 200
+        if i == 0:  # the first chunk is in the room before the rest arrive: they must edit it
+            await _until(drained, "the first chunk delivered")
     stop = hook_payload("Stop", session, last_assistant_message="Here is the answer.")
     stop["prompt_id"] = "p9"
     assert (await hooks.post(stop))[0] == 200
     room_id = await _wait_for_room(bridge, session.lower())
-
-    async def drained() -> bool:
-        return (await bridge.outbox.backlog())[0] == 0
 
     await _until(drained, "stream delivered")
     admin = stack.users["admin"]
@@ -235,15 +244,15 @@ async def test_streamed_reply_is_edited_in_place_and_not_repeated(
         if "Here" in e["content"].get("body", "") and "m.relates_to" not in e["content"]
     ]
     assert len(originals) == 1, [e["content"]["body"] for e in messages]
+    assert "Here is the answer." not in originals[0]["content"]["body"]  # sent before the rest
     edits = [
         e
         for e in messages
         if e["content"].get("m.relates_to", {}).get("event_id") == originals[0]["event_id"]
     ]
-    final_text = (edits[-1]["content"]["m.new_content"] if edits else originals[0]["content"])[
-        "body"
-    ]
-    assert "Here is the answer." in final_text
+    assert edits, "the later chunks did not edit the first message"
+    assert all(e["content"]["m.relates_to"]["rel_type"] == "m.replace" for e in edits)
+    assert "Here is the answer." in edits[-1]["content"]["m.new_content"]["body"]
 
 
 async def test_threads_of_one_project_share_a_space(
