@@ -158,6 +158,7 @@ class Bridge:
         await self.recovery.start()
         await self.delivery.start()
         await self.inbound.start()
+        await self.control.room_sweep.start()
         self.ops.started()
         # What start-up built (modules, config, models) lives as long as the process: frozen,
         # it is no longer walked by every full collection, a pause of 20+ ms that hook requests

@@ -19,6 +19,12 @@ from claude_bridge.ids import SessionID, thread_id_for
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.permissions import Permissions
+from claude_bridge.room_policy import (
+    THREAD_JOIN_RULE,
+    creators_privileged,
+    initial_state,
+    power_levels,
+)
 from claude_bridge.spaces import ProjectSpaces
 from claude_bridge.store import Thread, ThreadStore
 
@@ -136,11 +142,16 @@ class ThreadRouter:
         """Create the thread's room, or adopt the one behind its alias; its room id."""
         invite = self.permissions.invitees()
         project = thread.project_name or "Claude Code"
+        # The ghost creates the room; from room version 12 on that makes it all-powerful.
+        version = await self.client.default_room_version()
+        creators = {thread.ghost_mxid} if creators_privileged(version) else set()
+        bot = f"@{self.config.appservice.bot_username}:{self.domain}"
         body = {
             "room_alias_name": thread.alias[1:].split(":", 1)[0],
             "name": f"{project} · Claude session {thread.session_id[:8]}",
             "topic": self.topic(thread, "active"),
             "preset": "private_chat",
+            "room_version": version,
             "invite": invite,
             "initial_state": [
                 {
@@ -148,16 +159,11 @@ class ThreadRouter:
                     "state_key": "",
                     "content": self.thread_state(thread, "active"),
                 },
-                # Joining by alias is a knock; control lets in who has a level (no one else).
-                {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}},
+                *initial_state(THREAD_JOIN_RULE),
             ],
-            "power_level_content_override": {
-                # The creator (the ghost) is not listed: room versions ≥ 12 refuse that.
-                "users": {
-                    f"@{self.config.appservice.bot_username}:{self.domain}": 100,
-                    **{user: 50 for user in invite},
-                }
-            },
+            "power_level_content_override": power_levels(
+                None, bridge=(bot, thread.ghost_mxid), operators=invite, creators=creators
+            ),
         }
         try:
             room_id = await self.client.create_room(thread.ghost_mxid, body)

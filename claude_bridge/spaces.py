@@ -14,6 +14,12 @@ from collections import defaultdict
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.permissions import Permissions
+from claude_bridge.room_policy import (
+    SPACE_JOIN_RULE,
+    creators_privileged,
+    initial_state,
+    power_levels,
+)
 from claude_bridge.store import Thread
 from claude_bridge.store.spaces import SpaceStore
 
@@ -79,15 +85,22 @@ class ProjectSpaces:
                 return existing
             invite = self.permissions.invitees()
             name = f"Claude · {project}"
+            version = await self.client.default_room_version()
+            creators = {self.bot_mxid} if creators_privileged(version) else set()
             room_id = await self.client.create_room(
                 self.bot_mxid,
                 {
                     "name": name,
                     "topic": f"Claude Code sessions in {key}",
                     "preset": "private_chat",
+                    "room_version": version,
                     "invite": invite,
                     "creation_content": {"type": "m.space"},
-                    "power_level_content_override": {"users": {u: 50 for u in invite}},
+                    "initial_state": initial_state(SPACE_JOIN_RULE),
+                    # Only the bot changes the space; people with a level may look.
+                    "power_level_content_override": power_levels(
+                        None, bridge=(self.bot_mxid,), operators=invite, creators=creators
+                    ),
                 },
             )
             log.info("created project space", project=key, room_id=room_id)

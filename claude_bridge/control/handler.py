@@ -3,7 +3,8 @@
 Registered with ``matrix/inbound``, which hands us every stored event in order (never the
 bridge's own ghosts or bot). Who sent it decides everything: no level — ignored; a viewer — may
 read and ask ``help``/``status``, nothing they write reaches Claude; an operator — messages,
-decisions and commands; an admin — also ``invite``.
+decisions and commands; an admin — also ``invite``. Who may be in a room at all is
+``room_guard``'s, which sees every event first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from claude_bridge.control.info_commands import InfoCommands
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.roles import allows
 from claude_bridge.control.room import RoomReplies
+from claude_bridge.control.room_guard import RoomGuard
 from claude_bridge.control.signals import thread_key
 from claude_bridge.matrix.echo import handoff_from
 from claude_bridge.store import Thread
@@ -36,18 +38,25 @@ def strip_reply_fallback(body: str) -> str:
 
 class InboundHandler:
     def __init__(
-        self, parts: Parts, commands: CommandSet, info: InfoCommands, replies: RoomReplies
+        self,
+        parts: Parts,
+        commands: CommandSet,
+        info: InfoCommands,
+        replies: RoomReplies,
+        guard: RoomGuard,
     ) -> None:
         self.p = parts
         self.commands = commands
         self.info = info
         self.replies = replies
+        self.guard = guard
 
     async def __call__(self, event: InboxEvent) -> None:
-        kind = event.event_type
-        if kind == "m.room.member":
-            await self._member(event)
+        # Membership, room settings and encryption are the guard's; an encrypted room's events
+        # stop there too.
+        if await self.guard.handle(event):
             return
+        kind = event.event_type
         thread = await self.p.threads.get_by_room(event.room_id)
         if kind == "m.room.message":
             await self._message(event, thread)
@@ -57,26 +66,6 @@ class InboundHandler:
             redacts = event.event.get("redacts") or event.event.get("content", {}).get("redacts")
             if isinstance(redacts, str) and await self.p.inbox.withdraw(redacts):
                 await self.p.audit.record(thread.id, event.sender, "withdraw", redacts)
-
-    async def _member(self, event: InboxEvent) -> None:
-        content = event.event.get("content") or {}
-        target = event.event.get("state_key")
-        membership = content.get("membership")
-        if membership == "invite" and target == self.p.client.bot_mxid:
-            # A direct chat with the bot is its management room, for people with a level. Only
-            # direct chats: in a group room every line would be read as a command.
-            if not content.get("is_direct") or self.p.roles.global_level(event.sender) is None:
-                await self.p.client.leave(self.p.client.bot_mxid, event.room_id)
-                return
-            await self.p.client.join(self.p.client.bot_mxid, event.room_id)
-            welcome = await self.info.welcome()
-            await self.replies.send(None, event.room_id, event.event_id, welcome, as_reply=False)
-        elif membership == "knock" and isinstance(target, str):
-            # Joining through #claude-thread-…: thread rooms are knock-only; let in who may read.
-            thread = await self.p.threads.get_by_room(event.room_id)
-            if thread is not None and await self.p.roles.level(target, thread.id) is not None:
-                await self.p.client.invite(thread.ghost_mxid, event.room_id, target)
-                await self.p.audit.record(thread.id, target, "join", "knock accepted")
 
     async def _message(self, event: InboxEvent, thread: Thread | None) -> None:
         content: dict[str, Any] = event.event.get("content") or {}

@@ -1,8 +1,9 @@
 """``Control``: steering, built from the bridge's parts, handed to the composition root.
 
-The bridge wires four things from it: ``respond`` (the hook server's answers), ``handle`` (an
-inbound Matrix handler), ``add_routes`` (the background waiter's long-poll on the hook server) and
-``renderer`` (so ``!claude mute`` takes effect in delivery). ``release`` ends every held hook
+The bridge wires five things from it: ``respond`` (the hook server's answers), ``handle`` (an
+inbound Matrix handler), ``add_routes`` (the background waiter's long-poll on the hook server),
+``renderer`` (so ``!claude mute`` takes effect in delivery) and ``room_sweep`` (the start-up
+check of every room, started once the homeserver answers). ``release`` ends every held hook
 answer with ``{}`` and must run before the hook server stops, or its shutdown waits for them.
 """
 
@@ -24,6 +25,9 @@ from claude_bridge.control.receipts import Receipts
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.roles import Roles
 from claude_bridge.control.room import RoomReplies
+from claude_bridge.control.room_check import RoomCheck
+from claude_bridge.control.room_guard import RoomGuard
+from claude_bridge.control.room_sweep import RoomSweep
 from claude_bridge.control.signals import Signals
 from claude_bridge.control.thread_commands import ThreadCommands
 from claude_bridge.control.waiter import WAIT_PATH, Waiter
@@ -38,7 +42,9 @@ from claude_bridge.router import ThreadRouter
 from claude_bridge.store import ThreadStore
 from claude_bridge.store.approvals import ApprovalStore
 from claude_bridge.store.audit import AuditLog
+from claude_bridge.store.room_policy import RoomPolicyStore
 from claude_bridge.store.session_messages import SessionInbox
+from claude_bridge.store.spaces import SpaceStore
 from claude_bridge.store.thread_control import ThreadControlStore
 from claude_bridge.store.thread_members import ThreadMembers
 
@@ -106,7 +112,14 @@ class Control:
         commands = CommandSet(options.command_prefix)
         info = InfoCommands(self.parts, commands)
         ThreadCommands(self.parts, commands)
-        self.handle = InboundHandler(self.parts, commands, info, RoomReplies(client))
+        replies = RoomReplies(client)
+        policies = RoomPolicyStore(db)
+        check = RoomCheck(
+            client, self.parts.roles, permissions, policies, config.bridge.permissions
+        )
+        self.guard = RoomGuard(self.parts, check, policies, SpaceStore(db), info, replies)
+        self.room_sweep = RoomSweep(check, self.guard, threads, policies)
+        self.handle = InboundHandler(self.parts, commands, info, replies, self.guard)
 
     def add_routes(self, server: HookServer) -> None:
         self.waiter = waiter = Waiter(
@@ -144,6 +157,7 @@ class Control:
         await self.parts.controls.load_hint()
         await self.parts.inbox.load_hint()
         await self.receipts.start()
+        await self.guard.start()
 
     def release(self) -> None:
         """End every held hook answer now (each answers ``{}``): the bridge is stopping."""
@@ -151,4 +165,5 @@ class Control:
 
     async def stop(self) -> None:
         self.release()
+        await self.room_sweep.stop()
         await self.receipts.stop()

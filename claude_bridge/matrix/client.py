@@ -62,6 +62,7 @@ class MatrixClient:
         self.bot_mxid = bot_mxid
         self.timeout = timeout
         self.scrub = scrub or scrubber_for(RedactConfig(), (as_token,))
+        self._default_room_version: str | None = None
 
     async def request(
         self,
@@ -74,6 +75,29 @@ class MatrixClient:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
+        parsed = await self._call(
+            method, path, content, user_id=user_id, query=query, headers=headers, timeout=timeout
+        )
+        return parsed if isinstance(parsed, dict) else {}
+
+    async def request_list(
+        self, method: str, path: str, *, user_id: str | None = None
+    ) -> list[Any]:
+        """A request whose answer is a JSON array (e.g. a room's state)."""
+        parsed = await self._call(method, path, None, user_id=user_id)
+        return parsed if isinstance(parsed, list) else []
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        content: Any,
+        *,
+        user_id: str | None = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         params = {**(query or {}), "user_id": user_id or self.bot_mxid}
         if "filename" in params:
             params["filename"] = self.scrub.text(params["filename"])
@@ -103,10 +127,10 @@ class MatrixClient:
             parsed = json.loads(body) if body else {}
         except ValueError:
             parsed = {}
-        if not isinstance(parsed, dict):
-            parsed = {}
         if 200 <= status < 300:
             return parsed
+        if not isinstance(parsed, dict):
+            parsed = {}
         retry_after = parsed.get("retry_after_ms")
         raise MatrixError(
             f"{method} {path}: {status} {parsed.get('errcode', '')} {parsed.get('error', '')}".strip(),
@@ -151,6 +175,15 @@ class MatrixClient:
             user_id=user_id,
         )
 
+    async def default_room_version(self) -> str:
+        """The version new rooms get (it decides whether their creator may be listed in power
+        levels); asked once per process."""
+        if self._default_room_version is None:
+            resp = await self.request("GET", "/_matrix/client/v3/capabilities")
+            versions = resp.get("capabilities", {}).get("m.room_versions", {})
+            self._default_room_version = str(versions.get("default") or "1")
+        return self._default_room_version
+
     async def create_room(self, user_id: str, body: dict[str, Any]) -> str:
         resp = await self.request("POST", "/_matrix/client/v3/createRoom", body, user_id=user_id)
         return str(resp["room_id"])
@@ -171,22 +204,62 @@ class MatrixClient:
         return str(resp["room_id"])
 
     async def invite(self, user_id: str, room_id: str, invitee: str) -> None:
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/invite"
         try:
-            await self.request(
-                "POST",
-                f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
-                {"user_id": invitee},
-                user_id=user_id,
-            )
+            await self.request("POST", path, {"user_id": invitee}, user_id=user_id)
         except MatrixError as e:
+            said = str(e).lower()
+            if e.status == 403 and "banned" in said:
+                # The bridge bans whoever is in a room without a level; it invites only people
+                # who have one now, so that ban is over.
+                await self.unban(user_id, room_id, invitee, "given a level in this bridge")
+                await self.request("POST", path, {"user_id": invitee}, user_id=user_id)
             # Already a member or already invited: the goal is reached.
-            if not (e.status == 403 and "already" in str(e).lower()):
+            elif not (e.status == 403 and "already" in said):
                 raise
 
     async def leave(self, user_id: str, room_id: str) -> None:
         await self.request(
             "POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave", {}, user_id=user_id
         )
+
+    async def ban(self, user_id: str, room_id: str, target: str, reason: str) -> None:
+        """Remove ``target`` from the room for good (a ban also withdraws an invite). Not a kick:
+        Synapse lets anyone who has left a room, even an invite never accepted, read its
+        ``shared`` history up to that point; a banned user reads nothing."""
+        await self.request(
+            "POST",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/ban",
+            {"user_id": target, "reason": reason},
+            user_id=user_id,
+        )
+
+    async def unban(self, user_id: str, room_id: str, target: str, reason: str) -> None:
+        await self.request(
+            "POST",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/unban",
+            {"user_id": target, "reason": reason},
+            user_id=user_id,
+        )
+
+    async def room_state(self, user_id: str, room_id: str) -> list[dict[str, Any]]:
+        """The room's current state events, read as ``user_id`` (who must be in the room)."""
+        resp = await self.request_list(
+            "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state", user_id=user_id
+        )
+        return [e for e in resp if isinstance(e, dict)]
+
+    async def state_event(
+        self, user_id: str, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any] | None:
+        """One state event's content, or None when the room has none of that kind."""
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{quote(event_type)}/{quote(state_key)}"
+        try:
+            return await self.request("GET", path, user_id=user_id)
+        except MatrixError as e:
+            if e.errcode == "M_NOT_FOUND":
+                return None
+            raise
 
     @timed_send("message")
     async def send_event(

@@ -16,6 +16,10 @@ class SpaceStore:
             "SELECT room_id FROM project_space WHERE project_key=$1", project_key
         )
 
+    async def is_space(self, room_id: str) -> bool:
+        found = await self.db.fetchval("SELECT 1 FROM project_space WHERE room_id=$1", room_id)
+        return found is not None
+
     async def add(self, project_key: str, room_id: str, name: str) -> str:
         """Record the space; if another one won the race, return that one."""
         await self.db.execute(

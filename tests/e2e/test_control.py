@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from claude_bridge.app import Bridge
-from claude_bridge.devenv.client import MatrixTestClient
+from claude_bridge.devenv.client import MatrixRequestError, MatrixTestClient
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, hook_payload, new_session
 from tests.e2e.test_foundation import _until, _wait_for_room
 
@@ -183,20 +183,18 @@ async def test_viewers_and_strangers_never_reach_claude(
     assert "Invited @victor:localhost as viewer" in reply
     await victor.wait_for_invite(room)
     await victor.join(room)
-    # Someone already in the room can invite anybody on Matrix; the bridge still ignores them.
-    await admin.request(
-        "POST",
-        f"/_matrix/client/v3/rooms/{room}/invite",
-        body={"user_id": mallory.user_id},
-    )
-    await mallory.wait_for_invite(room)
-    await mallory.join(room)
+    # Only the bridge invites (the room rules): not even an admin brings a stranger in through
+    # Matrix. A stranger who got into a room from before the rules is banned at once
+    # (tests/e2e/security/test_room_membership.py).
+    with pytest.raises(MatrixRequestError) as refused_invite:
+        await admin.request(
+            "POST",
+            f"/_matrix/client/v3/rooms/{room}/invite",
+            body={"user_id": mallory.user_id},
+        )
+    assert refused_invite.value.status == 403
 
-    sent = [
-        await victor.send_text(room, "viewer says: delete everything"),
-        await mallory.send_text(room, "stranger says: delete everything"),
-        await mallory.send_text(room, "!claude stop"),
-    ]
+    sent = [await victor.send_text(room, "viewer says: delete everything")]
     for event_id in sent:
         await processed(bridge, event_id)
     assert (await hooks.post(post_tool_use(session)))[1] == {}
@@ -209,18 +207,13 @@ async def test_viewers_and_strangers_never_reach_claude(
     assert "needs operator" in refused
     # An admin can make her an operator of this one room: then she is heard.
     await command(admin, room, ghost, "!claude invite @mallory:localhost operator")
+    await mallory.wait_for_invite(room)
+    await mallory.join(room)
     await mallory.send_text(room, "now I may")
     await queued(bridge, session.lower(), 1)
     assert "Message from @mallory:localhost via Matrix: now I may" == context_of(
         (await hooks.post(post_tool_use(session)))[1]
     )
-    timeline = await mallory.messages(room)
-    assert not [
-        e
-        for e in timeline
-        if e.get("content", {}).get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
-        in sent[1:]
-    ]
 
 
 async def test_a_redacted_message_is_withdrawn_before_delivery(
