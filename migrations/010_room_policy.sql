@@ -1,4 +1,4 @@
--- v8: Room policy: which rules each thread room and space was last brought in line with, and which rooms someone encrypted
+-- v10: Room policy: which rules each thread room and space was last brought in line with, and which rooms someone encrypted
 CREATE TABLE room_policy (
     room_id      TEXT PRIMARY KEY,
     policy       TEXT,
