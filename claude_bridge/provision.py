@@ -29,6 +29,7 @@ from claude_bridge.config import (
     write_private,
 )
 from claude_bridge.example_config import render_example
+from claude_bridge.files import private_dir
 from claude_bridge.registration import build_registration, new_token
 
 
@@ -58,7 +59,7 @@ def provision(
     environ = os.environ if environ is None else environ
     done: list[str] = []
     if not config_path.exists():
-        config_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(config_path.parent)
         write_private(config_path, lambda f: f.write(render_example()))
         overrides = env_overrides(environ)
         config = load_config(config_path, environ)  # validates the overrides before writing them
@@ -86,7 +87,7 @@ def provision(
         update_config_file(config_path, updates)
     want = build_registration(config)
     if not _registration_matches(registration_path, want):
-        registration_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(registration_path.parent)
         yaml = YAML()
         write_private(registration_path, lambda f: yaml.dump(want, f))
         done.append(f"wrote {registration_path} (restart Synapse if it was running)")

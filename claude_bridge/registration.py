@@ -10,6 +10,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from claude_bridge.config import Config, load_config, update_config_file, write_private
+from claude_bridge.files import private_dir
 
 
 def new_token() -> str:
@@ -53,7 +54,7 @@ def generate_registration(config_path: Path, output: Path) -> dict[str, Any]:
     config.appservice.as_token = as_token
     config.appservice.hs_token = hs_token
     registration = build_registration(config)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(output.parent)
     yaml = YAML()
     write_private(output, lambda f: yaml.dump(registration, f))
     return registration

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from ruamel.yaml import YAML
 
+from claude_bridge.files import private_dir, write_private_text
+
 if TYPE_CHECKING:
     from claude_bridge.devenv.client import MatrixTestClient
 
@@ -149,8 +151,8 @@ class LocalSynapse:
         app_service_config_files: Sequence[Path] = (),
         extra_config: Mapping[str, Any] | None = None,
     ) -> None:
-        self.workdir = Path(workdir).resolve()
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        # 0700: it holds the signing key, the shared secret and the database of access tokens.
+        self.workdir = private_dir(Path(workdir).resolve())
         self._server_name = server_name
         # Chosen once so clients and appservice registrations stay valid across restarts.
         self._port = port if port is not None else free_port()
@@ -202,7 +204,7 @@ class LocalSynapse:
         if path.exists():
             return path.read_text().strip()
         secret = secrets.token_urlsafe(32)
-        path.write_text(secret + "\n")
+        write_private_text(path, secret + "\n")
         return secret
 
     def config(self) -> dict[str, Any]:
@@ -282,10 +284,10 @@ class LocalSynapse:
         ):
             buf = io.StringIO()
             yaml.dump(data, buf)
-            path.write_text(buf.getvalue())
+            write_private_text(path, buf.getvalue())  # homeserver.yaml holds the shared secret
         key_path = Path(config["signing_key_path"])
         if not key_path.exists():
-            key_path.write_text(self._new_signing_key())
+            write_private_text(key_path, self._new_signing_key())
 
     @staticmethod
     def _new_signing_key() -> str:

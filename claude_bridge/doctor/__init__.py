@@ -18,6 +18,7 @@ from claude_bridge.config import Config, ConfigError, load_config
 from claude_bridge.doctor.checks import (
     Check,
     check_database,
+    check_file_modes,
     check_registration,
     check_thread_owners,
     check_tokens,
@@ -40,6 +41,7 @@ def local_checks(
     checks = [Check("config", True, f"{config_path} is valid")]
     checks += check_tokens(config)
     checks.append(check_registration(config, registration_path))
+    checks.append(check_file_modes(config, config_path, registration_path))
     return config, checks
 
 

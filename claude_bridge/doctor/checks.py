@@ -1,4 +1,4 @@
-"""The checks that need no homeserver: config, tokens, registration file, database."""
+"""The checks that need no homeserver: config, tokens, registration file, file modes, database."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from mautrix.util.async_db import Database
 from ruamel.yaml import YAML, YAMLError
 
 from claude_bridge.config import GENERATE, Config
+from claude_bridge.files import open_to_others
 from claude_bridge.log import mau_logger
 from claude_bridge.ownership import orphans
 from claude_bridge.registration import build_registration
-from claude_bridge.store.database import load_migrations
+from claude_bridge.store.database import create_private_sqlite, load_migrations, sqlite_path
 from claude_bridge.store.threads import ThreadStore
 from claude_bridge.token_access import TokenAccess
 
@@ -103,8 +104,27 @@ def check_registration(config: Config, path: Path) -> Check:
     return Check("registration", True, f"{path} matches the config (tokens, namespaces, URL)")
 
 
+def check_file_modes(config: Config, config_path: Path, registration_path: Path) -> Check:
+    """Files holding secrets or raw hook payloads that others can read (or replace)."""
+    files = [config_path, registration_path]
+    database = sqlite_path(config.database_url(config_path.parent))
+    if database is not None:
+        files += [database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))]
+    problems = [p for p in map(open_to_others, files) if p]
+    if problems:
+        return Check(
+            "file modes",
+            False,
+            "; ".join(problems),
+            "these files hold tokens or hook payloads: make them 0600 (directories 0700), "
+            "owned by the user the bridge runs as",
+        )
+    return Check("file modes", True, "config, registration and database are private (0600)")
+
+
 async def check_database(url: str) -> Check:
     fix = "check 'database' in the config: the server must be up and the credentials right"
+    create_private_sqlite(url)  # a database doctor creates is private like the bridge's
     db = Database.create(url, log=mau_logger("doctor.db"))  # no upgrade table: look, don't migrate
     try:
         async with asyncio.timeout(10):

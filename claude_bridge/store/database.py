@@ -14,7 +14,9 @@ from pathlib import Path
 
 from mautrix.util.async_db import Database, Scheme, UpgradeTable
 from mautrix.util.async_db.connection import LoggingConnection
+from yarl import URL
 
+from claude_bridge.files import create_private
 from claude_bridge.log import mau_logger
 
 # Importing it also makes SQLiteConnection the pool's connection class.
@@ -89,8 +91,26 @@ def build_upgrade_table(migrations: list[Migration]) -> UpgradeTable:
 SQLITE_CONNECTIONS = 3
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a ``sqlite:`` URL; None for Postgres or an in-memory database."""
+    if not url.startswith("sqlite:"):
+        return None
+    path = URL(url).path
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def create_private_sqlite(url: str) -> None:
+    """Create a SQLite database file 0600 (in a 0700 directory if that is new) before SQLite
+    does: SQLite gives the -wal and -shm files the database file's mode, so all three hold the
+    hook payloads privately. An existing file is left as it is (``doctor`` warns)."""
+    path = sqlite_path(url)
+    if path is not None:
+        create_private(path)
+
+
 def create_database(url: str, *, pool_size: int = 10) -> Database:
     """A mautrix ``Database`` over asyncpg or aiosqlite; ``start()`` applies migrations."""
+    create_private_sqlite(url)
     # SQLite in WAL mode: a few connections let a hook's INSERT run while delivery reads or
     # writes on another, instead of queueing behind it for the pool's single connection.
     args: dict[str, object] = {

@@ -412,6 +412,8 @@ def _write_setup(stack: Stack, tmp_path: Path, **changes: dict[str, Any]) -> tup
     reg = build_registration(parse_config(config))
     reg.update(changes.get("registration", {}))
     YAML().dump(reg, registration)
+    for path in (config_path, registration):  # as setup writes them: doctor checks the modes
+        path.chmod(0o600)
     return config_path, registration
 
 
