@@ -45,7 +45,7 @@ HOOK_TOKEN = "fault-hook-secret"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 30.0) -> Any:
+async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 60.0) -> Any:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -451,7 +451,7 @@ async def backlog(database_url: str, received_before_ms: int | None = None) -> i
     )
 
 
-async def until_drained(database_url: str, what: str, timeout: float = 30.0) -> None:
+async def until_drained(database_url: str, what: str, timeout: float = 60.0) -> None:
     """Wait until the bridge's outbox has nothing pending."""
 
     async def drained() -> bool:

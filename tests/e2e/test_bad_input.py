@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
 
 
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 30.0) -> Any:
+async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := await check()):
         if time.monotonic() > deadline:
@@ -166,6 +166,9 @@ async def test_new_sessions_per_token_are_capped(
 ) -> None:
     tokens = {"laptop": hooks.token, "ci": "ci-secret"}
     bridge: Bridge = await start_bridge(hooks={"new_threads_per_minute": 10, "tokens": tokens})
+    # The buckets' clock stands still: posting 1000 sessions may take longer than the 6 s that
+    # refill one on a loaded machine, and the cap, not the machine, must decide.
+    bridge.hooks.ingest.new_threads.clock = lambda: 1000.0
     existing = new_session()
     assert (await hooks.post(hook_payload("SessionStart", existing)))[0] == 200
     sessions = [new_session() for _ in range(1000)]
@@ -177,7 +180,7 @@ async def test_new_sessions_per_token_are_capped(
     accepted = [s for s, (status, _) in zip(sessions, results, strict=True) if status == 200]
     limited = [body for status, body in results if status == 429]
     print(f"new-thread cap: {len(accepted)} accepted, {len(limited)} answered 429")
-    assert 9 <= len(accepted) <= 10 and len(accepted) + len(limited) == len(sessions)
+    assert len(accepted) == 9 and len(accepted) + len(limited) == len(sessions)
     assert "'laptop' opened more than 10 new sessions" in limited[0]["error"]
     # Retry-After says when; events of existing sessions and other tokens are not limited.
     async with aiohttp.ClientSession() as http:
@@ -186,7 +189,7 @@ async def test_new_sessions_per_token_are_capped(
             json=hook_payload("SessionStart", new_session()),
             headers={"Authorization": f"Bearer {hooks.token}"},
         ) as resp:
-            assert resp.status == 429 and 1 <= int(resp.headers["Retry-After"]) <= 6
+            assert resp.status == 429 and resp.headers["Retry-After"] == "6"  # 1 per 6 s
     for name in ("UserPromptSubmit", "Stop"):
         assert (await hooks.post(hook_payload(name, existing)))[0] == 200
     assert (await hooks.post(hook_payload("SessionStart", new_session()), token="ci-secret"))[

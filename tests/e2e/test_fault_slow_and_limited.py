@@ -40,7 +40,7 @@ from tests.e2e.proxy import HomeserverProxy
 pytestmark = pytest.mark.e2e
 
 
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 30.0) -> Any:
+async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 60.0) -> Any:
     """Poll bridge state until ``check`` is truthy (a deadline, never a fixed sleep)."""
     deadline = time.monotonic() + timeout
     while not (result := await check()):

@@ -233,7 +233,7 @@ async def _wait_for_room(bridge: Bridge, thread_id: str) -> str:
     return await _until(has_room, f"room for thread {thread_id}")
 
 
-async def _until(check, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+async def _until(check, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
     """Poll bridge state (not the homeserver) until ``check`` is truthy."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
