@@ -150,7 +150,10 @@ class Stack:
                 "permissions": {
                     "@alice:localhost": "operator",
                     "@admin:localhost": "admin",
-                }
+                },
+                # The burst measures how fast every one of its events reaches the room; the
+                # backlog cap would fold most of them (tests/e2e/security/test_limits.py).
+                "mirror": {"backlog_events": 1_000_000},
             },
             "logging": {"level": self.options.log_level, "format": "json"},
         }

@@ -1,8 +1,9 @@
 """Retention (``bridge.retention``): what the bridge no longer needs to keep, pruned hourly.
 
-Payloads of hook events delivered more than N days ago become ``{"pruned":true}``; processed
-Matrix events and transaction ids as old are deleted. Threads, rooms and the hook event → Matrix
-event mapping stay; what is gone from the bridge is still in the Matrix rooms.
+Payloads of hook events delivered (or folded, ``delivery/backlog.py``) more than N days ago
+become ``{"pruned":true}``; processed Matrix events and transaction ids as old are deleted.
+Threads, rooms and the hook event → Matrix event mapping stay; what is gone from the bridge is
+still in the Matrix rooms.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ async def prune(
     pruned = {"hook_event": 0, "matrix_event": 0, "appservice_txn": 0}
     while True:  # in batches, so a first run on a big store does not hold one long transaction
         ids = await db.fetch(
-            "SELECT id FROM hook_event WHERE state='sent' AND received_at < $1 AND payload <> $2 "
+            "SELECT id FROM hook_event WHERE state IN ('sent', 'folded') AND received_at < $1 "
+            "AND payload <> $2 "
             "LIMIT $3",
             cutoff,
             PRUNED_PAYLOAD,

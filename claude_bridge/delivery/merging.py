@@ -80,6 +80,8 @@ class Merger:
         for event in batch:
             if self.sender.may_be_sent(event) or thread.status == "archived":
                 break  # its parts may be in the room already: it goes alone, looked up first
+            if event.folded is not None:
+                break  # a folded backlog's notice goes alone
             try:
                 hook = parse_hook_event(json.loads(event.payload))
             except (ValueError, HookInputError):

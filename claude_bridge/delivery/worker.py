@@ -10,6 +10,7 @@ from typing import Any
 
 from structlog.contextvars import bind_contextvars
 
+from claude_bridge.delivery.backlog import BacklogCap
 from claude_bridge.delivery.context import ContextReader
 from claude_bridge.delivery.merging import Merger, Rendered, Renderer
 from claude_bridge.delivery.sending import Sender
@@ -73,6 +74,7 @@ class Delivery:
             max_lines=options.coalesce_lines,
             max_content_bytes=options.max_content_bytes,
         )
+        self.backlog = BacklogCap(outbox, options.backlog_events)
         self._workers: dict[ThreadID, asyncio.Task[None]] = {}
         self._dirty: set[ThreadID] = set()
         self._stopping = False
@@ -130,7 +132,9 @@ class Delivery:
                 while not self._stopping:
                     batch = await self._fetch(thread_id)
                     if not batch:
+                        self.backlog.caught_up(thread_id)
                         break
+                    batch = await self.backlog.check(thread_id, batch, BATCH)
                     # One read of the thread per batch; what delivery changes it keeps in step.
                     thread = await self.threads.get(thread_id)
                     i = 0
@@ -253,7 +257,8 @@ class Delivery:
             # Archiving is final: its ghost left the room. Keep the event, say why it stays.
             await self.outbox.mark_failed(event.id, "thread archived: not mirrored")
             return
-        if rendered is None:
+        hook: HookEvent | None = None
+        if rendered is None and event.folded is None:
             try:
                 hook = parse_hook_event(json.loads(event.payload))
             except (ValueError, HookInputError) as e:
@@ -264,9 +269,12 @@ class Delivery:
                 return
         room_id = await self.router.ensure_room(thread)
         bind_contextvars(session_id=thread.session_id, room_id=room_id)
-        if rendered is None:
+        if event.folded is not None:  # the notice of a folded backlog, not the event it was
+            messages = self.backlog.notice(event)
+        elif hook is not None:
             messages = self.render(hook, await self.contexts.context(thread, hook, event))
         else:
+            assert rendered is not None
             messages = rendered[1]
         # Parts can only exist if an earlier attempt got that far: skip the read otherwise.
         sent = set(done or ())
@@ -281,6 +289,8 @@ class Delivery:
             await self.outbox.record_part(event.id, part, thread.id, anchor, event_id, last=last)
         if not todo:
             await self.outbox.mark_sent(event.id)
+        if event.folded is not None:
+            self.backlog.sent(event)
         self._uncertain.discard(event.id)
         self._settled.add(event.thread_id)
         self.last_success_ms = event.received_at

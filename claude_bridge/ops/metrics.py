@@ -71,6 +71,12 @@ COALESCED_LINES = Counter(
     "Hook events shown as one line of a merged message (a burst coalesced) rather than alone.",
     registry=REGISTRY,
 )
+FOLDED_EVENTS = Counter(
+    "claude_bridge_folded_events",
+    "Hook events folded (stored, not sent) because their room was over "
+    "bridge.mirror.backlog_events behind its session.",
+    registry=REGISTRY,
+)
 OUTBOX_BACKLOG = Gauge(
     "claude_bridge_outbox_backlog", "Hook events stored but not yet in Matrix.", registry=REGISTRY
 )

@@ -57,3 +57,37 @@ def _value(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return ""
+
+
+FOLD_ICON = "⏩"
+# How a folded backlog's events are counted in its notice; any other name is "other events".
+_FOLDED_KINDS = (
+    ("PreToolUse", "tool call"),
+    ("PostToolUse", "output"),
+    ("PostToolUseFailure", "failed call"),
+)
+
+
+def folded_notice(kinds: dict[str, int], *, replaces: str | None, anchor: str) -> OutboundMessage:
+    """The notice telling a room that the oldest detail of its backlog was folded (stored, not
+    sent): ``kinds`` counts the folded events by hook event name. A later fold of the same
+    backlog edits it (``replaces``) with the new totals instead of posting another."""
+    total = sum(kinds.values())
+    known = dict(_FOLDED_KINDS)
+    parts = [_count(kinds.get(name, 0), label) for name, label in _FOLDED_KINDS]
+    parts.append(_count(sum(n for k, n in kinds.items() if k not in known), "other event"))
+    detail = ", ".join(p for p in parts if p)
+    lead = f"{FOLD_ICON} Catching up: {total:,} event{'' if total == 1 else 's'} folded"
+    rest = (
+        f" ({detail}) — this session ran far ahead of its room. Prompts, replies, approvals "
+        "and notifications are all shown; the folded detail stays in the bridge's store."
+    )
+    return OutboundMessage(
+        content=message(lead + rest, f"<b>{esc(lead)}</b>{esc(rest)}"),
+        anchor=None if replaces else anchor,
+        replaces=replaces,
+    )
+
+
+def _count(n: int, label: str) -> str:
+    return f"{n:,} {label}{'' if n == 1 else 's'}" if n else ""

@@ -137,6 +137,17 @@ class MirrorConfig(BaseModel):
         "(a burst, or catching up after an outage), send up to this many as one message, a "
         "line each. Nothing is held back to wait for more; 1 turns coalescing off.",
     )
+    backlog_events: int = Field(
+        default=200,
+        ge=20,
+        le=1_000_000,
+        description="When more than this many events of one session wait to be sent to its "
+        "room (a burst faster than the homeserver takes them, or a flood), the oldest tool "
+        "calls, tool output and other detail among them are folded: stored, not sent, and one "
+        "notice tells the room how many. The newest half of this many are still shown. "
+        "Prompts, replies, approvals, notifications, errors and session start/end are always "
+        "sent.",
+    )
     redact: RedactConfig = Field(
         default_factory=RedactConfig, description="Secret scrubbing (see RedactConfig)."
     )

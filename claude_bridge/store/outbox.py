@@ -6,7 +6,7 @@ outbox (``state='sent'``) only after every Matrix event it renders to has been s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from mautrix.util.async_db import Database
@@ -44,6 +44,19 @@ class PendingEvent:
     payload: str
     attempts: int
     received_at: int
+    folded: str | None = None
+    """Set on the first event of a folded backlog: the notice it is sent as (JSON, see
+    ``delivery/backlog.py``) instead of what it was."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A pending event as the backlog cap sees it: no payload."""
+
+    id: HookEventID
+    event_name: str
+    carrier: bool
+    """It carries a fold notice already."""
 
 
 class Outbox:
@@ -94,8 +107,8 @@ class Outbox:
 
     async def pending(self, thread_id: str, limit: int = 100) -> list[PendingEvent]:
         rows = await self.db.fetch(
-            "SELECT id, thread_id, event_name, payload, attempts, received_at FROM hook_event "
-            "WHERE thread_id=$1 AND state='pending' ORDER BY id LIMIT $2",
+            "SELECT id, thread_id, event_name, payload, attempts, received_at, folded "
+            "FROM hook_event WHERE thread_id=$1 AND state='pending' ORDER BY id LIMIT $2",
             thread_id,
             limit,
         )
@@ -107,9 +120,42 @@ class Outbox:
                 r["payload"],
                 r["attempts"],
                 r["received_at"],
+                r["folded"],
             )
             for r in rows
         ]
+
+    async def waiting(self, thread_id: str) -> list[Waiting]:
+        """Every pending event of the thread, oldest first, without payloads."""
+        rows = await self.db.fetch(
+            "SELECT id, event_name, folded FROM hook_event WHERE thread_id=$1 AND state='pending' "
+            "ORDER BY id",
+            thread_id,
+        )
+        return [
+            Waiting(HookEventID(r["id"]), r["event_name"], r["folded"] is not None) for r in rows
+        ]
+
+    async def fold(
+        self, thread_id: str, carrier: int, last: int, keep: Collection[str], notice: str
+    ) -> None:
+        """Fold the pending events of ``(carrier, last]`` except those named in ``keep`` (they
+        stay pending) and those carrying a notice already; ``carrier`` is sent as ``notice``.
+        One transaction: the room is told about exactly what was folded."""
+        names = sorted(keep)
+        marks = ", ".join(f"${i + 5}" for i in range(len(names))) or "''"
+        await write_atomically(
+            self.db,
+            [
+                Write(
+                    "UPDATE hook_event SET state='folded', sent_at=$4 WHERE thread_id=$1 "
+                    "AND state='pending' AND id>$2 AND id<=$3 AND folded IS NULL "
+                    f"AND event_name NOT IN ({marks})",
+                    (thread_id, carrier, last, now_ms(), *names),
+                ),
+                Write("UPDATE hook_event SET folded=$2 WHERE id=$1", (carrier, notice)),
+            ],
+        )
 
     async def threads_with_pending(self) -> list[ThreadID]:
         rows = await self.db.fetch(

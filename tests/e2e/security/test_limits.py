@@ -18,7 +18,10 @@ import pytest
 from claude_bridge.app import Bridge
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload, new_session
 from tests.e2e.proxy import HomeserverProxy
-from tests.e2e.test_coalescing import drained, open_room, timeline
+from tests.e2e.test_coalescing import Gate, bash, bash_done, drained, open_room, related, timeline
+from tests.e2e.test_coalescing import gate as gate  # the fixture holding delivery back
+from tests.e2e.test_control import permission_request
+from tests.e2e.test_foundation import _until
 from tests.unit.test_shim import Run, fast_command, run_command, spooled
 
 pytestmark = pytest.mark.e2e
@@ -81,6 +84,22 @@ async def stored(bridge: Bridge, session: str, name: str) -> list[dict[str, Any]
         name,
     )
     return [json.loads(r["payload"]) for r in rows]
+
+
+async def stored_count(bridge: Bridge, session: str, name: str | None) -> int:
+    """Hook events of the session stored (of that name)."""
+    where = "" if name is None else " AND event_name=$2"
+    args = [session.lower()] if name is None else [session.lower(), name]
+    query = f"SELECT COUNT(*) FROM hook_event WHERE thread_id=$1{where}"
+    return int(await bridge.db.fetchval(query, *args))
+
+
+def latest_text(events: list[dict[str, Any]], original: dict[str, Any]) -> str:
+    """What ``original`` shows now: the body of its last edit, or its own."""
+    edits = related(events, "m.replace", original["event_id"])
+    if edits:
+        return str(edits[-1]["content"]["m.new_content"]["body"])
+    return str(original["content"]["body"])
 
 
 async def bodies(stack: Stack, bridge: Bridge, room_id: str) -> list[str]:
@@ -155,3 +174,110 @@ async def test_the_same_notification_twice_is_stored_and_shown_twice(
     assert len(await stored(bridge, session, "Notification")) == 3
     shown = await bodies(stack, bridge, room_id)
     assert sum("waiting for your input" in b for b in shown) == 3, shown
+
+
+# --- a burst on one thread ----------------------------------------------------------------------
+
+TURNS = 10
+CAP = 200
+"""``bridge.mirror.backlog_events`` for the burst: the default."""
+FOLD = "⏩"
+
+
+def burst(session: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """1,500 hook events of one session, and the texts of those a person must see, in order:
+    10 turns of a prompt, tool calls with their output and a reply, two Notifications on the
+    way; the last turn ends in a PermissionRequest (the session then waits for it)."""
+    events: list[dict[str, Any]] = []
+    must_see: list[str] = []
+
+    def add(payload: dict[str, Any], text: str | None = None) -> None:
+        events.append(payload)
+        if text is not None:
+            must_see.append(text)
+
+    notes = {2: "Still working on it", 5: "Look at this now"}
+    calls = 739  # 1,500 − 10 prompts − 9 replies − 2 notifications − 1 approval = 2 × 739
+    for turn in range(TURNS):
+        prompt = f"prompt number {turn}"
+        add(hook_payload("UserPromptSubmit", session, prompt=prompt), prompt)
+        n = calls // TURNS if turn < TURNS - 1 else calls - (calls // TURNS) * (TURNS - 1)
+        for call in range(n):
+            use, cmd = f"toolu_{turn:02d}_{call:03d}", f"echo turn {turn} call {call}"
+            add(bash(session, use, cmd))
+            add(bash_done(session, use, cmd, f"output {turn}.{call}"))
+            if turn in notes and call == n // 2:
+                add(hook_payload("Notification", session, message=notes[turn]), notes[turn])
+        if turn < TURNS - 1:
+            reply = f"reply number {turn}"
+            add(hook_payload("Stop", session, last_assistant_message=reply), reply)
+    add(permission_request(session, "rm -rf build/ # burst approval"), "burst approval")
+    assert len(events) == 1_500
+    return events, must_see
+
+
+async def test_a_burst_of_1500_events_folds_tool_detail_and_keeps_what_people_must_see(
+    stack: Stack, gate: Gate, start_bridge: StartBridge, hooks: HookPoster
+) -> None:
+    bridge = await start_bridge()
+    session = new_session()
+    room_id = await open_room(bridge, stack, hooks, session)
+    ghost = f"@claude-{session.lower()}:localhost"
+    before = await bridge.db.fetchval("SELECT COUNT(*) FROM sent_event WHERE thread_id=$1", session)
+    gate.held = True  # everything is queued before delivery starts: the state a burst leaves
+    payloads, must_see = burst(session)
+    for payload in payloads[:-1]:
+        status, body = await hooks.post(payload)
+        assert status == 200, body
+    held = asyncio.create_task(hooks.post(payloads[-1]))  # answered when someone decides
+    await _until(lambda: stored_count(bridge, session, "PermissionRequest"), "the request stored")
+    started = asyncio.get_running_loop().time()
+    gate.release()
+
+    alice = stack.users["alice"]
+    prompt = await alice.wait_for(
+        lambda e: e["sender"] == ghost and "burst approval" in e["content"].get("body", ""),
+        room_id=room_id,
+    )
+    await alice.react(room_id, prompt["event_id"], "✅")
+    status, answer = await asyncio.wait_for(held, 60)
+    assert status == 200 and answer["hookSpecificOutput"]["decision"]["behavior"] == "allow"
+    await drained(bridge)
+    print(f"burst sent in {asyncio.get_running_loop().time() - started:.1f} s")
+
+    room = await alice.messages(room_id, limit=3_000)
+    shown = [str(e["content"].get("body", "")) for e in timeline(room)]
+    sent = int(
+        await bridge.db.fetchval(
+            "SELECT COUNT(DISTINCT event_id) FROM sent_event WHERE thread_id=$1", session
+        )
+    ) - int(before)
+    print(f"{sent} Matrix events for the burst, {len(shown)} in the timeline")
+
+    # Every prompt, reply, notification and the approval: there, once, in order.
+    at = [next((i for i, b in enumerate(shown) if text in b), -1) for text in must_see]
+    assert -1 not in at and at == sorted(at), str(list(zip(must_see, at, strict=True)))
+    for text in must_see:
+        assert sum(text in b for b in shown) == 1, text
+
+    # One notice tells the room how much was folded; it says what the store says.
+    notices = [e for e in timeline(room) if e["content"].get("body", "").startswith(FOLD)]
+    assert len(notices) == 1, [e["content"]["body"] for e in notices]
+    folded = int(
+        await bridge.db.fetchval(
+            "SELECT COUNT(*) FROM hook_event WHERE thread_id=$1 "
+            "AND (state='folded' OR folded IS NOT NULL)",
+            session,
+        )
+    )
+    final = latest_text(room, notices[0])
+    print(f"{folded} events folded: {final}")
+    assert f"{folded:,} " in final, final
+    assert at[0] < shown.index(notices[0]["content"]["body"]) < at[1]  # where folding began
+    # The tool detail was folded: what the room got is bounded by the cap, not by the burst.
+    # Of the 1,478 tool events at most the newest CAP / 2 (and the outputs of their calls) are
+    # shown; every one of them, and each prompt, reply and ping, costs at most one Matrix event.
+    assert folded >= 1_478 - CAP // 2 - 10, folded
+    assert sent <= len(must_see) + CAP // 2, sent
+    # Nothing else is lost: every accepted event is stored, folded ones too.
+    assert int(await stored_count(bridge, session, None)) >= 1_500
