@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from claude_bridge.control.approvals import Approvals
@@ -10,7 +11,7 @@ from claude_bridge.control.roles import Roles
 from claude_bridge.control.signals import Signals
 from claude_bridge.matrix.client import MatrixClient
 from claude_bridge.router import ThreadRouter
-from claude_bridge.store import ThreadStore
+from claude_bridge.store import Thread, ThreadStore
 from claude_bridge.store.approvals import ApprovalStore
 from claude_bridge.store.audit import AuditLog
 from claude_bridge.store.session_messages import SessionInbox
@@ -34,3 +35,5 @@ class Parts:
     signals: Signals
     muted: set[str] = field(default_factory=set)
     """Threads whose tool calls are not mirrored (kept in step with ``thread_control.muted``)."""
+    recheck_room: Callable[[Thread], Awaitable[object]] | None = None
+    """Brings a thread's room in line with who has which level there (``room_check``)."""

@@ -42,6 +42,7 @@ from claude_bridge.room_policy import (
     room_creators,
 )
 from claude_bridge.store import Thread
+from claude_bridge.store.audit import AuditLog
 from claude_bridge.store.room_policy import RoomPolicyStore
 
 log = get_logger("rooms")
@@ -83,8 +84,10 @@ class RoomCheck:
         permissions: Permissions,
         store: RoomPolicyStore,
         rules: dict[str, PermissionLevel],
+        audit: AuditLog,
     ) -> None:
         self.client = client
+        self.audit = audit
         self.roles = roles
         self.permissions = permissions
         self.store = store
@@ -95,6 +98,7 @@ class RoomCheck:
         assert thread.room_id
         return await self._check(
             thread.room_id,
+            thread=thread.id,
             actor=thread.ghost_mxid,
             bridge=(self.client.bot_mxid, thread.ghost_mxid),
             join_rule=THREAD_JOIN_RULE,
@@ -107,13 +111,19 @@ class RoomCheck:
 
         bot = self.client.bot_mxid
         return await self._check(
-            room_id, actor=bot, bridge=(bot,), join_rule=SPACE_JOIN_RULE, level_of=level_of
+            room_id,
+            thread=None,
+            actor=bot,
+            bridge=(bot,),
+            join_rule=SPACE_JOIN_RULE,
+            level_of=level_of,
         )
 
     async def _check(
         self,
         room_id: str,
         *,
+        thread: str | None,
         actor: str,
         bridge: tuple[str, ...],
         join_rule: str,
@@ -173,6 +183,9 @@ class RoomCheck:
                     if await self._tolerant(self.client.unban(actor, room_id, user, UNBAN_REASON)):
                         outcome.unbanned.append(user)
             await self.store.checked(room_id, self.fingerprint)
+            for action, users in (("ban", outcome.banned), ("unban", outcome.unbanned)):
+                for user in users:
+                    await self.audit.record(thread, actor, action, f"{user} (room check)")
             if outcome.changed or outcome.banned or outcome.unbanned:
                 log.info(
                     "room brought in line with the room rules",

@@ -4,8 +4,8 @@
   that thread is banned at once, with the reason (a ban, not a kick: ``room_check`` says why). A
   knock from someone with a level is let in (the room's alias leads to a knock); one from anyone
   else is left pending, which shows them nothing. When someone with a level joins, or a person
-  changes the room's settings (possible only in rooms made before the room rules), the whole room
-  is checked again (``RoomCheck``).
+  sends any state (possible only in rooms made before the room rules), the whole room is checked
+  again (``RoomCheck``).
 - **Project spaces**: the same, by the global level.
 - **The bot's direct chat**: the bot accepts a direct chat from someone with a level; it leaves
   a chat that someone without one joins or is invited to, or that is encrypted, saying why.
@@ -31,15 +31,6 @@ from claude_bridge.store.room_policy import RoomPolicyStore
 from claude_bridge.store.spaces import SpaceStore
 
 log = get_logger("rooms")
-
-ROOM_SETTINGS = frozenset(
-    {
-        "m.room.power_levels",
-        "m.room.join_rules",
-        "m.room.history_visibility",
-        "m.room.guest_access",
-    }
-)
 
 
 def encrypted_notice(sender: str) -> str:
@@ -95,7 +86,9 @@ class RoomGuard:
         if kind == "m.room.encryption":
             await self._encryption(event)
             return True
-        if kind in ROOM_SETTINGS and event.event.get("state_key") == "":
+        if isinstance(event.event.get("state_key"), str):
+            # Under the room rules no person sends state; one who could is in a room from
+            # before them (or given power by hand): check the room.
             await self._settings(event)
             return True
         return event.room_id in self.encrypted

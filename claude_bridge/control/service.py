@@ -115,9 +115,15 @@ class Control:
         replies = RoomReplies(client)
         policies = RoomPolicyStore(db)
         check = RoomCheck(
-            client, self.parts.roles, permissions, policies, config.bridge.permissions
+            client,
+            self.parts.roles,
+            permissions,
+            policies,
+            config.bridge.permissions,
+            self.parts.audit,
         )
         self.guard = RoomGuard(self.parts, check, policies, SpaceStore(db), info, replies)
+        self.parts.recheck_room = check.thread_room
         self.room_sweep = RoomSweep(check, self.guard, threads, policies)
         self.handle = InboundHandler(self.parts, commands, info, replies, self.guard)
 

@@ -14,7 +14,7 @@ from claude_bridge.control.parts import Parts
 from claude_bridge.control.roles import OVERRIDE_LEVELS
 from claude_bridge.control.signals import thread_key
 from claude_bridge.log import get_logger
-from claude_bridge.matrix.client import MatrixError, quote
+from claude_bridge.matrix.client import MatrixError
 from claude_bridge.router import THREAD_STATE
 from claude_bridge.store import Thread
 from claude_bridge.store.database import now_ms
@@ -150,18 +150,17 @@ class ThreadCommands:
             raise CommandError(f"`{args.user}` is not a user id like @name:server.")
         await self.p.members.set(thread.id, args.user, args.level, caller.user_id)
         await self.p.audit.record(thread.id, caller.user_id, "member", f"{args.user} {args.level}")
-        if args.level == "none":
+        if args.level != "none":
+            await self.p.client.invite(thread.ghost_mxid, caller.room_id, args.user)
+        # The room follows: an operator is listed at 50, a viewer not; with ``none`` they are
+        # banned if present (a kick would leave them the room's history, see room_check).
+        if self.p.recheck_room is not None:
             try:
-                await self.p.client.request(
-                    "POST",
-                    f"/_matrix/client/v3/rooms/{quote(caller.room_id)}/kick",
-                    {"user_id": args.user, "reason": f"removed by {caller.user_id}"},
-                    user_id=thread.ghost_mxid,
-                )
-            except MatrixError as e:  # not in the room: the override alone keeps them out
-                log.info("kick failed", user=args.user, error=str(e))
+                await self.p.recheck_room(thread)
+            except MatrixError as e:
+                log.warning("could not update the room", thread_id=thread.id, error=str(e))
+        if args.level == "none":
             return Reply(f"{args.user} has no access to this room any more.")
         level = await self.p.roles.level(args.user, thread.id)
-        await self.p.client.invite(thread.ghost_mxid, caller.room_id, args.user)
         shown = level.value if level else "none"
         return Reply(f"Invited {args.user} as {shown} in this room.")

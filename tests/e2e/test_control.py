@@ -577,7 +577,7 @@ async def test_archive_mute_and_per_thread_removal(
         lambda e: (
             e["type"] == "m.room.member"
             and e["state_key"] == ALICE
-            and e["content"]["membership"] == "leave"
+            and e["content"]["membership"] == "ban"
         ),
         room_id=room,
     )

@@ -10,6 +10,7 @@ from typing import Any
 from claude_bridge.app import Bridge
 from claude_bridge.devenv.client import MatrixRequestError, MatrixTestClient
 from tests.e2e.conftest import HookPoster, Stack, hook_payload, new_session
+from tests.e2e.test_control import processed
 from tests.e2e.test_foundation import _until, _wait_for_room
 
 BOT = "@claudebot:localhost"
@@ -96,7 +97,15 @@ async def open_room(
     alice = stack.users["alice"]
     await alice.wait_for_invite(room, timeout=WAIT)
     await alice.join(room)
+    await handled_join(bridge, alice, room)
     return session, room, f"@claude-{session.lower()}:localhost"
+
+
+async def handled_join(bridge: Bridge, user: MatrixTestClient, room: str) -> None:
+    """Wait until the bridge has handled ``user``'s join (it checks the room then), so a test
+    that changes the room next is not undone by that check."""
+    joined = (await state_of(user, room))[("m.room.member", user.user_id)]
+    await processed(bridge, joined["event_id"])
 
 
 async def space_of(bridge: Bridge, cwd: str) -> str:
@@ -109,12 +118,14 @@ async def space_of(bridge: Bridge, cwd: str) -> str:
     return found
 
 
-async def knock_in(user: MatrixTestClient, session: str, room: str) -> None:
-    """Knock through the thread's alias; the bridge lets a user with a level in."""
+async def knock_in(bridge: Bridge, user: MatrixTestClient, session: str, room: str) -> None:
+    """Knock through the thread's alias; the bridge lets a user with a level in. Returns once
+    the bridge has handled the join (it checks the room then)."""
     alias = f"#claude-thread-{session.lower()}:localhost"
     await user.request("POST", f"/_matrix/client/v3/knock/{q(alias)}", body={})
     await user.wait_for_invite(room, timeout=WAIT)
     await user.join(room)
+    await handled_join(bridge, user, room)
 
 
 async def old_room_rules(stack: Stack, creator: str, users: dict[str, int]) -> dict[str, Any]:
