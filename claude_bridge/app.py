@@ -20,7 +20,7 @@ from claude_bridge.delivery import Delivery
 from claude_bridge.errors import ExitCode, FatalError
 from claude_bridge.hooks.ingest import Ingest
 from claude_bridge.hooks.server import HookServer
-from claude_bridge.log import get_logger
+from claude_bridge.log import get_logger, scrub_logs_with
 from claude_bridge.matrix.appservice import BridgeAppService
 from claude_bridge.matrix.client import MatrixClient
 from claude_bridge.matrix.echo import EchoFilter
@@ -46,6 +46,7 @@ log = get_logger("app")
 class Bridge:
     def __init__(self, config: Config, config_dir: Path) -> None:
         self.config = config
+        scrub_logs_with(outgoing_scrubber(config).value)
         self.db = create_database(config.database_url(config_dir))
         self.checkpoints = WalCheckpoints(self.db)
         self.lock = leader_lock(config.database_url(config_dir))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -19,6 +20,27 @@ def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     # Belt and braces: a token bound into a log call by mistake is never written out.
     for key in _SECRET_KEYS & event.keys():
         event[key] = "[redacted]"
+    return event
+
+
+_scrub: Callable[[Any], Any] | None = None
+_NOT_SCRUBBED = frozenset({"timestamp", "level", "logger", "logger_name"})
+
+
+def scrub_logs_with(scrub: Callable[[Any], Any] | None) -> None:
+    """Pass every value of every log line through ``scrub`` (the bridge sets its outgoing
+    scrubber at start): a hook payload's secret in a logged path or error stays out of the log,
+    as it stays out of Matrix."""
+    global _scrub
+    _scrub = scrub
+
+
+def _scrub_values(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    scrub = _scrub
+    if scrub is not None:
+        for key, value in event.items():
+            if key not in _NOT_SCRUBBED and isinstance(value, str | dict | list | tuple):
+                event[key] = scrub(value)
     return event
 
 
@@ -54,6 +76,7 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info if use_json else lambda _l, _m, e: e,
+                _scrub_values,  # after the traceback became text
                 renderer,
             ],
         )
@@ -63,6 +86,8 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     # aiohttp's access log is one line per hook: far too chatty at INFO.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG: every hook payload, raw.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -1,7 +1,8 @@
 """Random secrets of every kind the scrubber must catch, for property and end-to-end tests.
 
 ``secrets()`` is a hypothesis strategy of :class:`Planted`: the text to plant (a key, an
-assignment, a command line, a URL, a key split by zero-width characters, a base64-encoded key)
+assignment, a command line, a URL, a key split by zero-width characters, a base64-encoded key,
+any of them JSON-escaped inside a string)
 and ``material``, the random part that must not reach Matrix. :func:`leaked` says whether any
 8-character window of that material shows up in a serialised request or response.
 """
@@ -151,7 +152,11 @@ def secrets() -> st.SearchStrategy[Planted]:
         lambda pair: _split(*pair)
     )
     encoded = st.builds(_encoded, st.one_of(*KEYS.values(), ASSIGNMENTS), st.booleans())
-    return st.one_of(_PLAIN, split, encoded)
+    # Escaped once more (JSON text inside a string): "\\nAKIA…" has no word boundary.
+    escaped = _PLAIN.map(
+        lambda p: Planted("escaped_" + p.kind, "note\\n" + json.dumps(p.text)[1:-1], p.material)
+    )
+    return st.one_of(_PLAIN, split, encoded, escaped)
 
 
 def example_of_each() -> list[Planted]:
@@ -175,6 +180,9 @@ def example_of_each() -> list[Planted]:
             "Qw2Er5Ty7Ui9Op1As4Df6Gh8Jk0L",
         ),
     ]
+    out.append(
+        Planted("escaped_aws", r'{"env": "A=1\nAKIAQ3W8E2R7T1Y6U4I9\n"}', "Q3W8E2R7T1Y6U4I9")
+    )
     key = "sk-ant-api03-" + "Mk4Pz8" * 8
     encoded = base64.b64encode(key.encode()).decode()
     out.append(Planted("base64_anthropic", encoded, encoded.rstrip("=")))

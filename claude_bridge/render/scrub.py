@@ -30,6 +30,16 @@ _INVISIBLE = re.compile(
     r"(?<=[!-~])[\u00ad\u034f\u061c\u115f\u1160\u180b-\u180f\u200b-\u200f\u202a-\u202e"
     r"\u2060-\u2064\u2066-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]+(?=[!-~])"
 )
+# Escapes in text that was escaped once more; _blank_escape keeps their length.
+_ESCAPE = re.compile(r"\\[nrt\"']")
+
+
+def _blank_escape(match: re.Match[str]) -> str:
+    """``\\n`` → two blanks, ``\\"`` → a quote and a blank: the quote still opens or closes."""
+    char = match.group(0)[1]
+    return char + " " if char in "\"'" else "  "
+
+
 # A run that may be base64 (standard or URL-safe) long enough to hold the shortest key.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
 # Decoded bytes are only searched where they look like text: random bytes almost never do.
@@ -76,6 +86,11 @@ class Scrubber:
 
     def _apply(self, value: str) -> str:
         lowered = value.lower()
+        # Text escaped once more (JSON in a string, a repr) hides boundaries: "\\nAKIA…" has
+        # no word boundary before the key. The patterns look at a view with each escape
+        # written as blanks of the same length and replace at the same places in the text.
+        escaped = "\\" in value
+        view = _ESCAPE.sub(_blank_escape, value) if escaped else value
         for i, pattern in enumerate(self.patterns):
             needles = self.needles[i] if i < len(self.needles) else ()
             for needle in needles:
@@ -84,21 +99,34 @@ class Scrubber:
             else:
                 if needles:
                     continue
-            if "secret" in pattern.groupindex:
-                value = pattern.sub(self._keep_prefix, value)
-            else:
-                value = pattern.sub(self.replacement, value)
+            if not escaped:
+                value = pattern.sub(functools.partial(self._replace, text=value), value)
+                continue
+            parts, views, last = [], [], 0
+            for match in pattern.finditer(view):
+                start, end = match.span()
+                replaced = self._replace(match, value)
+                parts += [value[last:start], replaced]
+                views += [view[last:start], replaced]
+                last = end
+            if parts:
+                value = "".join([*parts, value[last:]])
+                view = "".join([*views, view[last:]])
         return value
 
-    def _keep_prefix(self, match: re.Match[str]) -> str:
+    def _replace(self, match: re.Match[str], text: str) -> str:
+        """The replacement of ``match`` (found in ``text`` or in its view): the whole match, or
+        just its ``secret`` group, quotes kept."""
+        if "secret" not in match.re.groupindex:
+            return self.replacement
         start, end = match.span("secret")
         if start < 0:
             return self.replacement
-        whole = match.group(0)
-        base = match.start()
-        secret = whole[start - base : end - base]
+        secret = text[start:end]
         quote = secret[0] if len(secret) > 1 and secret[0] == secret[-1] in "\"'" else ""
-        return whole[: start - base] + quote + self.replacement + quote + whole[end - base :]
+        return (
+            text[match.start() : start] + quote + self.replacement + quote + text[end : match.end()]
+        )
 
     def _encoded(self, match: re.Match[str]) -> str:
         """A base64 run, or the replacement when what it encodes holds a secret."""

@@ -41,6 +41,9 @@ class Seen:
     at: float
     """``time.monotonic()`` when the request arrived."""
     retry_after_ms: int | None = None
+    query: str = ""
+    body: bytes = b""
+    """What the bridge sent (the security tests look for secrets in it)."""
 
 
 @dataclass
@@ -164,5 +167,15 @@ class HomeserverProxy:
         if status == 429:
             with contextlib.suppress(ValueError, AttributeError):
                 retry_after = json.loads(data).get("retry_after_ms")
-        self.log.append(Seen(request.method, request.path, status, arrived, retry_after))
+        self.log.append(
+            Seen(
+                request.method,
+                request.path,
+                status,
+                arrived,
+                retry_after,
+                request.query_string,
+                body,
+            )
+        )
         return web.Response(status=status, body=data, headers=out)
