@@ -41,7 +41,10 @@ def typed_value(config: Config, keys: tuple[str, ...]) -> Any:
     if isinstance(node, BaseModel):
         return node.model_dump(mode="json")
     if isinstance(node, dict):
-        return {k: getattr(v, "value", v) for k, v in node.items()}
+        return {
+            k: v.model_dump(mode="json") if isinstance(v, BaseModel) else getattr(v, "value", v)
+            for k, v in node.items()
+        }
     return getattr(node, "value", node)
 
 

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claude_bridge.config import ConfigError, HookToken, TokenRole, parse_config
+from claude_bridge.config import ConfigError, HookToken, TokenRole, load_config, parse_config
 from claude_bridge.example_config import render_example
 from claude_bridge.history import decode_cursor, encode_cursor
 from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached, ThreadCaps
 from claude_bridge.ids import SUBAGENT_MARK, ThreadID, thread_id_for
 from claude_bridge.ownership import orphans
+from claude_bridge.provision import provision
 from claude_bridge.render.content import agent_sender
 from claude_bridge.token_access import TokenAccess
 
@@ -200,3 +202,12 @@ def test_cursors_the_api_makes_still_decode() -> None:
         "42",
     )
     assert decode_cursor(encode_cursor(5, "m", "$ev:x")) == (5, "m", "$ev:x")
+
+
+def test_setup_writes_full_token_entries_from_the_environment(tmp_path: Path) -> None:
+    """``CLAUDE_BRIDGE__HOOKS__TOKENS='{…}'`` with full entries lands in the file as YAML."""
+    entry = '{"desk": {"secret": "d-long-enough-secret-0123", "local": true, "role": "shared"}}'
+    config_path = tmp_path / "config.yaml"
+    provision(config_path, tmp_path / "registration.yaml", {"CLAUDE_BRIDGE__HOOKS__TOKENS": entry})
+    desk = load_config(config_path, {}).hooks.hook_tokens()["desk"]
+    assert (desk.secret, desk.local, desk.role) == ("d-long-enough-secret-0123", True, "shared")
