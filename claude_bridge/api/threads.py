@@ -239,6 +239,8 @@ class ThreadsAPI:
             body = await request.json()
         except web.HTTPRequestEntityTooLarge:
             raise APIError(413, "body too large") from None
+        except RecursionError:  # Python's decoder recurses: deep nesting would be a 500
+            raise APIError(400, 'body must be JSON: {"text": "…"}, not nested too deeply') from None
         except ValueError:
             raise APIError(400, 'body must be JSON: {"text": "…"}') from None
         text = body.get("text") if isinstance(body, dict) else None

@@ -281,3 +281,30 @@ async def test_a_burst_of_1500_events_folds_tool_detail_and_keeps_what_people_mu
     assert sent <= len(must_see) + CAP // 2, sent
     # Nothing else is lost: every accepted event is stored, folded ones too.
     assert int(await stored_count(bridge, session, None)) >= 1_500
+
+
+# --- request bodies -----------------------------------------------------------------------------
+
+
+async def test_deeply_nested_json_is_a_400_on_the_hook_and_the_threads_api(
+    stack: Stack, start_bridge: StartBridge, hooks: HookPoster
+) -> None:
+    """Python's JSON decoder recurses: 100,000 nested arrays (200 KB, under the body limit)
+    raise RecursionError. Both endpoints a hook token reaches answer 400 and store nothing."""
+    bridge = await start_bridge()
+    session = new_session()
+    assert (await hooks.post(hook_payload("SessionStart", session)))[0] == 200
+    deep = b"[" * 100_000 + b"]" * 100_000
+    status, body = await hooks.post(None, raw=deep)
+    assert status == 400 and "nested too deeply" in body["error"], body
+
+    url = f"{hooks.url}/claude/v1/threads/{session.lower()}/messages"
+    headers = {
+        "Authorization": f"Bearer {HOOK_TOKEN}",
+        "Content-Type": "application/json",
+        "X-Claude-Session-Id": session,
+    }
+    async with hooks.http.post(url, data=deep, headers=headers) as resp:
+        assert resp.status == 400, await resp.text()
+        assert "JSON" in (await resp.json())["error"]
+    assert await stored_count(bridge, session, None) == 1
