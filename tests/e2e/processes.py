@@ -260,7 +260,8 @@ class Burst:
     """``sessions`` sessions posting ``per_session`` numbered prompts each, every session in order.
 
     A poster waits while ``up`` is clear (the test clears it before it kills a bridge and sets
-    it once one is ready again); a post that gets no answer is not retried — like Claude Code's
+    it once one is ready again) and stops early once ``stop`` is set (for tests that post until
+    something has happened, however long that takes); a post that gets no answer is not retried — like Claude Code's
     ``http`` hooks, which fail open — since a retry of a post that was stored but not answered
     would rightly show twice. ``pace`` spaces each session's posts (seconds), for tests where
     hooks must keep arriving through an outage.
@@ -274,6 +275,7 @@ class Burst:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     posts: list[Post] = field(default_factory=list)
     up: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.session_ids = [str(uuid.uuid4()) for _ in range(self.sessions)]
@@ -310,6 +312,8 @@ class Burst:
     async def _poster(self, http: aiohttp.ClientSession, session: int) -> None:
         for seq in range(self.per_session):
             await self.up.wait()
+            if self.stop.is_set():
+                return
             payload = prompt_payload(self.session_ids[session], mark(self.tag, session, seq))
             status = await self.post(http, session, seq, payload)
             if status == 200:

@@ -82,6 +82,16 @@ async def _alice_says(stack: Stack, bridge: Bridge, room_id: str, text: str) -> 
     return event_id
 
 
+async def _metric_samples(api: API) -> dict[str, float]:
+    status, text = await api.call("GET", "/metrics", token=None)
+    assert status == 200
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
 async def test_health_metrics_and_log_context(
     stack: Stack, bridge: Bridge, hooks: HookPoster
 ) -> None:
@@ -94,6 +104,10 @@ async def test_health_metrics_and_log_context(
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{appservice}/_matrix/mau/ready") as resp:
             assert resp.status == 200
+
+    # The counters are the process's, shared with earlier tests: what this test did is the
+    # difference from here on.
+    before = await _metric_samples(api)
 
     # A log line from inside delivery's work that names nothing itself.
     render = bridge.delivery.render
@@ -110,17 +124,18 @@ async def test_health_metrics_and_log_context(
     assert report["components"]["homeserver"]["last_send_at"] is not None
     assert report["components"]["outbound"]["backlog"] == 0
 
-    status, text = await api.call("GET", "/metrics", token=None)
-    assert status == 200
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
-    assert samples['claude_bridge_hook_events_total{event="SessionStart",outcome="accepted"}'] >= 1
-    assert samples['claude_bridge_hook_events_total{event="unparsed",outcome="unauthorized"}'] >= 1
-    assert samples["claude_bridge_hook_ack_seconds_count"] >= 3
-    assert samples['claude_bridge_matrix_send_seconds_count{kind="message",outcome="ok"}'] >= 2
+    samples = await _metric_samples(api)
+
+    def added(name: str) -> float:
+        return samples[name] - before.get(name, 0.0)
+
+    assert added('claude_bridge_hook_events_total{event="SessionStart",outcome="accepted"}') == 1
+    assert added('claude_bridge_hook_events_total{event="unparsed",outcome="unauthorized"}') == 1
+    assert (
+        added('claude_bridge_hook_events_total{event="UserPromptSubmit",outcome="accepted"}') == 1
+    )
+    assert added("claude_bridge_hook_ack_seconds_count") == 3  # the 401 too
+    assert added('claude_bridge_matrix_send_seconds_count{kind="message",outcome="ok"}') == 2
     assert samples["claude_bridge_outbox_backlog"] == 0
     assert samples["claude_bridge_threads_active"] >= 1
 
