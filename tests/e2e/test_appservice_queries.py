@@ -88,9 +88,6 @@ async def test_a_threads_ghost_is_registered_when_synapse_asks(
         return bool(found.get("displayname") == "Claude · demo-app")  # named as its thread
 
     await _until(registered, "the ghost registered by the user query, with its name")
-    members = {
-        s["state_key"]: s["content"]["membership"]
-        for s in await alice.room_state(room)
-        if s["type"] == "m.room.member"
-    }
-    assert members[ghost] == "invite"
+    # The invite itself went through (the bridge may have declined it since: not its room).
+    members = {s["state_key"] for s in await alice.room_state(room) if s["type"] == "m.room.member"}
+    assert ghost in members
