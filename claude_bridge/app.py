@@ -51,7 +51,7 @@ class Bridge:
         self.checkpoints = WalCheckpoints(self.db)
         self.lock = leader_lock(config.database_url(config_dir))
         self.threads = ThreadStore(self.db)
-        self.outbox = Outbox(self.db)
+        self.outbox = Outbox(self.db, group_commit=config.hooks.group_commit)
         self.inbox = MatrixInbox(self.db)
         self.permissions = Permissions(config.bridge.permissions)
         self.access = TokenAccess(config.hooks)
@@ -194,7 +194,7 @@ class Bridge:
         if hasattr(self.appservice, "runner"):  # mautrix sets it in start() only
             await self.appservice.stop()
         await self.checkpoints.stop()
-        self.outbox.close()
+        await self.outbox.close()
         await self.db.stop()
         await self.lock.release()
         log.info("bridge stopped")

@@ -161,6 +161,12 @@ class HooksConfig(Section):
         default_factory=CatchupConfig,
         description="Filling a room from the session transcript after events were lost.",
     )
+    group_commit: bool = Field(
+        True,
+        description="On Postgres, hook events that arrive together are stored in one commit (each "
+        "is still acknowledged only after it is committed). Off: one commit per event. No "
+        "effect on SQLite.",
+    )
 
     @field_validator("listen")
     @classmethod

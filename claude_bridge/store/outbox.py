@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from mautrix.util.async_db import Database
+from mautrix.util.async_db import Database, PostgresDatabase
+from mautrix.util.async_db.database import conn_var
 
 from claude_bridge.coalesce import Line, dump_lines, load_lines
 from claude_bridge.ids import HookEventID, ThreadID
 from claude_bridge.store.database import now_ms
+from claude_bridge.store.group_commit import GroupCommit
 from claude_bridge.store.loop_writer import LoopWriter
 from claude_bridge.store.writes import Write, write_atomically
 
@@ -32,6 +34,21 @@ _APPEND_KEYED = (
     "VALUES ($1, $2, $3, $4, $5, $6) "
     "ON CONFLICT (thread_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
     "RETURNING id"
+)
+# _APPEND_KEYED over one array per column, for the rows that wait together (group_commit.py): per
+# row in the arrays' order, its id, or NULL where the key's conflict stored nothing. Ids are taken
+# before the insert (nextval runs after the ORDER BY, so they rise in that order).
+_APPEND_MANY = (
+    "WITH r AS (SELECT nextval('hook_event_id_seq') AS id, * FROM unnest("
+    "$1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[]) WITH ORDINALITY "
+    "AS u (thread_id, event_name, payload, token_name, received_at, idempotency_key, n) "
+    "ORDER BY n), "
+    "stored AS (INSERT INTO hook_event (id, thread_id, event_name, payload, token_name, "
+    "received_at, idempotency_key) SELECT id, thread_id, event_name, payload, token_name, "
+    "received_at, idempotency_key FROM r "
+    "ON CONFLICT (thread_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+    "RETURNING id) "
+    "SELECT stored.id FROM r LEFT JOIN stored USING (id) ORDER BY r.n"
 )
 _MARK_SENT = "UPDATE hook_event SET state='sent', sent_at=$2, last_error=NULL WHERE id=$1"
 
@@ -60,9 +77,13 @@ class Waiting:
 
 
 class Outbox:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, group_commit: bool = True) -> None:
+        """``group_commit``: on Postgres, appends that wait at the same time share a commit
+        (``group_commit.py``); on SQLite the append runs on the loop (``loop_writer.py``)."""
         self.db = db
         self._on_loop = LoopWriter.for_database(db)
+        self._group_commit = group_commit and isinstance(db, PostgresDatabase)
+        self._group: GroupCommit | None = None
 
     async def append(
         self,
@@ -81,6 +102,10 @@ class Outbox:
             args = (*args, key)
         if self._on_loop is not None:  # SQLite: no thread hop unless the lock is taken
             done, value = self._on_loop.fetchval(query, *args)
+        elif self._group_commit and conn_var.get() is None:  # not inside a caller's transaction
+            # One statement for every row: a missing key is NULL, which conflicts with nothing.
+            row = args if key is not None else (*args, None)
+            done, value = True, await self._group_writer().insert(*row)
         else:
             done, value = False, None
         if not done:
@@ -101,9 +126,17 @@ class Outbox:
         )
         return None if value is None else HookEventID(int(value))
 
-    def close(self) -> None:
+    def _group_writer(self) -> GroupCommit:
+        if self._group is None:
+            assert isinstance(self.db, PostgresDatabase)
+            self._group = GroupCommit(self.db.pool, _APPEND_KEYED, _APPEND_MANY)
+        return self._group
+
+    async def close(self) -> None:
         if self._on_loop is not None:
             self._on_loop.close()
+        if self._group is not None:
+            await self._group.close()
 
     async def pending(self, thread_id: str, limit: int = 100) -> list[PendingEvent]:
         rows = await self.db.fetch(

@@ -61,7 +61,7 @@ async def test_hook_insert_runs_on_the_loop_and_falls_back_when_the_lock_is_take
         (first, "PreToolUse"),
         (second, "PostToolUse"),
     ]
-    outbox.close()
+    await outbox.close()
 
 
 async def test_a_failing_hook_insert_raises_instead_of_falling_back(db: Database) -> None:
@@ -69,7 +69,7 @@ async def test_a_failing_hook_insert_raises_instead_of_falling_back(db: Database
     with pytest.raises(sqlite3.IntegrityError):  # no such thread: the foreign key refuses it
         await outbox.append("nope", "PreToolUse", "{}", None)
     assert await db.fetchval("SELECT COUNT(*) FROM hook_event") == 0
-    outbox.close()
+    await outbox.close()
 
 
 async def test_a_write_waits_for_the_lock_and_gives_up_after_the_busy_timeout(
@@ -107,7 +107,7 @@ async def test_a_write_batch_is_one_transaction(db: Database) -> None:
             ],
         )  # fmt: skip
     assert await db.fetchval("SELECT title FROM thread WHERE id='t1'") is None  # rolled back
-    outbox.close()
+    await outbox.close()
 
 
 async def test_checkpoints_run_in_the_background_not_on_commit(db: Database) -> None:
@@ -128,7 +128,7 @@ async def test_checkpoints_run_in_the_background_not_on_commit(db: Database) -> 
     assert checkpoints.done >= 2  # at least one round, and the last one on stop
     _, frames_after, done_after = await db.fetchrow("PRAGMA wal_checkpoint(NOOP)")
     assert frames_after >= frames > 0 and done_after == frames_after
-    outbox.close()
+    await outbox.close()
 
 
 async def test_checkpoints_run_on_sqlite_only(store_url: str) -> None:
