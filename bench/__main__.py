@@ -69,7 +69,7 @@ QUICK = Params(
     route_warm=300, list_k=20,
 )  # fmt: skip
 CAPS = {  # seconds per benchmark, set-up included
-    "latency": 90, "throughput": 240, "creation": 90, "ack": 180, "burst": 180,
+    "latency": 90, "throughput": 240, "creation": 90, "ack": 360, "burst": 240,
     "control": 60, "shim": 90, "scale": 150,
 }  # fmt: skip
 WAIT = 60.0  # longest wait for any single thing to show up
@@ -85,6 +85,9 @@ class Run:
         self.refs: dict[str, float] = {}
         self._raw_side: Any = None
         self._live: dict[str, Any] = {}
+        from bench.modes import Modes
+
+        self.modes = Modes(stack, stack.options.postgres)
 
     def add(self, *rows: Row) -> None:
         self.rows.extend(rows)
@@ -216,7 +219,14 @@ class Run:
 
     async def ack(self) -> None:
         from bench.floors import Floors
-        from bench.hooks import ack_histogram, acknowledgement, open_quiet_sessions, server_share
+        from bench.hooks import (
+            ack_histogram,
+            acknowledgement,
+            add_hist,
+            hist_delta,
+            open_quiet_sessions,
+            share,
+        )
         from bench.mirroring import close_sessions
 
         cases = (
@@ -230,81 +240,75 @@ class Run:
             for key, count, per, rate in cases:
                 if count not in opened:
                     opened[count] = await open_quiet_sessions(self.stack, count, WAIT)
-                runs = []
-                await self.stack.drain(WAIT * 2)
-                hist0 = await ack_histogram(self.stack)
+                sessions = opened[count]
+                runs: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
+                hists: dict[str, dict[str, float]] = {m: {} for m in self.modes.all}
                 floors = None
                 if key == "50":  # what the acknowledgement cannot go below, same load
-                    body = opened[count][0].session.pair()[0][0]
+                    body = sessions[0].session.pair()[0][0]
                     floors = Floors(self.stack.database_url, self.stack.workdir, body)
                     await floors.open()
-                async with self.stack.profile(f"ack{key}"):
-                    # The saturation case is informative only: once is enough.
-                    for _ in range(1 if key == "50sat" else self.p.repeats):
-                        await self.stack.drain(WAIT * 2)
-                        load = acknowledgement(self.stack, opened[count], per, rate)
+                # The saturation case is informative only: once is enough.
+                repeats = 1 if key == "50sat" else self.p.repeats
+                for _, mode in self.modes.order(repeats):
+                    await self.modes.use(mode, sessions, WAIT * 2)
+                    await self.stack.drain(WAIT * 2)
+                    hist0 = await ack_histogram(self.stack)
+                    async with self.stack.profile(f"ack{key}-{mode}"):
+                        load = acknowledgement(self.stack, sessions, per, rate)
                         if floors is None:
-                            runs.append(await load)
-                            continue
-                        async with floors.running():
-                            runs.append(await load)
+                            runs[mode].append(await load)
+                        else:
+                            async with floors.running():
+                                runs[mode].append(await load)
+                    add_hist(hists[mode], hist_delta(hist0, await ack_histogram(self.stack)))
                 if floors is not None:
                     await floors.close()
                     self.add(*floors.rows())
-                server = server_share(hist0, await ack_histogram(self.stack))
-                m = merge_repeats(runs)
-                self.raw[f"ack{key}"] = {"runs": runs, "server_side": server}
-                if key == "1":
-                    row = Row(
-                        "ack.1.p99",
-                        "hook acknowledgement",
-                        "1 session, back to back, p99",
-                        m["p99"],
-                        "ms",
-                        5.0,
-                        "p99 ≤ 5 ms",
-                        detail=m,
-                        note=server,
+                for mode in self.modes.all:
+                    self.add(
+                        self._ack_row(key, mode, merge_repeats(runs[mode]), share(hists[mode]))
                     )
-                elif key == "50":
-                    row = Row(
-                        "ack.50.p99",
-                        "hook acknowledgement",
-                        f"50 sessions × {ACK50_RATE:g} ev/s, p99",
-                        m["p99"],
-                        "ms",
-                        5.0,
-                        "p99 ≤ 5 ms",
-                        detail=m,
-                        note=f"{m['rate']:.0f} ev/s offered while delivering; {server}",
-                    )
-                else:
-                    row = Row(
-                        "ack.50sat.rate",
-                        "hook acknowledgement",
-                        "50 sessions back to back: capacity",
-                        m["rate"],
-                        "ev/s",
-                        status="info",
-                        better="higher",
-                        detail=m,
-                        note=f"p50 {m['p50']:.1f} ms, p99 {m['p99']:.1f} ms (queueing)",
-                    )
-                self.add(row)
+                self.raw[f"ack{key}"] = {
+                    m: {"runs": runs[m], "server_side": share(hists[m])} for m in self.modes.all
+                }
             await self.stack.drain(WAIT * 2)
         finally:
             for sessions in opened.values():
                 await close_sessions(sessions)
+        await self.modes.restore(WAIT)
+
+    def _ack_row(self, key: str, mode: str, m: dict[str, Any], server: str) -> Row:
+        from bench.modes import GROUP, case, row_id
+
+        # Today's path (group commit off) is a reference beside the figure under target.
+        info = {} if mode == GROUP else {"status": "info"}
+        if key == "1":
+            return Row(row_id("ack.1.p99", mode), "hook acknowledgement",
+                       case("1 session, back to back, p99", mode), m["p99"], "ms", 5.0,
+                       "p99 ≤ 5 ms", detail=m, note=server, **info)  # fmt: skip
+        if key == "50":
+            return Row(row_id("ack.50.p99", mode), "hook acknowledgement",
+                       case(f"50 sessions × {ACK50_RATE:g} ev/s, p99", mode), m["p99"], "ms", 5.0,
+                       "p99 ≤ 5 ms", detail=m,
+                       note=f"{m['rate']:.0f} ev/s offered while delivering; {server}",
+                       **info)  # fmt: skip
+        return Row(row_id("ack.50sat.rate", mode), "hook acknowledgement",
+                   case("50 sessions back to back: capacity", mode), m["rate"], "ev/s",
+                   status="info", better="higher", detail=m,
+                   note=f"p50 {m['p50']:.1f} ms, p99 {m['p99']:.1f} ms (queueing)")  # fmt: skip
 
     async def burst(self) -> None:
         from bench.hooks import burst
+        from bench.modes import GROUP, case, row_id
 
-        runs = []
-        async with self.stack.profile("burst"):
-            for _ in range(self.p.burst_repeats):
+        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
+        for _, mode in self.modes.order(self.p.burst_repeats):
+            await self.modes.use(mode, [], WAIT)
+            async with self.stack.profile(f"burst-{mode}"):
                 await self.stack.drain(WAIT)
                 c0 = await self.cpu()
-                result = await burst(self.stack, self.p.burst_n, CAPS["burst"] - 30)
+                result = await burst(self.stack, self.p.burst_n, 90)
                 c1 = await self.cpu()
                 result["bridge_cpu_ms_per_event"] = round(
                     1000 * (c1[0] - c0[0]) / self.p.burst_n, 3
@@ -312,26 +316,35 @@ class Run:
                 result["synapse_cpu_ms_per_event"] = round(
                     1000 * (c1[1] - c0[1]) / self.p.burst_n, 3
                 )
-                runs.append(result)
+                runs[mode].append(result)
         self.raw["burst"] = runs
-        m = merge_repeats(
-            [{k: v for k, v in r.items() if isinstance(v, int | float)} for r in runs]
-        )
         n = self.p.burst_n
-        self.add(
-            Row("burst.ack_rate", "burst", f"{n} events, 1 session: acknowledged", m["ack_rate"],
-                "ev/s", 1000.0, "≥ 1,000/s", better="higher",
-                detail={**m, "ack_in_pipeline": runs[-1]["ack_in_pipeline"]}),
-            Row("burst.cpu", "burst", "bridge CPU per mirrored event", m["bridge_cpu_ms_per_event"],
-                "ms", status="info", detail=m,
-                note=f"Synapse: {m['synapse_cpu_ms_per_event']:.1f} ms CPU per event "
-                f"(CPU time is robust to a busy machine; wall times are not)"),
-            Row("burst.lag", "burst", "room catch-up after the last ack", m["catch_up_lag_s"], "s",
-                status="info",
-                note=f"{m['messages']:.0f} messages for {n} events, {m['room_rate']:.0f} ev/s "
-                f"into the room; {m['markers_seen']:.0f}/{n} events visible",
-                detail=m),
-        )  # fmt: skip
+        for mode in self.modes.all:
+            m = merge_repeats(
+                [{k: v for k, v in r.items() if isinstance(v, int | float)} for r in runs[mode]]
+            )
+            info = {} if mode == GROUP else {"status": "info"}
+            self.add(
+                Row(row_id("burst.ack_rate", mode), "burst",
+                    case(f"{n} events, 1 session: acknowledged", mode), m["ack_rate"], "ev/s",
+                    2000.0, "≥ 2,000/s", better="higher",
+                    detail={**m, "ack_in_pipeline": runs[mode][-1]["ack_in_pipeline"]},
+                    **info),
+            )  # fmt: skip
+            if mode != GROUP:
+                continue
+            self.add(
+                Row("burst.cpu", "burst", "bridge CPU per mirrored event",
+                    m["bridge_cpu_ms_per_event"], "ms", status="info", detail=m,
+                    note=f"Synapse: {m['synapse_cpu_ms_per_event']:.1f} ms CPU per event "
+                    f"(CPU time is robust to a busy machine; wall times are not)"),
+                Row("burst.lag", "burst", "room catch-up after the last ack", m["catch_up_lag_s"],
+                    "s", status="info",
+                    note=f"{m['messages']:.0f} messages for {n} events, {m['room_rate']:.0f} ev/s "
+                    f"into the room; {m['markers_seen']:.0f}/{n} events visible",
+                    detail=m),
+            )  # fmt: skip
+        await self.modes.restore(WAIT)
 
     async def control(self) -> None:
         from bench.control import matrix_to_claude
@@ -475,8 +488,8 @@ async def run(args: argparse.Namespace) -> int:
         print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL)}")
         return 2
     store = "postgres" if args.postgres else "sqlite"
-    if args.no_coalesce:  # the bridge process reads its config overrides from the environment
-        os.environ["CLAUDE_BRIDGE__BRIDGE__MIRROR__COALESCE_LINES"] = "1"
+    # The bench's own config overrides for the bridge (recorded as such, not as dirt).
+    bridge_env = {"CLAUDE_BRIDGE__BRIDGE__MIRROR__COALESCE_LINES": "1"} if args.no_coalesce else {}
     now = dt.datetime.now()
     tags = ("-quick" if args.quick else "") + ("-nocoalesce" if args.no_coalesce else "")
     out = args.out or RESULTS / f"{now:%Y%m%d-%H%M%S}-{store}{tags}.json"
@@ -485,6 +498,7 @@ async def run(args: argparse.Namespace) -> int:
         "store": store,
         "quick": args.quick,
         "coalesce": not args.no_coalesce,
+        "bridge_env": bridge_env,
         "params": params.__dict__,
         "machine": machine(),
         "git": git_revision(),
@@ -495,8 +509,15 @@ async def run(args: argparse.Namespace) -> int:
     print(f"claude-bridge benchmarks: {store}, {'quick' if args.quick else 'full'}; "
           f"{meta['machine']['nproc']} × {meta['machine']['cpu']}, "
           f"load {meta['machine']['loadavg_at_start']}", flush=True)  # fmt: skip
+    if meta["git"]["dirty"]:
+        print("NOTE: the code that runs is not the commit's (recorded as dirty in the results):\n  "
+              + "\n  ".join(meta["git"]["dirty_because"]), flush=True)  # fmt: skip
     started = time.perf_counter()
-    stack = Stack(StackOptions(postgres=args.postgres, keep=args.keep, profile_dir=args.profile))
+    stack = Stack(
+        StackOptions(
+            postgres=args.postgres, keep=args.keep, profile_dir=args.profile, bridge_env=bridge_env
+        )
+    )
     run_ = Run(stack, params)
     try:
         await stack.start()

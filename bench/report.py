@@ -121,7 +121,15 @@ def markdown(path: Path) -> str:
     meta, rows = data["meta"], data["rows"]
     m = meta["machine"]
     commit = (meta.get("git") or {}).get("commit", "")[:10]
-    dirty = " + uncommitted changes" if (meta.get("git") or {}).get("dirty") else ""
+    git = meta.get("git") or {}
+    dirty = ""
+    if git.get("dirty"):
+        because = git.get("dirty_because")
+        dirty = (
+            f" + not the commit's code ({'; '.join(because)})"
+            if because
+            else " + uncommitted changes"
+        )
     head = (
         f"{meta['date']}, {meta['store']}{' (quick)' if meta.get('quick') else ''}, "
         f"{m['nproc']} × {m['cpu']}, {m['ram_gib']} GiB RAM, Python {m['python']}, "

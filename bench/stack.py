@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from ruamel.yaml import YAML
 
 from bench.httpclient import HookConnection
 from bench.observer import Observer
-from claude_bridge.config import HooksConfig, parse_config
+from claude_bridge.config import ENV_PREFIX, HooksConfig, parse_config
 from claude_bridge.devenv.client import MatrixTestClient
 from claude_bridge.devenv.synapse import LocalSynapse, die_with_parent, free_port
 from claude_bridge.registration import build_registration, new_token
@@ -64,6 +64,8 @@ class StackOptions:
     log_level: str = "INFO"
     profile_dir: Path | None = None
     workdir: Path | None = None
+    bridge_env: dict[str, str] = field(default_factory=dict)
+    """Config overrides (``CLAUDE_BRIDGE__…``) for the bridge process, set by the bench."""
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Stack:
     _pg_db: str | None = field(init=False, default=None)
     _db: Any = field(init=False, default=None)
     notes: list[str] = field(init=False, default_factory=list)
+    _restart_env: dict[str, str] = field(init=False, default_factory=dict)
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -177,7 +180,7 @@ class Stack:
         await self.observer.start()
 
     def _spawn_bridge(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.options.bridge_env, "PYTHONUNBUFFERED": "1"}
         # BENCH_BRIDGE_LAUNCHER: a Python script run instead of ``-m claude_bridge`` (same
         # arguments), e.g. to instrument the bridge or try a change without editing the package.
         launcher = os.environ.get("BENCH_BRIDGE_LAUNCHER")
@@ -193,11 +196,15 @@ class Stack:
                 preexec_fn=die_with_parent(),
             )
 
-    def _bridge_ready(self) -> bool:
-        return "bridge ready" in (self.workdir / "bridge.log").read_text(errors="replace")
+    def _bridge_ready(self, since: int) -> bool:
+        with open(self.workdir / "bridge.log", "rb") as log:
+            log.seek(since)
+            return b"bridge ready" in log.read()
 
     async def start_bridge(self, timeout: float = 60.0) -> None:
         """Start ``claude-bridge run`` and wait for its "bridge ready" log line."""
+        log = self.workdir / "bridge.log"
+        since = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
         self.bridge_proc = self._spawn_bridge()
         deadline = time.monotonic() + timeout
         while True:
@@ -206,7 +213,7 @@ class Stack:
                     f"the bridge exited with {self.bridge_proc.returncode} during start-up:\n"
                     + self.bridge_log_tail()
                 )
-            if self._bridge_ready():
+            if self._bridge_ready(since):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -240,6 +247,14 @@ class Stack:
         except subprocess.TimeoutExpired:
             proc.kill()
             await asyncio.to_thread(proc.wait)
+
+    async def restart_bridge(self, env: dict[str, str]) -> None:
+        """The bridge again with ``env`` added to its config overrides (same database, rooms)."""
+        await self.stop_bridge()
+        base = {k: v for k, v in self.options.bridge_env.items() if k not in self._restart_env}
+        self._restart_env = dict(env)
+        self.options.bridge_env = {**base, **env}
+        await self.start_bridge()
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -384,19 +399,34 @@ def machine() -> dict[str, Any]:
     }
 
 
-def git_revision() -> dict[str, Any]:
+CODE_PATHS = ("claude_bridge", "bench/*.py", "migrations", "pyproject.toml")
+"""What runs in a benchmark: a change here (tracked or not) makes a result dirty."""
+LAUNCHER = "BENCH_BRIDGE_LAUNCHER"
+
+
+def git_revision(environ: Mapping[str, str] | None = None, repo: Path = REPO) -> dict[str, Any]:
+    """The commit, and whether what ran differs from it: ``dirty`` is set by uncommitted or
+    untracked files under the code paths (an untracked migration runs too), by a bridge
+    launcher script, and by ``CLAUDE_BRIDGE__…`` config overrides in the environment; each
+    cause is listed under ``dirty_because``. Docs and result files don't count."""
+
     def run(*args: str) -> str:
         try:
             return subprocess.run(
-                ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=False
-            ).stdout.strip()
+                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=False
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    # Dirty: the code that ran differs from the commit (docs and result files don't count).
-    code = ("claude_bridge", "bench/*.py", "migrations", "pyproject.toml")
-    changed = run("status", "--porcelain", "--untracked-files=no", "--", *code)
-    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(changed)}
+    env = os.environ if environ is None else environ
+    status = run("status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
+    because = [f"{'untracked' if line.startswith('??') else 'changed'}: {line[3:]}"
+               for line in status.splitlines() if line.strip()]  # fmt: skip
+    if env.get(LAUNCHER):
+        because.append(f"{LAUNCHER}={env[LAUNCHER]}")
+    because += [f"{k}={v}" for k, v in sorted(env.items()) if k.startswith(ENV_PREFIX)]
+    commit = run("rev-parse", "HEAD").strip()
+    return {"commit": commit, "dirty": bool(because), "dirty_because": because}
 
 
 def tool_versions() -> dict[str, str]:
