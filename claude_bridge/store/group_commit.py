@@ -181,8 +181,9 @@ class GroupCommit:
         if self._release is not None:
             self._release.cancel()
             self._release = None
-        if self._conn is None or self._conn.is_closed():
+        if self._conn is not None and not _usable(self._conn):
             self._drop_connection()
+        if self._conn is None:
             self._conn = await self.pool.acquire()
         return self._conn
 

@@ -17,6 +17,7 @@ from claude_bridge.store import Outbox, Thread, ThreadStore, create_database
 from claude_bridge.store.group_commit import GroupCommit
 from claude_bridge.store.outbox import _APPEND_KEYED, _APPEND_MANY
 from tests.conftest import create_pg_database, drop_pg_database
+from tests.e2e.private_pg import PrivatePostgres
 
 THREADS = [ThreadID(f"t{i}") for i in range(20)]
 
@@ -186,6 +187,36 @@ async def test_a_lost_connection_fails_the_batch_and_stores_none_of_it(
     after = await writer.insert(THREADS[3], "PreToolUse", '"after"', None, 0, None)
     assert (await _stored(db))['"after"'][0] == after
     await writer.close()
+
+
+async def test_after_the_server_restarts_the_writer_stores_again() -> None:
+    cluster = PrivatePostgres()  # a server of the test's own: the shared one is never stopped
+    try:
+        await cluster.init()
+        await cluster.start()
+        database = create_database(await cluster.create_database("bridge"))
+        await database.start()
+        thread = Thread(THREADS[0], SessionID("s"), "@claude-t0:x", "#claude-t0:x")
+        await ThreadStore(database).ensure(thread)
+        outbox = Outbox(database)
+        before = await outbox.append(thread.id, "PreToolUse", '"before"', None)
+        await cluster.stop()
+        with pytest.raises(Exception):  # noqa: B017 - whatever the driver says; not stored
+            await outbox.append(thread.id, "PreToolUse", '"while down"', None)
+        await cluster.start()
+        after = None
+        for _ in range(300):  # the pool reconnects at its own pace
+            try:
+                after = await outbox.append(thread.id, "PreToolUse", '"after"', None)
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.sleep(0.1)
+        assert after is not None and after > before
+        assert sorted(await _stored(database)) == ['"after"', '"before"']
+        await outbox.close()
+        await database.stop()
+    finally:
+        await cluster.destroy()
 
 
 async def test_inside_a_transaction_the_append_is_part_of_it(db: PostgresDatabase) -> None:
