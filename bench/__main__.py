@@ -13,7 +13,7 @@ compared with the raw ceiling, i.e. Synapse measured in the same run with the sa
 and raw and bridge measurements alternate so both see the same machine. About 5–10 minutes
 (``--quick``: about 2, fewer samples and one repeat: for checking the suite, not for the README).
 
-Benchmarks (``--only`` names): latency, throughput, creation, ack, burst, control, shim, scale
+Benchmarks (``--only`` names): latency, throughput, creation, ack, load, burst, control, shim, scale
 (scale also reports memory; run it last, after the burst, as the full run does).
 """
 
@@ -36,7 +36,7 @@ from bench import report
 from bench.stats import Row, error_row, merge_repeats, na_row
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ["latency", "throughput", "creation", "ack", "burst", "control", "shim", "scale"]
+ALL = ["latency", "throughput", "creation", "ack", "load", "burst", "control", "shim", "scale"]
 
 
 @dataclass(frozen=True)
@@ -56,20 +56,21 @@ class Params:
     route_cold: int
     route_warm: int
     list_k: int
+    load_per: int  # events per session per repeat, 50 sessions thinking 0–100 ms
 
 
 FULL = Params(
     repeats=3, latency_k=60, seq_n=300, conc_n=500, create_k=8, ack1_n=300, ack50_m=12,
     burst_n=2000, burst_repeats=1, control_k=15, shim_runs=30, seed=10_000, route_cold=10_000,
-    route_warm=1000, list_k=50,
+    route_warm=1000, list_k=50, load_per=100,
 )  # fmt: skip
 QUICK = Params(
     repeats=1, latency_k=30, seq_n=100, conc_n=200, create_k=4, ack1_n=100, ack50_m=10,
     burst_n=500, burst_repeats=1, control_k=5, shim_runs=10, seed=10_000, route_cold=1000,
-    route_warm=300, list_k=20,
+    route_warm=300, list_k=20, load_per=40,
 )  # fmt: skip
 CAPS = {  # seconds per benchmark, set-up included
-    "latency": 90, "throughput": 240, "creation": 90, "ack": 360, "burst": 240,
+    "latency": 90, "throughput": 240, "creation": 90, "ack": 360, "load": 420, "burst": 240,
     "control": 60, "shim": 90, "scale": 150,
 }  # fmt: skip
 WAIT = 60.0  # longest wait for any single thing to show up
@@ -298,6 +299,64 @@ class Run:
                    status="info", better="higher", detail=m,
                    note=f"p50 {m['p50']:.1f} ms, p99 {m['p99']:.1f} ms (queueing)")  # fmt: skip
 
+    async def load(self) -> None:
+        from bench import load
+        from bench.hooks import open_quiet_sessions
+        from bench.mirroring import close_sessions
+        from bench.modes import GROUP, case, row_id
+
+        sessions = await open_quiet_sessions(self.stack, load.SESSIONS, WAIT)
+        (probe,) = await self.live("latency")
+        raw = await self.raw_side()
+        floors: list[dict[str, Any]] = []
+        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
+        hook_room: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
+        raw_seen: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
+        try:
+            async with load.null_server() as port:
+                for repeat, mode in self.modes.order(self.p.repeats):
+                    await self.modes.use(mode, [*sessions, probe], WAIT * 2)
+                    await self.stack.drain(WAIT * 2)
+                    bodies = load.bodies_for(sessions, self.p.load_per)
+                    if len(floors) == repeat:  # once per repeat, just before the bridge
+                        floors.append(await load.floor(port, bodies, seed=repeat))
+                    work = load.think_time_load([s.conn for s in sessions], bodies, seed=repeat)
+                    async with self.stack.profile(f"load-{mode}"):
+                        acks, hook, rawp = await load.with_probes(
+                            self.stack, work, probe, raw, WAIT
+                        )
+                    runs[mode].append(acks)
+                    hook_room[mode].append(hook)
+                    raw_seen[mode].append(rawp)
+                    await self.stack.drain(WAIT * 4)
+        finally:
+            await close_sessions(sessions)
+        self.raw["load"] = {"floor": floors, "ack": runs, "hook_room": hook_room, "raw": raw_seen}
+        f = merge_repeats(floors)
+        shape = f"{load.SESSIONS} sessions, think 0–{load.THINK_MAX * 1000:.0f} ms"
+        self.add(
+            Row("load.floor.p99", "acknowledgement under load",
+                f"{shape}: do-nothing aiohttp server, p99", f["p99"], "ms", detail=f,
+                note=f"the load generator's floor; {f['rate']:.0f} ev/s"),
+        )  # fmt: skip
+        for mode in self.modes.all:
+            m, h, r = (merge_repeats(x[mode]) for x in (runs, hook_room, raw_seen))
+            info = {} if mode == GROUP else {"status": "info"}
+            self.add(
+                Row(row_id("load.ack.p99", mode), "acknowledgement under load",
+                    case(f"{shape}, while delivering, p99", mode), m["p99"], "ms",
+                    f["p99"] + 5, f"≤ floor p99 + 5 ms ({f['p99'] + 5:.1f})", detail=m,
+                    note=f"{m['rate']:.0f} ev/s offered", **info),
+                Row(row_id("load.raw.p50", mode), "acknowledgement under load",
+                    case("raw send → readable during the load, p50", mode), r["p50"], "ms",
+                    detail=r),
+                Row(row_id("load.hook_room.p50", mode), "acknowledgement under load",
+                    case("hook → room during the load, p50", mode), h["p50"], "ms",
+                    r["p50"] + 10, f"≤ raw p50 + 10 ms ({r['p50'] + 10:.1f})", detail=h,
+                    **info),
+            )  # fmt: skip
+        await self.modes.restore(WAIT)
+
     async def burst(self) -> None:
         from bench.hooks import burst
         from bench.modes import GROUP, case, row_id
@@ -463,6 +522,7 @@ ROW_IDS = {  # for error rows when a benchmark fails before producing its rows
     "throughput": [("sustained.1.rate", "sustained mirroring", "1 and 10 sessions")],
     "creation": [("creation.p50", "thread creation", "first hook → room")],
     "ack": [("ack.p99", "hook acknowledgement", "1 and 50 sessions")],
+    "load": [("load.ack.p99", "acknowledgement under load", "50 sessions, think 0–100 ms")],
     "burst": [("burst.ack_rate", "burst", "acknowledged")],
     "control": [("control.p50", "Matrix → Claude", "next hook answer")],
     "shim": [("shim.median", "command shim", "wall time per call")],

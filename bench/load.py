@@ -1,0 +1,149 @@
+"""The acknowledgement under real load (issue 17, 1b), with the load generator's own floor.
+
+50 sessions each post a hook event, wait for the answer, think for a uniform 0–100 ms, and post
+the next: about 1,000 events/s offered (500 tool calls/s), while the bridge delivers them into
+the 50 rooms. Measured beside it, with the same shape and the same bodies:
+
+- *the floor*: the same load against a do-nothing aiohttp server in its own process
+  (``null_server.py``): what the load generator, the kernel and aiohttp cost, no store;
+- *hook → room* during the load: one more session, joined by alice, posts a PreToolUse now and
+  then (POST → readable in alice's sync), alternating with a raw-ceiling message PUT straight to
+  Synapse into a raw room. Both meet the same loaded Synapse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bench.httpclient import HookConnection
+from bench.mirroring import LiveSession, post_ok
+from bench.stack import HOOK_TOKEN, REPO, Stack
+from bench.stats import latency_summary
+from claude_bridge.devenv.synapse import die_with_parent, free_port
+
+SESSIONS = 50
+THINK_MAX = 0.1
+PROBE_PAUSE = 0.05
+
+
+async def think_time_load(
+    conns: list[HookConnection], bodies: list[list[bytes]], seed: int
+) -> dict[str, Any]:
+    """Connection i posts ``bodies[i]`` one at a time, thinking uniform(0, THINK_MAX) s before
+    each. Returns the pooled acknowledgement latency (ms) and the rate achieved."""
+    latencies: list[float] = []
+    rng = random.Random(seed)
+
+    async def session(conn: HookConnection, mine: list[bytes]) -> None:
+        for body in mine:
+            await asyncio.sleep(rng.uniform(0, THINK_MAX))
+            _, took = await post_ok(conn, body)
+            latencies.append(took * 1000)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(session(c, b) for c, b in zip(conns, bodies, strict=True)))
+    summary: dict[str, Any] = latency_summary(latencies)
+    summary["rate"] = round(len(latencies) / (time.perf_counter() - start), 1)
+    return summary
+
+
+def bodies_for(sessions: list[LiveSession], per_session: int) -> list[list[bytes]]:
+    out = []
+    for live in sessions:
+        mine: list[bytes] = []
+        while len(mine) < per_session:
+            mine.extend(body for body, _ in live.session.pair())
+        out.append(mine[:per_session])
+    return out
+
+
+def _spawn_null_server(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.null_server", str(port)],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent(),
+    )
+
+
+@contextlib.asynccontextmanager
+async def null_server() -> AsyncIterator[int]:
+    """The do-nothing server, running; yields its port."""
+    port = free_port()
+    proc = _spawn_null_server(port)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if b"ready" not in line:
+            raise RuntimeError(f"null server did not start: {line!r}")
+        for _ in range(200):  # listening once a connection is accepted
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            await asyncio.sleep(0.025)
+        yield port
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait)
+
+
+async def floor(port: int, bodies: list[list[bytes]], seed: int) -> dict[str, Any]:
+    conns = [HookConnection("127.0.0.1", port, HOOK_TOKEN) for _ in bodies]
+    try:
+        return await think_time_load(conns, bodies, seed)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def with_probes(
+    stack: Stack, load: Any, probe: LiveSession, raw: Any, timeout: float
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Run ``load`` (a coroutine) while probing, every ``2 × PROBE_PAUSE`` s each, hook → room
+    (the probe session's PreToolUse: POST → readable) and raw send → readable (a PUT straight
+    to Synapse), each probe timed on its own so a slow one does not thin out the samples.
+    Returns (load result, hook → room summary, raw summary)."""
+    hook_ms: list[float] = []
+    raw_ms: list[float] = []
+    contents, marks = raw.contents(1000)
+    done = asyncio.Event()
+    waiting: list[asyncio.Task[None]] = []
+
+    async def seen(mark: str, start: float, out: list[float]) -> None:
+        out.append((await stack.observer.wait_marker(mark, timeout) - start) * 1000)
+
+    async def raw_one(i: int) -> None:
+        start = time.perf_counter()
+        await raw.put(raw.rooms[0], contents[i])
+        await seen(marks[i], start, raw_ms)
+
+    async def probes() -> None:
+        i = 0
+        while not done.is_set() and i < len(marks):
+            body, mark = probe.session.pre()
+            start = time.perf_counter()
+            await post_ok(probe.conn, body)  # one session's hooks: one after another
+            waiting.append(asyncio.create_task(seen(mark, start, hook_ms)))
+            await asyncio.sleep(PROBE_PAUSE)
+            waiting.append(asyncio.create_task(raw_one(i)))
+            i += 1
+            await asyncio.sleep(PROBE_PAUSE)
+
+    prober = asyncio.create_task(probes())
+    try:
+        result = await load
+    finally:
+        done.set()
+        await prober
+        await asyncio.gather(*waiting)
+    return result, latency_summary(hook_ms), latency_summary(raw_ms)
