@@ -231,7 +231,13 @@ PERMISSION = {"tool_name": "Bash", "tool_input": {"command": "make deploy"}}
 async def hold(env: Env, **fields: Any) -> tuple[asyncio.Task[dict[str, Any]], Any]:
     task = asyncio.create_task(env.hook("PermissionRequest", **PERMISSION, **fields))
     await until(lambda: bool(env.approvals._held))
-    [approval] = await env.store.pending(T)
+    # Counted as held just before its row is written: wait for the row too.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not (pending := await env.store.pending(T)):
+        assert loop.time() < deadline, "the held request was never stored"
+        await asyncio.sleep(0.01)
+    [approval] = pending
     return task, approval
 
 
