@@ -12,7 +12,7 @@ from pathlib import Path
 from ruamel.yaml import YAML, YAMLError
 
 from claude_bridge.config import Config, write_private
-from claude_bridge.devenv.processes import command_of, stop_process
+from claude_bridge.devenv.processes import command_of, processes_running, stop_process
 from claude_bridge.store.lock import FileLock, leader_lock
 
 
@@ -66,12 +66,11 @@ def clear_leftovers(data: Path, config: Config) -> list[str]:
     if bridge is not None and command_of(bridge):
         stop_process(bridge)
         notes.append(f"stopped a bridge still running on {data} (pid {bridge})")
-    with contextlib.suppress(OSError, ValueError):
-        pid = int((data / "synapse" / "homeserver.pid").read_text().strip())
-        command = command_of(pid) or ""
-        if "synapse.app.homeserver" in command and str(data / "synapse") in command:
-            stop_process(pid)
-            notes.append(f"stopped a Synapse still running on {data} (pid {pid})")
+    # Synapse writes no pid file unless it daemonizes: known by its command line
+    config_file = f"-c {data / 'synapse' / 'homeserver.yaml'}"
+    for synapse in processes_running("synapse.app.homeserver", config_file):
+        stop_process(synapse.pid)
+        notes.append(f"stopped a Synapse still running on {data} (pid {synapse.pid})")
     return notes
 
 

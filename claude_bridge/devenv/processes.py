@@ -63,6 +63,17 @@ def command_of(pid: int) -> str | None:
     return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace") or None
 
 
+def processes_running(*needles: str) -> list[Holder]:
+    """Live processes whose command line contains every one of ``needles``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            command = command_of(int(entry.name))
+            if command and all(needle in command for needle in needles):
+                found.append(Holder(int(entry.name), command))
+    return found
+
+
 def _listening_inodes(port: int) -> set[str]:
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):

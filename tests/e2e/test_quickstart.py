@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from ruamel.yaml import YAML
 
-from claude_bridge.devenv.processes import command_of
+from claude_bridge.devenv.processes import command_of, port_holder
 from claude_bridge.devenv.synapse import free_port
 from tests.e2e.claude_code import _descendants
 from tests.e2e.test_foundation import _until
@@ -225,41 +225,61 @@ async def test_a_killed_quickstart_leaves_nothing_running(
     quickstart: Start, tmp_path: Path
 ) -> None:
     """SIGKILL gives the quickstart no chance to stop its children: they die with it (a
-    parent-death signal), and the next start in the folder works. A bridge left on the folder
-    all the same (started by hand, or by a quickstart on a system without that signal) is
-    stopped at the next start."""
+    parent-death signal), and the next start in the folder works. A bridge and a Synapse left on
+    the folder all the same (started by hand, or by a quickstart on a system without that
+    signal) are stopped at the next start."""
     data = tmp_path / "data"
     first = await quickstart(data, *ports())
     await first.until(READY)
     children = set(first.children)
-    assert len(children) >= 2  # Synapse and the bridge (and the script's own python)
+    assert len(children) == 2  # Synapse and the bridge
     first.proc.kill()
     await gone(children)
 
-    stray = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "claude_bridge", "run", "-c", str(data / "config.yaml")),
-        cwd=data,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
+    synapse_port = int(
+        YAML(typ="safe")
+        .load((data / "config.yaml").read_text())["homeserver"]["address"]
+        .rsplit(":", 1)[1]
     )
+    strays = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            *argv,
+            cwd=cwd,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for argv, cwd in [
+            (("-m", "claude_bridge", "run", "-c", str(data / "config.yaml")), data),
+            (
+                ("-m", "synapse.app.homeserver", "-c", str(data / "synapse" / "homeserver.yaml")),
+                data / "synapse",
+            ),
+        ]
+    ]
+    bridge, synapse = strays
     try:
 
-        async def holds_the_lock() -> bool:
-            return f"pid {stray.pid} " in _read(data / "claude-bridge.db.lock")
+        async def both_up() -> bool:
+            holder = port_holder(synapse_port)
+            lock = _read(data / "claude-bridge.db.lock")
+            return f"pid {bridge.pid} " in lock and holder is not None and holder.pid == synapse.pid
 
-        await _until(holds_the_lock, "the stray bridge holding the database lock", LIMIT)
+        await _until(both_up, "the stray bridge and Synapse up", LIMIT)
         second = await quickstart(data)
         await second.until(READY)
-        assert f"stopped a bridge still running on {data} (pid {stray.pid})" in second.output
-        assert await asyncio.wait_for(stray.wait(), LIMIT) is not None
+        assert f"stopped a bridge still running on {data} (pid {bridge.pid})" in second.output
+        assert f"stopped a Synapse still running on {data} (pid {synapse.pid})" in second.output
+        for stray in strays:
+            await asyncio.wait_for(stray.wait(), LIMIT)
         assert await healthy(data)
         assert await second.interrupt() == 0
     finally:
-        if stray.returncode is None:
-            stray.kill()
-            await stray.wait()
+        for stray in strays:
+            if stray.returncode is None:
+                stray.kill()
+                await stray.wait()
 
 
 def _read(path: Path) -> str:
