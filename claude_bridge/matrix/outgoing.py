@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from yarl import URL
+
 from claude_bridge.config import GENERATE, Config
 from claude_bridge.render.scrub import Scrubber, scrubber_for
 
@@ -20,11 +22,10 @@ from claude_bridge.render.scrub import Scrubber, scrubber_for
 def outgoing_scrubber(config: Config) -> Scrubber:
     """What scrubs everything leaving for Matrix or out of the API: the configured patterns
     plus the bridge's own secrets, which no pattern knows (random hex)."""
-    known = (
-        config.appservice.as_token,
-        config.appservice.hs_token,
-        *config.hooks.secrets().values(),
-    )
+    known = [config.appservice.as_token, config.appservice.hs_token]
+    known += config.hooks.secrets().values()
+    if not config.database.startswith("sqlite:"):
+        known.append(URL(config.database).password or "")  # the database's password
     return scrubber_for(config.bridge.mirror.redact, (k for k in known if k != GENERATE))
 
 

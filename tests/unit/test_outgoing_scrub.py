@@ -168,6 +168,12 @@ def test_known_secrets_are_hidden_even_with_redaction_off() -> None:
     )
 
 
+def test_the_database_password_is_a_known_secret() -> None:
+    config = _config()
+    config.database = "postgres://bridge:Pw8random9Xy@db.internal/bridge"
+    assert outgoing_scrubber(config).text("it is Pw8random9Xy") == "it is [redacted]"
+
+
 # --- what of a body is scrubbed ------------------------------------------------------------
 
 
@@ -449,3 +455,51 @@ async def test_each_kind_through_every_event(planted: Planted) -> None:
             recorder = await _mirror(_plant(base, path, f"x {planted.text} y"))
             found = leaked(planted, recorder.dump())
             assert found is None, f"{planted.kind} via {base['hook_event_name']}.{path}: {found!r}"
+
+
+def test_markdown_exports_are_scrubbed_json_exports_verbatim(tmp_path: Path) -> None:
+    """Markdown is for reading and sharing; JSON is a backup that must restore as it was."""
+    from claude_bridge.cli import main
+    from claude_bridge.store import Outbox, Thread, ThreadStore, create_database
+
+    url = f"sqlite:{tmp_path / 'bridge.db'}"
+    planted = example_of_each()
+
+    async def prepare() -> None:
+        db = create_database(url)
+        await db.start()
+        await ThreadStore(db).ensure(
+            Thread("t1", "T1", "@claude-t1:hs", "#claude-thread-t1:hs", project_path="/src/x")
+        )
+        prompt = json.dumps({"prompt": "\n".join(p.text for p in planted)})
+        await Outbox(db).append("t1", "UserPromptSubmit", prompt, "laptop")
+        await db.stop()
+
+    import asyncio
+
+    asyncio.run(prepare())  # the commands run their own event loop, as from a shell
+    md, js = tmp_path / "t1.md", tmp_path / "t1.json"
+    config = tmp_path / "missing.yaml"  # no config: the default patterns
+    assert (
+        main(
+            [
+                "export",
+                "-c",
+                str(config),
+                "--database",
+                url,
+                "--all",
+                "--format",
+                "markdown",
+                "-o",
+                str(md),
+            ]
+        )
+        == 0
+    )
+    assert main(["export", "-c", str(config), "--database", url, "--all", "-o", str(js)]) == 0
+    text = md.read_text()
+    assert "👤 prompt" in text and "[redacted]" in text
+    assert [p.kind for p in planted if leaked(p, text)] == []
+    row = json.loads(js.read_text())["threads"][0]["tables"]["hook_event"][0]
+    assert json.loads(row["payload"])["prompt"] == "\n".join(p.text for p in planted)
