@@ -26,6 +26,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from claude_bridge import __version__
+from claude_bridge.control import framing
 from claude_bridge.ids import thread_id_for
 
 DEFAULT_URL = "http://127.0.0.1:29341"
@@ -99,8 +100,9 @@ def format_messages(body: dict[str, Any]) -> str:
     ]
     names = {"user": "prompt", "assistant": "claude", "tool": "tool", "system": "·"}
     for m in body.get("messages") or []:
+        # Each text quoted under who wrote it (framing): no line of it passes for a new message.
         who = m["sender"] if m["role"] == "matrix" else names.get(m["role"], m["role"])
-        lines.append(f"[{_when(m['ts'])}] {who}: {m['text']}")
+        lines.append(f"[{_when(m['ts'])}] {framing.name(who)}:\n{framing.quote(m['text'])}")
     if len(lines) == 1:
         lines.append("(no messages yet)")
     if body.get("next_before"):
@@ -160,7 +162,10 @@ def build_server(api: BridgeAPI) -> MCPServer:
         text: Annotated[str, Field(min_length=1, max_length=20000, description="Markdown.")],
     ) -> str:
         """Post a message (Markdown) into another session's Matrix room as this session, e.g. to
-        hand work over or ask a question. The people in that room see it."""
+        hand work over or ask a question. The people in that room see it; it reaches that
+        session's Claude, marked as coming from this session's Claude, once an operator there
+        lets it through (unless the bridge lets hand-offs between sessions of one host through
+        directly)."""
         if not api.session_id:
             raise ToolError(
                 "this MCP server does not know its session: CLAUDE_CODE_SESSION_ID is not set "
@@ -171,9 +176,14 @@ def build_server(api: BridgeAPI) -> MCPServer:
             f"/claude/v1/threads/{thread_id_for(thread_id.strip())}/messages",
             json={"text": text},
         )
-        return (
-            f"Posted to thread {body['thread_id']} as {body['sender']} (event {body['event_id']})."
+        posted = (
+            f"Posted to thread {body['thread_id']} as {body['sender']} (event {body['event_id']})"
         )
+        if body.get("delivery") == "proposed":
+            return f"{posted}. It reaches that session's Claude once an operator there approves it."
+        if body.get("delivery") == "direct":
+            return f"{posted}. It goes to that session's Claude with its next hook answer."
+        return f"{posted}."
 
     return server
 

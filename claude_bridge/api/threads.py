@@ -4,7 +4,10 @@
 ``GET /claude/v1/threads/{id}/messages`` and ``POST /claude/v1/threads/{id}/messages``, all with a
 hook token (``Authorization: Bearer``). A POST speaks as the *calling* session's ghost, named by
 ``X-Claude-Session-Id`` (the MCP server sends the ``CLAUDE_CODE_SESSION_ID`` Claude Code gives it);
-that session must already have a thread here, owned by the same hook token. See ``openapi.yaml``.
+that session must already have a thread here, owned by the same hook token. Into another thread
+it is a hand-off (``control/handoffs.py``): the answer's ``delivery`` says whether it waits for an
+operator's ✅ there (``proposed``) or goes straight to that session's Claude (``direct``).
+See ``openapi.yaml``.
 
 A host token lists, reads and posts into only the threads it owns (403 for another's);
 ``shared`` and ``admin`` tokens see and post into all (:mod:`claude_bridge.token_access`).
@@ -19,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from claude_bridge.control.handoffs import delivery
+from claude_bridge.control.options import HandoffMode
 from claude_bridge.history import ThreadFilter, ThreadHistory
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
@@ -88,7 +93,9 @@ class ThreadsAPI:
         client: MatrixClient,
         access: TokenAccess,
         scrub: Scrubber | None = None,
+        handoffs: HandoffMode = "approve",
     ) -> None:
+        self.handoffs = handoffs
         self.threads = threads
         self.history = history
         self.router = router
@@ -216,6 +223,9 @@ class ThreadsAPI:
                 "room_id": room_id,
                 "thread_id": target.id,
                 "sender": caller.ghost_mxid,
+                "delivery": (
+                    "none" if caller.id == target.id else delivery(self.handoffs, caller, target)
+                ),
             },
             status=201,
         )

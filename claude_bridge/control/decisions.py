@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from claude_bridge.control import framing
 from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import scrubber_for
 from claude_bridge.render.text import esc, one_line
@@ -65,11 +66,7 @@ def answer(approval: Approval) -> dict[str, Any]:
         if approval.state == ALWAYS and suggestions:
             decision["updatedPermissions"] = suggestions
     elif approval.state == DENY:
-        message = f"Denied by {by} via Matrix"
-        decision = {
-            "behavior": "deny",
-            "message": f"{message}: {approval.reason}" if approval.reason else message,
-        }
+        decision = {"behavior": "deny", "message": framing.denial(by, approval.reason)}
     else:
         return {}
     return {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}}

@@ -1,10 +1,12 @@
 """Matrix events → steering: messages to Claude, approval decisions, commands, invites.
 
-Registered with ``matrix/inbound``, which hands us every stored event in order (never the
-bridge's own ghosts or bot). Who sent it decides everything: no level — ignored; a viewer — may
-read and ask ``help``/``status``, nothing they write reaches Claude; an operator — messages,
-decisions and commands; an admin — also ``invite``. Who may be in a room at all is
-``room_guard``'s, which sees every event first.
+Registered with ``matrix/inbound``, which hands us every stored event in order (of the bridge's
+own ghosts and bot only messages marked as hand-offs). Who sent it decides everything: no level —
+ignored; a viewer — may read and ask ``help``/``status``, nothing they write reaches Claude; an
+operator — messages, decisions, commands, and withdrawing or editing what is still queued; an
+admin — also ``invite``. A hand-off counts only from the ghost of the thread it names
+(``handoffs``); the mark on anyone else's message changes nothing. Who may be in a room at all
+is ``room_guard``'s, which sees every event first.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from typing import Any
 from claude_bridge.config import PermissionLevel
 from claude_bridge.control import decisions
 from claude_bridge.control.commands import Caller, CommandError, CommandSet
+from claude_bridge.control.handoffs import Handoffs
 from claude_bridge.control.info_commands import InfoCommands
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.roles import allows
 from claude_bridge.control.room import RoomReplies
 from claude_bridge.control.room_guard import RoomGuard
 from claude_bridge.control.signals import thread_key
-from claude_bridge.matrix.echo import handoff_from
 from claude_bridge.store import Thread
 from claude_bridge.store.approvals import PENDING, Approval
 from claude_bridge.store.inbox import InboxEvent
@@ -50,6 +52,7 @@ class InboundHandler:
         self.info = info
         self.replies = replies
         self.guard = guard
+        self.handoffs = Handoffs(parts, replies)
 
     async def __call__(self, event: InboxEvent) -> None:
         # Membership, room settings and encryption are the guard's; an encrypted room's events
@@ -63,21 +66,32 @@ class InboundHandler:
         elif thread is not None and kind == "m.reaction":
             await self._reaction(event, thread)
         elif thread is not None and kind == "m.room.redaction":
-            redacts = event.event.get("redacts") or event.event.get("content", {}).get("redacts")
-            if isinstance(redacts, str) and await self.p.inbox.withdraw(redacts):
-                await self.p.audit.record(thread.id, event.sender, "withdraw", redacts)
+            await self._redaction(event, thread)
+
+    async def _redaction(self, event: InboxEvent, thread: Thread) -> None:
+        """Withdraw a queued message: by its sender, or by an operator of the thread."""
+        redacts = event.event.get("redacts") or event.event.get("content", {}).get("redacts")
+        message = await self.p.inbox.get(redacts) if isinstance(redacts, str) else None
+        if message is None or message.thread_id != thread.id:
+            return
+        if event.sender != message.sender:
+            level = await self.p.roles.level(event.sender, thread.id)
+            if not allows(level, PermissionLevel.OPERATOR):
+                return
+        if await self.p.inbox.withdraw(message.event_id, thread.id):
+            await self.p.audit.record(thread.id, event.sender, "withdraw", message.event_id)
 
     async def _message(self, event: InboxEvent, thread: Thread | None) -> None:
         content: dict[str, Any] = event.event.get("content") or {}
         body = content.get("body")
         if not isinstance(body, str) or content.get("msgtype") == "m.notice":
             return
-        source = handoff_from(event.event)
-        if source is not None:
-            # Another session's Claude handing work over (threads API / MCP): the bridge sent
-            # it, so it reaches this session like an operator's message.
-            if thread is not None and source != thread.id and body.strip():
-                await self._queue(event, thread, body.strip())
+        if self.p.roles.is_bridge_user(event.sender):
+            # Only a hand-off gets here from the bridge's own users, and only a genuine one
+            # (its own thread's ghost, a plain new message) goes anywhere.
+            source = await self.handoffs.source_of(event, thread) if thread else None
+            if thread is not None and source is not None and body.strip():
+                await self._queue(event, thread, body.strip(), source=source)
             return
         level = await self.p.roles.level(event.sender, thread.id if thread else None)
         if level is None:
@@ -87,11 +101,13 @@ class InboundHandler:
             new = content.get("m.new_content") or {}
             if (
                 thread
+                and allows(level, PermissionLevel.OPERATOR)
                 and isinstance(new.get("body"), str)
                 and isinstance(relates.get("event_id"), str)
             ):
-                if await self.p.inbox.edit(relates["event_id"], event.sender, new["body"]):
-                    await self.p.audit.record(thread.id, event.sender, "edit", relates["event_id"])
+                edited = relates["event_id"]
+                if await self.p.inbox.edit(edited, thread.id, event.sender, new["body"]):
+                    await self.p.audit.record(thread.id, event.sender, "edit", edited)
             return
         reply_to = (relates.get("m.in_reply_to") or {}).get("event_id")
         text = strip_reply_fallback(body) if reply_to else body.strip()
@@ -118,12 +134,17 @@ class InboundHandler:
         if content.get("msgtype") in FORWARDED_MSGTYPES and text:
             await self._queue(event, thread, text)
 
-    async def _queue(self, event: InboxEvent, thread: Thread, text: str) -> None:
+    async def _queue(
+        self, event: InboxEvent, thread: Thread, text: str, *, source: Thread | None = None
+    ) -> None:
         control = await self.p.controls.get(thread.id)
         if control.archived_at:
             await self.replies.send(
                 thread, event.room_id, event.event_id, "This thread is archived: not forwarded."
             )
+            return
+        if source is not None:
+            await self.handoffs.receive(event, thread, source, text)
             return
         if await self.p.inbox.queue(event.event_id, thread.id, event.room_id, event.sender, text):
             await self.p.audit.record(thread.id, event.sender, "message", event.event_id)
@@ -145,7 +166,7 @@ class InboundHandler:
         if relates.get("rel_type") != "m.annotation" or not isinstance(target, str):
             return
         decision = decisions.from_reaction(key) if isinstance(key, str) else None
-        if decision is None:
+        if decision is None or await self.handoffs.react(event, thread, target, decision):
             return
         approval = await self.p.approval_store.for_matrix_event(target)
         if approval is None or approval.thread_id != thread.id:

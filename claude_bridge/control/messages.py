@@ -1,6 +1,7 @@
 """The session inbox → the text a hook answer carries to Claude.
 
-Each message is attributed (``Message from @alice:example.org via Matrix: …``). One answer carries
+Each message is framed by ``framing``: who wrote it on a line of its own, then its text quoted
+(a hand-off says it comes from another session's Claude, not a person). One answer carries
 as many queued messages, oldest first, as fit ``message_budget`` characters (Claude Code caps
 ``additionalContext`` at 10 000); a single longer message is cut, and says so.
 
@@ -15,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from claude_bridge.control import framing
 from claude_bridge.store.session_messages import SessionInbox, SessionMessage
 
 FETCH = 50
 
 
 def attributed(message: SessionMessage) -> str:
-    return f"Message from {message.sender} via Matrix: {message.body}"
+    if message.from_thread is not None:
+        return framing.from_session(message.from_thread, message.body, message.approved_by)
+    return framing.from_person(message.sender, message.body)
 
 
 def compose(messages: Sequence[SessionMessage], budget: int) -> str:
@@ -29,7 +33,7 @@ def compose(messages: Sequence[SessionMessage], budget: int) -> str:
     text = "\n\n".join(attributed(m) for m in messages)
     if len(text) <= budget:
         return text
-    marker = f"\n[… cut: {len(text) - budget} more characters were sent in Matrix]"
+    marker = "\n" + framing.cut_marker(len(text) - budget)
     return text[: max(budget - len(marker), 0)] + marker
 
 

@@ -6,7 +6,11 @@ imports only pydantic: ``claude_bridge.config`` imports it.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+HandoffMode = Literal["approve", "direct_same_token"]
 
 
 class ControlConfig(BaseModel):
@@ -73,4 +77,13 @@ class ControlConfig(BaseModel):
         description="Seconds without hook events after which the background waiter delivers "
         "messages even though the session looked busy (e.g. interrupted in the terminal, which "
         "fires no Stop). While a session is busy, messages go with its next hook answer.",
+    )
+    handoffs: HandoffMode = Field(
+        default="approve",
+        description="A message one session's Claude sends another (threads API POST "
+        ".../messages, MCP claude_send_to_thread) is a hand-off, written by no person. "
+        "'approve': it is posted in the target room as a proposal and reaches that session's "
+        "Claude only after an operator there reacts ✅ (❌ drops it). 'direct_same_token': "
+        "between two sessions of the same hook token it goes straight through; other "
+        "hand-offs still wait for ✅.",
     )

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from claude_bridge.control import framing
 from claude_bridge.control.approvals import Approvals
 from claude_bridge.control.messages import MessageQueue, compose
 from claude_bridge.control.options import ControlConfig
@@ -125,7 +126,7 @@ class Responder:
         if by is None:
             return None  # another hook of this session carried it
         log.info("telling Claude Code to stop", thread_id=thread.id, by=by)
-        return {"continue": False, "stopReason": f"Stopped from Matrix by {by}"}
+        return {"continue": False, "stopReason": f"Stopped from Matrix by {framing.name(by)}"}
 
     async def _take(self, thread: Thread, via: str, call: HookCall) -> list[SessionMessage]:
         messages = await self.queue.take(

@@ -7,6 +7,7 @@ bridge stopped before marking it processed) cannot produce a second reply.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
@@ -33,23 +34,28 @@ class RoomReplies:
         *,
         reply_to: str | None = None,
         mention: str | None = None,
+        mentions: Sequence[str] = (),
         as_reply: bool = True,
-    ) -> None:
-        """Send ``text`` (Markdown) as a reply to ``reply_to``, by default the event answered."""
+    ) -> str | None:
+        """Send ``text`` (Markdown) as a reply to ``reply_to``, by default the event answered.
+
+        Returns the reply's event id, or None when the homeserver would not take it.
+        """
         sender = thread.ghost_mxid if thread else self.client.bot_mxid
-        content = message(text, markdown_to_html(text), mentions=[mention] if mention else ())
+        pinged = [*([mention] if mention else ()), *mentions]
+        content = message(text, markdown_to_html(text), mentions=pinged)
         if as_reply:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to or answering}}
         delay = BACKOFF
         for attempt in range(1, TRIES + 1):
             try:
-                await self.client.send_event(
+                return await self.client.send_event(
                     sender, room_id, "m.room.message", content, f"cb.reply.{answering}"
                 )
-                return
             except MatrixError as e:
                 if not e.temporary or attempt == TRIES:
                     log.warning("could not reply", room_id=room_id, to=answering, error=str(e))
-                    return
+                    return None
                 await asyncio.sleep(max(delay, (e.retry_after_ms or 0) / 1000))
                 delay *= 2
+        return None

@@ -36,6 +36,7 @@ class Operations:
                 client=bridge.client,
                 access=bridge.access,
                 scrub=bridge.client.scrub,
+                handoffs=bridge.config.bridge.control.handoffs,
             ),
         )
         days = bridge.config.bridge.retention

@@ -4,6 +4,9 @@ A message is ``queued`` when its Matrix event is handled, ``delivered`` by exact
 (claimed with one conditional UPDATE, so two concurrent hooks of a session can never both carry
 it), or ``withdrawn`` (redacted, or its thread archived, before that). ``shown_at`` records that
 the room was told (the ✓ reaction).
+
+A hand-off from another session (``from_thread`` set) starts ``proposed`` unless the config lets
+it through directly: an operator's ✅ makes it ``queued`` (``approved_by``), ❌ ``rejected``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from mautrix.util.async_db import Database
 from claude_bridge.store.database import now_ms
 from claude_bridge.store.hints import MaybeRows
 
-_COLUMNS = "id, event_id, thread_id, room_id, sender, body, state, received_at, delivered_via"
+_COLUMNS = (
+    "id, event_id, thread_id, room_id, sender, body, state, received_at, delivered_via, "
+    "from_thread, approved_by, proposal_event"
+)
+QUEUED, PROPOSED, REJECTED = "queued", "proposed", "rejected"
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,10 @@ class SessionMessage:
     state: str
     received_at: int
     delivered_via: str | None = None
+    from_thread: str | None = None
+    """The session whose Claude wrote it (a hand-off); None: a person wrote it."""
+    approved_by: str | None = None
+    proposal_event: str | None = None
 
     @classmethod
     def _from_row(cls, r: Any) -> SessionMessage:
@@ -49,22 +60,59 @@ class SessionInbox:
         self.queued_hint.load(r["thread_id"] for r in rows)
 
     async def queue(
-        self, event_id: str, thread_id: str, room_id: str, sender: str, body: str
+        self,
+        event_id: str,
+        thread_id: str,
+        room_id: str,
+        sender: str,
+        body: str,
+        *,
+        from_thread: str | None = None,
+        state: str = QUEUED,
     ) -> bool:
-        """Queue a message; False when this Matrix event was queued before (a replay)."""
+        """Queue (or propose) a message; False when this Matrix event was stored before."""
         with self.queued_hint.adding(thread_id):
             added = await self.db.fetchval(
                 "INSERT INTO session_message "
-                "(event_id, thread_id, room_id, sender, body, received_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+                "(event_id, thread_id, room_id, sender, body, received_at, from_thread, state) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1",
                 event_id,
                 thread_id,
                 room_id,
                 sender,
                 body,
                 now_ms(),
+                from_thread,
+                state,
             )
         return bool(added)
+
+    async def set_proposal_event(self, message_id: int, event_id: str) -> None:
+        await self.db.execute(
+            "UPDATE session_message SET proposal_event=$2 WHERE id=$1", message_id, event_id
+        )
+
+    async def proposal(self, thread_id: str, event_id: str) -> SessionMessage | None:
+        """The hand-off of this thread that ``event_id`` (it, or the notice about it) names."""
+        row = await self.db.fetchrow(
+            f"SELECT {_COLUMNS} FROM session_message WHERE thread_id=$1 AND from_thread IS NOT "
+            "NULL AND (event_id=$2 OR proposal_event=$2)",
+            thread_id,
+            event_id,
+        )
+        return SessionMessage._from_row(row) if row else None
+
+    async def decide_proposal(self, message: SessionMessage, approve: bool, by: str) -> bool:
+        """Let a proposed hand-off through (queued) or reject it; False when already decided."""
+        with self.queued_hint.adding(message.thread_id):
+            row = await self.db.fetchval(
+                "UPDATE session_message SET state=$2, approved_by=$3 "
+                "WHERE id=$1 AND state='proposed' RETURNING 1",
+                message.id,
+                QUEUED if approve else REJECTED,
+                by if approve else None,
+            )
+        return bool(row)
 
     async def queued(self, thread_id: str, limit: int = 100) -> list[SessionMessage]:
         if not self.queued_hint.may_have(thread_id):
@@ -113,12 +161,13 @@ class SessionInbox:
         )
         return sorted((SessionMessage._from_row(r) for r in rows), key=lambda m: m.id)
 
-    async def withdraw(self, event_id: str) -> SessionMessage | None:
-        """Withdraw a message that was not delivered yet (its event was redacted)."""
+    async def withdraw(self, event_id: str, thread_id: str) -> SessionMessage | None:
+        """Withdraw a message of this thread not delivered yet (its event was redacted)."""
         row = await self.db.fetchrow(
-            "UPDATE session_message SET state='withdrawn' WHERE event_id=$1 AND state='queued' "
-            f"RETURNING {_COLUMNS}",
+            "UPDATE session_message SET state='withdrawn' WHERE event_id=$1 AND thread_id=$2 "
+            f"AND state IN ('queued', 'proposed') RETURNING {_COLUMNS}",
             event_id,
+            thread_id,
         )
         return SessionMessage._from_row(row) if row else None
 
@@ -130,12 +179,13 @@ class SessionInbox:
         )
         return len(rows)
 
-    async def edit(self, event_id: str, sender: str, body: str) -> bool:
-        """Apply an edit (``m.replace``) by the sender to a message still in the queue."""
+    async def edit(self, event_id: str, thread_id: str, sender: str, body: str) -> bool:
+        """Apply an edit (``m.replace``) by the sender to their message still in this queue."""
         row = await self.db.fetchval(
-            "UPDATE session_message SET body=$3 WHERE event_id=$1 AND sender=$2 AND state='queued' "
-            "RETURNING 1",
+            "UPDATE session_message SET body=$4 WHERE event_id=$1 AND thread_id=$2 AND sender=$3 "
+            "AND state='queued' AND from_thread IS NULL RETURNING 1",
             event_id,
+            thread_id,
             sender,
             body,
         )

@@ -416,6 +416,6 @@ async def test_html_from_matrix_reaches_claude_as_plain_text(
         return str(out.get("hookSpecificOutput", {}).get("additionalContext", ""))
 
     context = await until(answer, "alice's message in a hook answer")
-    # Claude gets the plain body, verbatim, attributed; the HTML rendering never reaches it.
-    assert context == f"Message from @alice:localhost via Matrix: {body}"
+    # Claude gets the plain body, verbatim, quoted under its sender; the HTML never reaches it.
+    assert context == f"Message from @alice:localhost via Matrix:\n> {body}"
     assert "onerror" not in context and "javascript:" not in context

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,11 @@ async def test_a_matrix_message_continues_the_turn_through_the_stop_hook(
     turns = model.turns()
     assert len(turns) == 2, turns  # the prompt, then the Stop hook's feedback
     assert "Stop hook feedback" in turns[1]
-    assert f"Message from {ALICE} via Matrix: also update the changelog" in turns[1]
+    # The model request holds the text JSON-encoded: its line breaks are \n there.
+    assert (
+        json.dumps(f"Message from {ALICE} via Matrix:\n> also update the changelog")[1:-1]
+        in (turns[1])
+    )
     assert out.strip() == FEEDBACK_REPLY
     await delivered_mark(alice, room, f"@claude-{session}:localhost", sent)
 
@@ -147,7 +152,8 @@ async def test_an_idle_terminal_session_is_woken_from_matrix(
             return any("please run the linter next" in turn for turn in model.turns())
 
         await _until(woken, "a model request carrying alice's message")
-        assert f"Message from {ALICE} via Matrix: please run the linter next" in model.turns()[-1]
+        framed = f"Message from {ALICE} via Matrix:\n> please run the linter next"
+        assert json.dumps(framed)[1:-1] in model.turns()[-1]
         await delivered_mark(alice, room, f"@claude-{session}:localhost", sent)
 
 

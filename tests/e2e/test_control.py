@@ -126,7 +126,8 @@ async def test_operator_messages_reach_claude_once_mid_turn_then_at_stop(
     assert status == 200
     assert answer["hookSpecificOutput"]["hookEventName"] == "PostToolUse"
     assert (
-        context_of(answer) == "Message from @alice:localhost via Matrix: please also run the linter"
+        context_of(answer)
+        == "Message from @alice:localhost via Matrix:\n> please also run the linter"
     )
     # Carried once: the next answers don't repeat it.
     assert (await hooks.post(post_tool_use(session)))[1] == {}
@@ -138,8 +139,8 @@ async def test_operator_messages_reach_claude_once_mid_turn_then_at_stop(
     status, answer = await hooks.post(hook_payload("Stop", session))
     assert answer == {
         "decision": "block",
-        "reason": "Message from @alice:localhost via Matrix: and then *stop* for today\n\n"
-        "Message from @alice:localhost via Matrix: thanks!",
+        "reason": "Message from @alice:localhost via Matrix:\n> and then *stop* for today\n\n"
+        "Message from @alice:localhost via Matrix:\n> thanks!",
     }
     assert (await hooks.post(hook_payload("Stop", session, stop_hook_active=True)))[1] == {}
     for event_id in (second, third):
@@ -211,7 +212,7 @@ async def test_viewers_and_strangers_never_reach_claude(
     await mallory.join(room)
     await mallory.send_text(room, "now I may")
     await queued(bridge, session.lower(), 1)
-    assert "Message from @mallory:localhost via Matrix: now I may" == context_of(
+    assert "Message from @mallory:localhost via Matrix:\n> now I may" == context_of(
         (await hooks.post(post_tool_use(session)))[1]
     )
 
@@ -228,7 +229,9 @@ async def test_a_redacted_message_is_withdrawn_before_delivery(
     await processed(bridge, redaction)
 
     answer = (await hooks.post(post_tool_use(session)))[1]
-    assert context_of(answer) == "Message from @alice:localhost via Matrix: actually, just clean it"
+    assert (
+        context_of(answer) == "Message from @alice:localhost via Matrix:\n> actually, just clean it"
+    )
     states = await bridge.db.fetch("SELECT event_id, state FROM session_message ORDER BY id")
     assert [tuple(r) for r in states] == [(oops, "withdrawn"), (keep, "delivered")]
 
@@ -321,7 +324,7 @@ async def test_approval_by_reaction_and_by_reply(
     decision = (await asyncio.wait_for(task, 30))[1]["hookSpecificOutput"]["decision"]
     assert decision == {
         "behavior": "deny",
-        "message": "Denied by @alice:localhost via Matrix: use a dry run first",
+        "message": "Denied by @alice:localhost via Matrix. Their reason:\n> use a dry run first",
     }
     await settled_edit(alice, room, prompt, "Denied by @alice:localhost: use a dry run first")
     rows = await bridge.db.fetch(
@@ -442,7 +445,8 @@ async def test_listen_mode_holds_stop_until_a_message(
         200,
         {
             "decision": "block",
-            "reason": "Message from @alice:localhost via Matrix: one more thing: update the changelog",
+            "reason": "Message from @alice:localhost via Matrix:\n"
+            "> one more thing: update the changelog",
         },
     )
     await delivered_mark(alice, room, ghost, sent)
@@ -488,7 +492,7 @@ async def test_the_background_waiter_wakes_an_idle_session(
     out, err = await asyncio.wait_for(waiting, 30)
     assert proc.returncode == 2  # asyncRewake: wake the session
     assert out == b""
-    assert err.decode() == "Message from @alice:localhost via Matrix: wake up, the CI is red\n"
+    assert err.decode() == "Message from @alice:localhost via Matrix:\n> wake up, the CI is red\n"
     await delivered_mark(alice, room, ghost, sent)
     via = await bridge.db.fetchval("SELECT delivered_via FROM session_message")
     assert via == "waiter"

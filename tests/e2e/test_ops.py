@@ -243,7 +243,21 @@ async def test_threads_api(stack: Stack, start_bridge: Any, hooks: HookPoster) -
             )
         )
 
-    await _until(queued, "the hand-off queued for session B")
+    await _until(queued, "the hand-off stored for session B")
+    # No person wrote it: it waits in B's room for an operator's ✅ (test_who_speaks has more).
+    assert posted["delivery"] == "proposed"
+    status, answer = await hooks.post(hook_payload("PostToolUse", b, tool_use_id="handoff-early"))
+    assert status == 200 and "mention the **new** flag" in json.dumps(answer)  # alice's, alone
+    assert "B: take" not in json.dumps(answer)
+    await stack.users["alice"].react(room_b, posted["event_id"], "✅")
+
+    async def let_through() -> bool:
+        state = await bridge.db.fetchval(
+            "SELECT state FROM session_message WHERE event_id=$1", posted["event_id"]
+        )
+        return bool(state == "queued")
+
+    await _until(let_through, "the hand-off let through by alice")
     for _ in range(2):
         status, answer = await hooks.post(
             hook_payload("PostToolUse", b, tool_use_id=f"handoff-{_}")
@@ -251,7 +265,11 @@ async def test_threads_api(stack: Stack, start_bridge: Any, hooks: HookPoster) -
         assert status == 200
         context = json.dumps(answer)
         if _ == 0:
-            assert "B: take **this**" in context and ghost_a in context, answer
+            assert answer["hookSpecificOutput"]["additionalContext"] == (
+                f"Hand-off from the Claude of another Claude Code session (thread {a.lower()}), "
+                f"not from a person; let through by {stack.users['alice'].user_id} via Matrix:\n"
+                "> B: take **this**"
+            )
         else:
             assert "B: take" not in context
 
@@ -345,14 +363,16 @@ async def test_mcp_tools_over_stdio(
 
                 read = await mcp.call_tool("claude_read_thread", {"thread_id": b, "limit": 10})
                 text = read.content[0].text  # type: ignore[union-attr]
-                assert "prompt: review the importer" in text
-                assert f"{stack.users['alice'].user_id}: looks good so far" in text
+                assert "] prompt:\n> review the importer\n" in text
+                assert f"] {stack.users['alice'].user_id}:\n> looks good so far" in text
 
                 sent = await mcp.call_tool(
                     "claude_send_to_thread", {"thread_id": b, "text": "importer is ready for you"}
                 )
                 assert not sent.is_error, sent
-                assert f"@claude-{a.lower()}:localhost" in sent.content[0].text  # type: ignore[union-attr]
+                sent_text = sent.content[0].text  # type: ignore[union-attr]
+                assert f"@claude-{a.lower()}:localhost" in sent_text
+                assert "once an operator there approves it" in sent_text
 
                 missing = await mcp.call_tool("claude_read_thread", {"thread_id": "nope"})
                 assert missing.is_error

@@ -85,7 +85,7 @@ def test_hook_answers_per_outcome() -> None:
     assert decision(no_rule) == {"behavior": "allow"}
     assert decision(approval("denied", reason="not now")) == {
         "behavior": "deny",
-        "message": "Denied by @alice:x via Matrix: not now",
+        "message": "Denied by @alice:x via Matrix. Their reason:\n> not now",
     }
     for state in ("pending", "timed_out", "answered_elsewhere"):
         assert decisions.answer(approval(state)) == {}
@@ -116,14 +116,15 @@ def test_messages_are_attributed_and_fit_the_budget() -> None:
     assert [m.id for m in fitting(queue, one * 2 + 2)] == [1, 2]
     assert [m.id for m in fitting(queue, 5)] == [1]  # always at least one
     assert compose(queue[:2], 10_000) == (
-        f"Message from @alice:x via Matrix: {'a' * 40}\n\nMessage from @bob:x via Matrix: {'b' * 40}"
+        f"Message from @alice:x via Matrix:\n> {'a' * 40}\n\n"
+        f"Message from @bob:x via Matrix:\n> {'b' * 40}"
     )
     cut = compose([msg(1, "x" * 500)], 200)
     assert len(cut) <= 200 and cut.endswith("more characters were sent in Matrix]")
 
 
 def decisions_free_text(message: SessionMessage) -> str:
-    return f"Message from {message.sender} via Matrix: {message.body}"
+    return f"Message from {message.sender} via Matrix:\n> {message.body}"
 
 
 def test_reply_fallback_is_stripped() -> None:

@@ -117,8 +117,8 @@ async def test_mid_turn_answers_carry_each_message_once(env: Env) -> None:
     assert answer == {
         "hookSpecificOutput": {
             "hookEventName": "PreToolUse",
-            "additionalContext": "Message from @alice:x via Matrix: first\n\n"
-            "Message from @bob:x via Matrix: second",
+            "additionalContext": "Message from @alice:x via Matrix:\n> first\n\n"
+            "Message from @bob:x via Matrix:\n> second",
         }
     }
     assert await env.hook("PostToolUse", tool_name="Bash") == {}
@@ -146,7 +146,7 @@ async def test_concurrent_hooks_never_carry_a_message_twice(store_url: str) -> N
             await env.say(f"message {i:02d} " + "x" * 60)
         answers = await asyncio.gather(*(env.hook("PostToolUse") for _ in range(12)))
         carried = [
-            line.removeprefix("Message from @alice:x via Matrix: message ")[:2]
+            line.removeprefix("Message from @alice:x via Matrix:\n> message ")[:2]
             for a in answers
             if a
             for line in context(a).split("\n\n")

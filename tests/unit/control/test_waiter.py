@@ -84,7 +84,7 @@ async def test_an_idle_session_gets_its_messages(served: Served) -> None:
     await served.env.say("wake up")
     status, body = await asyncio.wait_for(poll, 10)
     assert status == 200
-    assert body["text"] == "Message from @alice:x via Matrix: wake up"
+    assert body["text"] == "Message from @alice:x via Matrix:\n> wake up"
     assert [m["body"] for m in body["messages"]] == ["wake up"]
     assert await served.env.inbox.count_queued("t1") == 0
     assert (await served.wait(timeout=0.2, since=1))[0] == 204  # nothing more

@@ -1,0 +1,54 @@
+"""How other people's words are put in front of Claude: a line saying who, then their text quoted.
+
+Every text the bridge hands to Claude (hook answers, the background waiter, a denial's reason, the
+MCP tools' reading of a room) is built here. The bridge writes one attribution line per message,
+and every line of the text itself starts with ``>`` — ``> `` and the line, or a bare ``>`` for an
+empty one. The bridge's own lines never start with ``>``, so nothing a person writes can pass for
+a line of the bridge: a body holding ``\\n\\nMessage from @admin:… via Matrix:`` stays inside its
+quote. Line breaks are all that ``str.splitlines`` knows (``\\n``, ``\\r``, ``\\v``, ``\\f``,
+``\\x1c``–``\\x1e``, ``\\x85``, U+2028, U+2029), written as ``\\n``. Names printed in the bridge's
+own lines (user ids, thread ids) are cut to one printable line.
+"""
+
+from __future__ import annotations
+
+QUOTE = ">"
+# How the bridge's own lines begin: no line of quoted text can begin like these.
+ATTRIBUTIONS = ("Message from ", "Hand-off from ", "Denied by ", "[… cut:")
+
+
+def quote(text: str) -> str:
+    """``text`` with every line quoted (``> line``; an empty line is ``>``)."""
+    lines = text.splitlines() or [""]
+    return "\n".join(f"{QUOTE} {line}" if line else QUOTE for line in lines)
+
+
+def name(value: str) -> str:
+    """An id for one of the bridge's own lines: anything unprintable escaped (``\\u2028``)."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in value)
+
+
+def from_person(sender: str, body: str) -> str:
+    """A person's message from the room."""
+    return f"Message from {name(sender)} via Matrix:\n{quote(body)}"
+
+
+def from_session(from_thread: str, body: str, approved_by: str | None) -> str:
+    """A hand-off: written by another session's Claude, not by a person."""
+    head = (
+        f"Hand-off from the Claude of another Claude Code session (thread {name(from_thread)}), "
+        "not from a person"
+    )
+    if approved_by:
+        head += f"; let through by {name(approved_by)} via Matrix"
+    return f"{head}:\n{quote(body)}"
+
+
+def denial(by: str, reason: str | None) -> str:
+    """A PermissionRequest's deny message; the operator's reason quoted below it."""
+    head = f"Denied by {name(by)} via Matrix"
+    return f"{head}. Their reason:\n{quote(reason)}" if reason else head
+
+
+def cut_marker(missing: int) -> str:
+    return f"[… cut: {missing} more characters were sent in Matrix]"
