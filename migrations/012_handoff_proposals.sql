@@ -1,4 +1,4 @@
--- v11: Hand-offs from another session wait in the target room for an operator's ✅ (state 'proposed')
+-- v12: Hand-offs from another session wait in the target room for an operator's ✅ (state 'proposed')
 -- from_thread is the session whose Claude wrote it (NULL: a person), approved_by who let it
 -- through, proposal_event the bridge's notice asking for the decision (a reaction there counts).
 ALTER TABLE session_message ADD COLUMN from_thread TEXT;
