@@ -126,7 +126,10 @@ def prepare(data: Path, user: str, asked: dict[str, int | None]) -> tuple[Path, 
         update_config_file(
             config_path,
             {
-                ("hooks", "tokens"): {"local": secrets.token_urlsafe(32)},
+                # Claude Code runs on this machine: its transcripts may fill gaps (catch-up).
+                ("hooks", "tokens"): {
+                    "local": {"secret": secrets.token_urlsafe(32), "local": True}
+                },
                 ("bridge", "permissions"): {f"@{user}:localhost": "admin"},
                 ("database",): "sqlite:claude-bridge.db",
                 **ports.config_updates(),

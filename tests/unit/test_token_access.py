@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claude_bridge.config import ConfigError, HookToken, TokenRole, load_config, parse_config
+from claude_bridge.devenv.quickstart import prepare
 from claude_bridge.example_config import render_example
 from claude_bridge.history import decode_cursor, encode_cursor
 from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached, ThreadCaps
@@ -211,3 +212,10 @@ def test_setup_writes_full_token_entries_from_the_environment(tmp_path: Path) ->
     provision(config_path, tmp_path / "registration.yaml", {"CLAUDE_BRIDGE__HOOKS__TOKENS": entry})
     desk = load_config(config_path, {}).hooks.hook_tokens()["desk"]
     assert (desk.secret, desk.local, desk.role) == ("d-long-enough-secret-0123", True, "shared")
+
+
+def test_the_quickstart_token_is_local(tmp_path: Path) -> None:
+    """The quickstart runs the bridge where Claude Code runs: catch-up must keep working there."""
+    config_path, _ = prepare(tmp_path, "admin", {})
+    [token] = load_config(config_path, {}).hooks.hook_tokens().values()
+    assert token.local and token.role == TokenRole.HOST
