@@ -77,8 +77,8 @@ class RoomGuard:
         self.encrypted = await self.store.encrypted_rooms()
 
     async def handle(self, event: InboxEvent) -> bool:
-        """Act on membership, settings and encryption; True when nothing else may see the event
-        (it was one of those, or the room is encrypted)."""
+        """Act on membership, room state and encryption; True when nothing else may see the event
+        (it was one of those, or it comes from an encrypted room)."""
         kind = event.event_type
         if kind == "m.room.member":
             await self._member(event)
@@ -91,7 +91,8 @@ class RoomGuard:
             # before them (or given power by hand): check the room.
             await self._settings(event)
             return True
-        return event.room_id in self.encrypted
+        # A redaction still counts in an encrypted room: it withdraws what was queued before.
+        return event.room_id in self.encrypted and kind != "m.room.redaction"
 
     # --- membership -----------------------------------------------------------------------------
 
