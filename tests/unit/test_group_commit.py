@@ -14,7 +14,7 @@ from mautrix.util.async_db import Database, PostgresDatabase
 
 from claude_bridge.ids import SessionID, ThreadID
 from claude_bridge.store import Outbox, Thread, ThreadStore, create_database
-from claude_bridge.store.group_commit import GroupCommit
+from claude_bridge.store.group_commit import DEPTH, GroupCommit
 from claude_bridge.store.outbox import _APPEND_KEYED, _APPEND_MANY
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.e2e.private_pg import PrivatePostgres
@@ -71,21 +71,23 @@ async def test_sessions_posting_at_once_share_commits_each_stored_once(
         assert ids == sorted(ids)  # a thread's events keep their order
         for hook_event_id, body in got:
             assert stored[body] == (hook_event_id, thread)  # the id each caller got is its row
-    # They did share commits: fewer statements than rows.
+    # They did share commits: fewer statements than rows, never more than DEPTH at once.
     assert writer.largest > 1
     assert writer.batches < len(stored)
+    assert writer.most_in_flight == DEPTH
     await outbox.close()
 
 
 async def test_a_batch_keeps_arrival_order_and_its_bound(db: PostgresDatabase) -> None:
     writer = _writer(db, max_rows=5)
     thread = THREADS[0]
-    # All queued in one loop turn: the first goes out alone, the rest in batches of ≤ 5.
+    # All queued in one loop turn, one thread: the first goes out alone, and as a thread is
+    # never in flight twice, the rest follow one batch of ≤ 5 at a time.
     ids = await asyncio.gather(
         *(writer.insert(thread, "PreToolUse", f'{{"n": {n}}}', None, n, None) for n in range(23))
     )
     assert ids == sorted(ids) and len(set(ids)) == 23
-    assert writer.largest == 5
+    assert writer.largest == 5 and writer.most_in_flight == 1
     assert writer.batches == 1 + 5  # 1, then 5 + 5 + 5 + 5 + 2
     stored = await _stored(db)
     assert [stored[f'{{"n": {n}}}'][0] for n in range(23)] == ids
@@ -109,9 +111,12 @@ async def test_a_batch_stays_within_its_byte_bound(db: PostgresDatabase) -> None
 async def test_a_replayed_key_in_a_batch_is_stored_once(db: PostgresDatabase) -> None:
     outbox = Outbox(db)
     first = await outbox.append(THREADS[0], "PreToolUse", '"first try"', None, key="k-0")
-    # Queued in one turn: the replay of k-0 shares a batch with new keyed and unkeyed events.
-    leads, again, new, keyless = await asyncio.gather(
+    # Queued in one turn: two go out alone (DEPTH), then the replay of k-0 shares a batch with
+    # new keyed and unkeyed events.
+    assert DEPTH == 2
+    leads, second, again, new, keyless = await asyncio.gather(
         outbox.append(THREADS[1], "PreToolUse", '"leads"', None, key="k-1"),
+        outbox.append(THREADS[4], "PreToolUse", '"second"', None, key="k-4"),
         outbox.append(THREADS[0], "PreToolUse", '"first try"', None, key="k-0"),
         outbox.append(THREADS[2], "PreToolUse", '"new"', None, key="k-2"),
         outbox.append(THREADS[3], "PreToolUse", '"no key"', None),
@@ -119,7 +124,7 @@ async def test_a_replayed_key_in_a_batch_is_stored_once(db: PostgresDatabase) ->
     assert outbox._group is not None and outbox._group.largest == 3
     assert again == first  # the replay is answered with the stored event
     stored = await _stored(db)
-    assert len(stored) == 4
+    assert len(stored) == 5 and stored['"second"'][0] == second
     assert stored['"first try"'][0] == first and stored['"leads"'][0] == leads
     assert stored['"new"'][0] == new and stored['"no key"'][0] == keyless
     await outbox.close()
@@ -127,8 +132,9 @@ async def test_a_replayed_key_in_a_batch_is_stored_once(db: PostgresDatabase) ->
 
 async def test_a_refused_row_fails_only_its_caller(db: PostgresDatabase) -> None:
     outbox = Outbox(db)
-    # Queued in one turn: the first alone, then a batch holding a row whose thread does not
-    # exist (a foreign-key violation): the server refuses the whole statement.
+    # Queued in one turn: the first two alone (DEPTH), then a batch holding a row whose thread
+    # does not exist (a foreign-key violation): the server refuses the whole statement.
+    assert DEPTH == 2
     calls = [outbox.append(THREADS[0], "PreToolUse", '{"n": 0}', None)]
     calls += [outbox.append(THREADS[n], "PreToolUse", f'{{"n": {n}}}', None) for n in (1, 2)]
     calls.append(outbox.append("no-such-thread", "PreToolUse", '{"n": "bad"}', None))
@@ -140,7 +146,7 @@ async def test_a_refused_row_fails_only_its_caller(db: PostgresDatabase) -> None
     stored = await _stored(db)
     assert sorted(stored) == sorted(f'{{"n": {n}}}' for n in range(5))
     assert sorted(i for i, _ in stored.values()) == sorted(good)  # type: ignore[type-var]
-    assert outbox._group is not None and outbox._group.largest == 5
+    assert outbox._group is not None and outbox._group.largest == 4
     await outbox.close()
 
 
@@ -156,7 +162,7 @@ async def test_a_lost_connection_fails_the_batch_and_stores_none_of_it(
     await db.execute(
         "CREATE TRIGGER slow_row BEFORE INSERT ON hook_event FOR EACH ROW EXECUTE FUNCTION slow_row()"
     )
-    writer = _writer(db)
+    writer = _writer(db, depth=1)
     first = await writer.insert(THREADS[0], "PreToolUse", '"before"', None, 0, None)
     # Queued in one turn: t1 goes out alone, then t9, t2 and t3 as one batch.
     calls = [
