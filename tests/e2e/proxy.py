@@ -71,6 +71,8 @@ class HomeserverProxy:
         self.rules: list[Hang] = []
         self.statuses: Counter[int] = Counter()
         self.log: list[Seen] = []
+        self.held: list[Seen] = []
+        """Requests a ``forward=False`` rule held: they never reached Synapse (status 0)."""
         self._changed = asyncio.Condition()
         self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -132,6 +134,11 @@ class HomeserverProxy:
         body = await request.read()
         if rule is not None:
             rule.matched += 1
+            if not rule.forward:
+                seen = Seen(
+                    request.method, path, 0, time.monotonic(), None, request.query_string, body
+                )
+                self.held.append(seen)
             answer = await self._forward(request, body) if rule.forward else None
             await self._hold(rule)
             if answer is None:

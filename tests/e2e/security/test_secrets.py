@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -177,6 +178,39 @@ async def test_no_secret_reaches_synapse_the_api_or_the_mcp_tools(
     assert leaks(json.dumps(state), json.dumps(timeline)) == {}
     names = {e["type"]: e["content"] for e in state if e.get("state_key") == ""}
     assert HIDDEN in names["m.room.topic"]["topic"]
+
+
+async def test_a_retried_send_carries_the_same_scrubbed_bytes_and_lands_once(
+    stack: Stack, start_bridge: StartBridge, hooks: HookPoster, proxy: HomeserverProxy
+) -> None:
+    """A send never reaches Synapse; the retry under the same transaction id carries the same
+    scrubbed bytes (scrubbing is a pure function of the content) and lands once."""
+    bridge = await start_bridge(homeserver={"address": proxy.url, "request_timeout": 5})
+    session = new_session()
+    assert (await hooks.post(hook_payload("SessionStart", session)))[0] == 200
+    room = await _wait_for_room(bridge, session.lower())
+    await drained(bridge)
+    send = f"/rooms/{re.escape(room)}/send/m.room.message/"
+    rule = proxy.hang(method="PUT", path=send, forward=False, times=1)
+    before = len(proxy.log)
+    prompt = hook_payload("UserPromptSubmit", session, prompt=f"deploy with {ALL}")
+    assert (await hooks.post(prompt))[0] == 200
+    await proxy.wait_holding(rule, timeout=60)
+    await drained(bridge)  # after the request timeout, retried and sent
+    proxy.release(rule)
+    [lost] = proxy.held
+    retried = [s for s in proxy.log[before:] if s.path == lost.path]
+    assert retried and all(s.body == lost.body for s in retried), (lost, retried)
+    assert HIDDEN in lost.body.decode() and leaks(lost.body) == {}
+    alice = stack.users["alice"]
+    await alice.wait_for_invite(room)
+    await alice.join(room)
+    shown = [
+        e
+        for e in await alice.messages(room, limit=100)
+        if e["type"] == "m.room.message" and "deploy with" in str(e["content"].get("body"))
+    ]
+    assert len(shown) == 1 and HIDDEN in shown[0]["content"]["body"], shown
 
 
 async def test_a_session_id_holding_a_secret_is_refused(
