@@ -19,7 +19,7 @@ from bench.payloads import Session, new_tag
 from bench.stack import Stack, register_ghost
 from bench.stats import latency_summary
 from claude_bridge.devenv.client import MatrixTestClient
-from claude_bridge.hooks.models import parse_hook_event
+from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.render import RenderContext, render_event
 
 

@@ -9,7 +9,8 @@ import json
 import time
 from typing import Any
 
-from claude_bridge.history import NOT_MESSAGES, describe_hook_event
+from claude_bridge.events.catalogue import kind_of
+from claude_bridge.history import describe_hook_event
 
 _ROLE = {"user": "👤 prompt", "assistant": "🤖 Claude", "tool": "🔧 tool", "system": "·"}
 
@@ -31,7 +32,7 @@ def thread_entries(entry: dict[str, Any]) -> list[tuple[int, str]]:
     own_events = {e for ids in sent.values() for e in ids}
     out: list[tuple[int, str]] = []
     for row in tables.get("hook_event", []):
-        if row["event_name"] in NOT_MESSAGES:
+        if not kind_of(row["event_name"]).in_history:
             continue
         role, text = describe_hook_event(row["event_name"], row["payload"])
         ids = ", ".join(f"`{e}`" for e in sent.get(row["id"], [])) or "not in Matrix yet"

@@ -15,13 +15,26 @@ from typing import Any
 
 from mautrix.util.async_db import Database
 
+from claude_bridge.events.catalogue import (
+    NOT_IN_HISTORY,
+    NOTIFICATION,
+    PERMISSION_REQUEST,
+    POST_TOOL_USE_FAILURE,
+    PRE_TOOL_USE,
+    SESSION_END,
+    SESSION_START,
+    STOP,
+    STOP_FAILURE,
+    SUBAGENT_START,
+    SUBAGENT_STOP,
+    USER_PROMPT_SUBMIT,
+    kind_of,
+)
 from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import Scrubber, scrubber_for
 from claude_bridge.store import Thread
 from claude_bridge.store.threads import _COLUMNS as THREAD_COLUMNS
 
-# Streamed chunks repeat the final reply, tool results repeat their call, batches their tools.
-NOT_MESSAGES = ("MessageDisplay", "PostToolUse", "PostToolBatch")
 MAX_TEXT = 4000
 _END = 2**62  # "after everything" for cursor comparisons
 
@@ -100,11 +113,12 @@ def describe_hook_event(name: str, payload: str) -> tuple[str, str]:
         value = data.get(key)
         return value if isinstance(value, str) else ""
 
-    if name == "UserPromptSubmit":
+    kind = kind_of(name)
+    if kind is USER_PROMPT_SUBMIT:
         return "user", get("prompt")
-    if name in ("Stop", "SubagentStop", "StopFailure"):
+    if kind in (STOP, SUBAGENT_STOP, STOP_FAILURE):
         return "assistant", get("last_assistant_message") or f"({name})"
-    if name in ("PreToolUse", "PermissionRequest", "PostToolUseFailure"):
+    if kind in (PRE_TOOL_USE, PERMISSION_REQUEST, POST_TOOL_USE_FAILURE):
         raw_input = data.get("tool_input")
         tool_input: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
         detail = next(
@@ -115,16 +129,16 @@ def describe_hook_event(name: str, payload: str) -> tuple[str, str]:
             ),
             "",
         )
-        verb = {"PermissionRequest": "asks to use", "PostToolUseFailure": "failed:"}.get(name, "")
+        verb = {PERMISSION_REQUEST: "asks to use", POST_TOOL_USE_FAILURE: "failed:"}.get(kind, "")
         text = " ".join(p for p in (verb, get("tool_name") or "a tool", detail) if p)
         return "tool", text
-    if name == "Notification":
+    if kind is NOTIFICATION:
         return "system", get("message") or "notification"
-    if name == "SessionStart":
+    if kind is SESSION_START:
         return "system", f"session started ({get('source') or 'startup'})"
-    if name == "SessionEnd":
+    if kind is SESSION_END:
         return "system", f"session ended ({get('reason') or 'other'})"
-    if name == "SubagentStart":
+    if kind is SUBAGENT_START:
         return "system", f"subagent {get('agent_type') or get('agent_id')} started"
     return "system", name
 
@@ -190,7 +204,7 @@ class ThreadHistory:
         return list(reversed(page)), (page[-1].cursor if more and page else None)
 
     async def _hook_messages(self, thread: Thread, ts: int, key: int, limit: int) -> list[Message]:
-        skip = ", ".join(f"'{name}'" for name in NOT_MESSAGES)
+        skip = ", ".join(f"'{name}'" for name in sorted(NOT_IN_HISTORY))
         rows = await self.db.fetch(
             "SELECT id, event_name, payload, received_at FROM hook_event "
             f"WHERE thread_id=$1 AND event_name NOT IN ({skip}) "

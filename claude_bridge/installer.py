@@ -2,8 +2,9 @@
 
 What gets installed (Claude Code hooks reference, https://code.claude.com/docs/en/hooks):
 
-* one matcher group of our own per hook event, appended after the user's groups, so their
-  hooks keep running first and untouched;
+* one matcher group of our own per hook event the catalogue (``events/catalogue.py``) gives an
+  ``Install`` for, appended after the user's groups, so their hooks keep running first and
+  untouched;
 * an ``http`` hook (``POST <url>/claude/v1/hooks`` with ``Authorization: Bearer
   $CLAUDE_BRIDGE_TOKEN`` interpolated from the environment through ``allowedEnvVars``) where
   Claude Code runs http hooks, and the command shim where it does not (``SessionStart`` and
@@ -41,9 +42,10 @@ import subprocess
 import sys
 import tempfile
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from claude_bridge.events.catalogue import CATALOGUE, STOP, Install
 
 HOOK_PATH = "/claude/v1/hooks"
 DEFAULT_TOKEN_ENV = "CLAUDE_BRIDGE_TOKEN"
@@ -60,63 +62,9 @@ when ``claude`` is not on PATH. Events introduced later are only installed for a
 one unknown name made it ignore the whole settings file ("Files with errors are skipped
 entirely")."""
 
-SHORT = 10
-"""Seconds for events the bridge answers at once. Claude Code waits for every hook, so a hung
-bridge costs the user at most this much per event."""
-HELD = 600
-"""PermissionRequest and Stop: the bridge may hold the answer until a human replies in Matrix."""
 WAIT = 3600
 """The background waiter (``claude-bridge-hook wait``, an ``asyncRewake`` Stop hook): how long
 after a turn ends a message from Matrix can still wake the idle session by itself."""
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    name: str
-    matcher: bool  # the event filters on a matcher: install "*" (everything)
-    http: bool = True  # Claude Code runs http hooks for it
-    timeout: int = SHORT
-    since: tuple[int, int, int] = (0, 0, 0)
-
-
-# Every event of the hooks reference, in its lifecycle order, except three whose hooks are not
-# observers: WorktreeCreate (a hook *replaces* git's worktree creation and must print a path),
-# WorktreeRemove (its pair; git worktrees clean up by themselves) and FileChanged (the matcher is
-# the list of files to watch; there is no "all files").
-EVENTS: tuple[EventSpec, ...] = (
-    EventSpec("SessionStart", matcher=True, http=False),
-    EventSpec("Setup", matcher=True, http=False),
-    EventSpec("InstructionsLoaded", matcher=True),
-    EventSpec("UserPromptSubmit", matcher=False),
-    EventSpec("UserPromptExpansion", matcher=True),
-    EventSpec("PreToolUse", matcher=True),
-    EventSpec("PermissionRequest", matcher=True, timeout=HELD),
-    EventSpec("PermissionDenied", matcher=True),
-    EventSpec("PostToolUse", matcher=True),
-    EventSpec("PostToolUseFailure", matcher=True),
-    EventSpec("PostToolBatch", matcher=False),
-    EventSpec("Notification", matcher=True),
-    # Claude Code holds each displayed batch of text until the hook returns.
-    EventSpec("MessageDisplay", matcher=False, timeout=5),
-    EventSpec("SubagentStart", matcher=True),
-    EventSpec("SubagentStop", matcher=True),
-    EventSpec("TaskCreated", matcher=False),
-    EventSpec("TaskCompleted", matcher=False),
-    EventSpec("Stop", matcher=False, timeout=HELD),
-    EventSpec("StopFailure", matcher=True),
-    EventSpec("TeammateIdle", matcher=False),
-    EventSpec("ConfigChange", matcher=True),
-    EventSpec("CwdChanged", matcher=False),
-    EventSpec("DirectoryAdded", matcher=True, since=(2, 1, 219)),
-    EventSpec("PreCompact", matcher=True),
-    EventSpec("PostCompact", matcher=True),
-    EventSpec("PreModelSwitch", matcher=True, since=(2, 1, 251)),
-    EventSpec("PostModelSwitch", matcher=True, since=(2, 1, 251)),
-    EventSpec("Elicitation", matcher=True),
-    EventSpec("ElicitationResult", matcher=True),
-    # SessionEnd hooks share a 1.5 s budget unless a hook's timeout raises it (max 60 s).
-    EventSpec("SessionEnd", matcher=True, timeout=5),
-)
 
 SHIM_MARGIN = 2
 """The shim's own --timeout is this much below the hook's timeout, so it can still spool the
@@ -150,22 +98,27 @@ def normalize_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def events_for(claude_version: tuple[int, int, int] | None = None) -> list[EventSpec]:
+def events_for(claude_version: tuple[int, int, int] | None = None) -> list[tuple[str, Install]]:
+    """The events to install for ``claude_version`` (their catalogue order), and how."""
     version = claude_version or parse_version(CLAUDE_CODE_VERSION)
-    return [e for e in EVENTS if e.since <= version]
+    return [
+        (kind.name, kind.install)
+        for kind in CATALOGUE
+        if kind.install is not None and kind.install.since <= version
+    ]
 
 
 def _command_handler(
-    spec: EventSpec, *, url: str, token_env: str, hook_command: str, subcommand: str = ""
+    timeout: int, *, url: str, token_env: str, hook_command: str, subcommand: str = ""
 ) -> dict[str, Any]:
     parts = [hook_command, "--url", shlex.quote(url)]
     if token_env != DEFAULT_TOKEN_ENV:
         parts += ["--token-env", shlex.quote(token_env)]
-    parts += ["--timeout", str(max(spec.timeout - SHIM_MARGIN, 1))]
+    parts += ["--timeout", str(max(timeout - SHIM_MARGIN, 1))]
     return {
         "type": "command",
         "command": " ".join([*parts, subcommand]).strip(),
-        "timeout": spec.timeout,
+        "timeout": timeout,
     }
 
 
@@ -173,18 +126,17 @@ def _wait_handler(*, url: str, token_env: str, hook_command: str) -> dict[str, A
     """Runs in the background after each turn and wakes the session when Matrix writes to it
     (exit 2). ``async`` as well, so a Claude Code that predates ``asyncRewake`` still never
     waits for it."""
-    spec = EventSpec("Stop", matcher=False, timeout=WAIT)
     handler = _command_handler(
-        spec, url=url, token_env=token_env, hook_command=hook_command, subcommand="wait"
+        WAIT, url=url, token_env=token_env, hook_command=hook_command, subcommand="wait"
     )
     return {**handler, "async": True, "asyncRewake": True}
 
 
-def _http_handler(spec: EventSpec, *, url: str, token_env: str) -> dict[str, Any]:
+def _http_handler(timeout: int, *, url: str, token_env: str) -> dict[str, Any]:
     return {
         "type": "http",
         "url": url + HOOK_PATH,
-        "timeout": spec.timeout,
+        "timeout": timeout,
         "headers": {"Authorization": f"Bearer ${token_env}"},
         "allowedEnvVars": [token_env],
     }
@@ -212,20 +164,20 @@ def desired_hooks(
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
         raise InstallError(f"not an environment variable name: {token_env!r}")
     groups: dict[str, dict[str, Any]] = {}
-    for spec in events_for(claude_version):
+    for name, spec in events_for(claude_version):
         if durable or not spec.http:
             handler = _command_handler(
-                spec, url=url, token_env=token_env, hook_command=hook_command
+                spec.timeout, url=url, token_env=token_env, hook_command=hook_command
             )
         else:
-            handler = _http_handler(spec, url=url, token_env=token_env)
+            handler = _http_handler(spec.timeout, url=url, token_env=token_env)
         group: dict[str, Any] = {"matcher": "*"} if spec.matcher else {}
         group["hooks"] = [handler]
-        if wake and spec.name == "Stop":
+        if wake and name == STOP.name:
             group["hooks"].append(
                 _wait_handler(url=url, token_env=token_env, hook_command=hook_command)
             )
-        groups[spec.name] = group
+        groups[name] = group
     return groups
 
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from claude_bridge.config import Config
-from claude_bridge.hooks.models import HookEvent
+from claude_bridge.events.models import HookEvent
 from claude_bridge.ids import SessionID, thread_id_for
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError

@@ -7,6 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_bridge.catchup.transcript import Item
+from claude_bridge.events.catalogue import (
+    MESSAGE_DISPLAY,
+    PERMISSION_REQUEST,
+    POST_TOOL_BATCH,
+    POST_TOOL_USE,
+    POST_TOOL_USE_FAILURE,
+    PRE_TOOL_USE,
+    STOP,
+    USER_PROMPT_SUBMIT,
+    kind_of,
+)
 
 CATCHUP_KEY = "claude_bridge_catchup"
 """Field of a recovered hook event: the transcript item it came from."""
@@ -27,25 +38,25 @@ def shown_by(rows: Iterable[dict[str, Any]]) -> Shown:
     shown = Shown([], set(), set(), set(), set())
     streams: dict[str, dict[int, str]] = {}
     for data in rows:
-        name = data.get("hook_event_name")
+        kind = kind_of(data.get("hook_event_name"))
         if isinstance(data.get(CATCHUP_KEY), str):
             shown.items.add(data[CATCHUP_KEY])
         use_id = data.get("tool_use_id")
-        if name == "UserPromptSubmit" and isinstance(data.get("prompt"), str):
+        if kind is USER_PROMPT_SUBMIT and isinstance(data.get("prompt"), str):
             shown.prompts.append(data["prompt"].strip())
-        elif name in ("PreToolUse", "PermissionRequest") and isinstance(use_id, str):
+        elif kind in (PRE_TOOL_USE, PERMISSION_REQUEST) and isinstance(use_id, str):
             shown.tool_uses.add(use_id)
-        elif name in ("PostToolUse", "PostToolUseFailure") and isinstance(use_id, str):
+        elif kind in (POST_TOOL_USE, POST_TOOL_USE_FAILURE) and isinstance(use_id, str):
             shown.tool_uses.add(use_id)
             shown.tool_results.add(use_id)
-        elif name == "PostToolBatch" and isinstance(data.get("tool_calls"), list):
+        elif kind is POST_TOOL_BATCH and isinstance(data.get("tool_calls"), list):
             for call in data["tool_calls"]:
                 if isinstance(call, dict) and isinstance(call.get("tool_use_id"), str):
                     shown.tool_uses.add(call["tool_use_id"])
                     shown.tool_results.add(call["tool_use_id"])
-        elif name == "Stop" and isinstance(data.get("last_assistant_message"), str):
+        elif kind is STOP and isinstance(data.get("last_assistant_message"), str):
             shown.texts.add(data["last_assistant_message"].strip())
-        elif name == "MessageDisplay" and isinstance(data.get("message_id"), str):
+        elif kind is MESSAGE_DISPLAY and isinstance(data.get("message_id"), str):
             index, delta = data.get("index"), data.get("delta")
             if isinstance(index, int) and isinstance(delta, str):
                 streams.setdefault(data["message_id"], {}).setdefault(index, delta)
@@ -82,7 +93,7 @@ def missing_items(items: list[Item], before: Shown, current: dict[str, Any]) -> 
     shown = covered(items, before)
     last = max((i for i, hit in enumerate(shown) if hit), default=-1)
     now = shown_by([current])
-    if current.get("hook_event_name") in ("PostToolUse", "PostToolUseFailure"):
+    if kind_of(current.get("hook_event_name")) in (POST_TOOL_USE, POST_TOOL_USE_FAILURE):
         now.tool_uses.clear()  # its call's line may be in the gap: the output goes under it
     mine = covered(items, now)
     end = next((i for i in range(last + 1, len(items)) if mine[i]), len(items))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from claude_bridge.hooks.models import HookEvent
+from claude_bridge.events.models import HookEvent
 from claude_bridge.render.messages import OutboundMessage, RenderContext
 
 CATCHUP_EVENT = "org.claude_bridge.catchup"

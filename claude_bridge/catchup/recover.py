@@ -16,7 +16,14 @@ from claude_bridge.catchup.coverage import CATCHUP_KEY, missing_items, shown_by
 from claude_bridge.catchup.gaps import GapWindow
 from claude_bridge.catchup.marker import CATCHUP_EVENT
 from claude_bridge.catchup.transcript import Item, parse_items, read_tail
-from claude_bridge.hooks.models import HookEvent
+from claude_bridge.events.catalogue import (
+    POST_TOOL_USE,
+    POST_TOOL_USE_FAILURE,
+    PRE_TOOL_USE,
+    STOP,
+    USER_PROMPT_SUBMIT,
+)
+from claude_bridge.events.models import HookEvent
 from claude_bridge.log import get_logger
 from claude_bridge.store import now_ms
 
@@ -82,15 +89,15 @@ def synthetic_events(items: list[Item], omitted: int, event: HookEvent) -> list[
             "tool_use_id": item.tool_use_id,
         }
         if item.kind == "prompt":
-            data.update(hook_event_name="UserPromptSubmit", prompt=item.text)
+            data.update(hook_event_name=USER_PROMPT_SUBMIT.name, prompt=item.text)
         elif item.kind == "text":
-            data.update(hook_event_name="Stop", last_assistant_message=item.text)
+            data.update(hook_event_name=STOP.name, last_assistant_message=item.text)
         elif item.kind == "tool_use":
-            data.update(hook_event_name="PreToolUse", **tool)
+            data.update(hook_event_name=PRE_TOOL_USE.name, **tool)
         elif item.is_error:
-            data.update(hook_event_name="PostToolUseFailure", error=item.text, **tool)
+            data.update(hook_event_name=POST_TOOL_USE_FAILURE.name, error=item.text, **tool)
         else:
-            data.update(hook_event_name="PostToolUse", tool_response=item.text, **tool)
+            data.update(hook_event_name=POST_TOOL_USE.name, tool_response=item.text, **tool)
         out.append(data)
     return out
 

@@ -17,17 +17,14 @@ from typing import Any
 
 from claude_bridge.control import decisions
 from claude_bridge.control.signals import Signals, approval_key, wait_for_change
+from claude_bridge.events.catalogue import Settles, kind_of
+from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.hooks.call import HookCall
-from claude_bridge.hooks.models import HookEvent, PermissionRequest
 from claude_bridge.log import get_logger
 from claude_bridge.store.approvals import PENDING, Approval, ApprovalStore
 from claude_bridge.store.database import now_ms
 
 log = get_logger("approvals")
-
-# After these, a (sub)agent's earlier permission question has been answered somewhere else.
-TURN_ENDS = frozenset({"Stop", "StopFailure", "UserPromptSubmit", "SessionEnd"})
-CALL_ENDS = frozenset({"PostToolUse", "PostToolUseFailure", "PermissionDenied"})
 
 
 def agent_of(event: HookEvent) -> str:
@@ -120,23 +117,24 @@ class Approvals:
         return won
 
     async def note_event(self, event: HookEvent, thread_id: str, hook_event_id: int) -> None:
-        """Another hook event of the session: a held request it shows answered is settled."""
-        if thread_id not in self._held or event.hook_event_name == "PermissionRequest":
+        """Another hook event of the session: a held request it shows answered is settled (the
+        event kind's ``settles_approvals`` says which)."""
+        if thread_id not in self._held:
             return
-        name = event.hook_event_name
-        if name == "SessionEnd":
+        settles = kind_of(event.hook_event_name).settles_approvals
+        if settles is Settles.SESSION:
             settled = await self.store.settle_moved_on(
                 thread_id, hook_event_id, "the session ended"
             )
-        elif name in TURN_ENDS:
+        elif settles is Settles.TURN:
             settled = await self.store.settle_moved_on(
                 thread_id, hook_event_id, "answered in the terminal", agent_id=agent_of(event)
             )
-        elif name == "SubagentStop":
+        elif settles is Settles.SUBAGENT:
             settled = await self.store.settle_moved_on(
                 thread_id, hook_event_id, "the subagent finished", agent_id=agent_of(event)
             )
-        elif name in CALL_ENDS:
+        elif settles is Settles.CALL:
             tool = getattr(event, "tool_name", None) or event.extra.get("tool_name") or ""
             tool_input = getattr(event, "tool_input", None) or event.extra.get("tool_input") or {}
             key = decisions.call_key(agent_of(event), str(tool), tool_input)

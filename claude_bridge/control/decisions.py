@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from claude_bridge.control import framing
+from claude_bridge.events.catalogue import PERMISSION_REQUEST
 from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import scrubber_for
 from claude_bridge.render.text import esc, one_line
@@ -69,7 +70,7 @@ def answer(approval: Approval) -> dict[str, Any]:
         decision = {"behavior": "deny", "message": framing.denial(by, approval.reason)}
     else:
         return {}
-    return {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}}
+    return {"hookSpecificOutput": {"hookEventName": PERMISSION_REQUEST.name, "decision": decision}}
 
 
 def outcome(approval: Approval, timeout: float) -> str:

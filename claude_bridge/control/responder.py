@@ -1,11 +1,12 @@
 """What a hook answers: the only way the bridge talks back to a live Claude Code session.
 
-Per event, after it was stored (hooks/server calls us with the stored event's id):
+Per event, after it was stored (hooks/server calls us with the stored event's id; which events
+are which: the traits in ``events/catalogue.py``):
 
-* any tool-loop event or Stop, while an operator's ``!claude stop`` is pending:
-  ``{"continue": false, "stopReason": …}`` (consumed by exactly one answer);
-* PreToolUse, PostToolUse, PostToolUseFailure, UserPromptSubmit (mid-turn): queued messages as
-  ``hookSpecificOutput.additionalContext``;
+* any ``stoppable`` event (the tool loop and Stop), while an operator's ``!claude stop`` is
+  pending: ``{"continue": false, "stopReason": …}`` (consumed by exactly one answer);
+* ``mid_turn`` events (PreToolUse, PostToolUse, PostToolUseFailure, UserPromptSubmit): queued
+  messages as ``hookSpecificOutput.additionalContext``;
 * Stop: queued messages as ``{"decision": "block", "reason": …}`` so Claude carries on with
   them, at most ``stop_block_limit`` times in a row (Claude Code ignores blocks past its cap);
   in listen mode, with nothing queued, the answer is held until a message arrives;
@@ -28,8 +29,9 @@ from claude_bridge.control.approvals import Approvals
 from claude_bridge.control.messages import MessageQueue, compose
 from claude_bridge.control.options import ControlConfig
 from claude_bridge.control.signals import Signals, thread_key, wait_for_change
+from claude_bridge.events.catalogue import STOP, kind_of
+from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.hooks.call import HookCall
-from claude_bridge.hooks.models import HookEvent, PermissionRequest
 from claude_bridge.log import get_logger
 from claude_bridge.store import Thread
 from claude_bridge.store.database import now_ms
@@ -37,21 +39,6 @@ from claude_bridge.store.session_messages import SessionMessage
 from claude_bridge.store.thread_control import ThreadControlStore
 
 log = get_logger("responder")
-
-MID_TURN = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure", "UserPromptSubmit"})
-STOPPABLE = frozenset(
-    {
-        "PreToolUse",
-        "PostToolUse",
-        "PostToolUseFailure",
-        "PostToolBatch",
-        "PermissionRequest",
-        "Stop",
-    }
-)
-# After these the session sits at its prompt; anything else means it is working on a turn.
-TURN_ENDS = frozenset({"Stop", "StopFailure", "SessionStart", "SessionEnd"})
-QUIET = frozenset({"Notification", "MessageDisplay"})
 
 
 class Responder:
@@ -95,12 +82,13 @@ class Responder:
         if call.token_name != thread.token_name:
             return {}  # an admin token's event for another's session: its messages are not for it
         name = event.hook_event_name
+        kind = kind_of(name)
         await self.approvals.note_event(event, thread.id, int(call.hook_event_id))
-        if name not in QUIET:
-            self._activity[thread.id] = (name not in TURN_ENDS, time.monotonic())
-        if name in STOPPABLE and (stop := await self._stop_answer(thread, call)):
+        if kind.shows_activity:
+            self._activity[thread.id] = (not kind.idle_after, time.monotonic())
+        if kind.stoppable and (stop := await self._stop_answer(thread, call)):
             return stop
-        if name in MID_TURN:
+        if kind.mid_turn:
             messages = await self._take(thread, name, call)
             if not messages:
                 return {}
@@ -110,7 +98,7 @@ class Responder:
                     "additionalContext": compose(messages, self.options.message_budget),
                 }
             }
-        if name == "Stop":
+        if kind is STOP:
             return await self._stop(event, thread, call)
         if isinstance(event, PermissionRequest):
             return await self.approvals.hold(event, thread.id, call)
@@ -145,12 +133,12 @@ class Responder:
             # Claude Code would ignore this block; leave the messages for the next chance.
             await self.controls.set_stop_blocks(thread.id, 0)
             return {}
-        messages = await self._take(thread, "Stop", call)
+        messages = await self._take(thread, STOP.name, call)
         if not messages and control.listening(now_ms()):
             held = await self._listen(thread, call)
             if held is not None:
                 return held
-            messages = await self._take(thread, "Stop", call)
+            messages = await self._take(thread, STOP.name, call)
         if not messages:
             if control.stop_blocks:
                 await self.controls.set_stop_blocks(thread.id, 0)

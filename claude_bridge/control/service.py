@@ -31,7 +31,8 @@ from claude_bridge.control.room_sweep import RoomSweep
 from claude_bridge.control.signals import Signals
 from claude_bridge.control.thread_commands import ThreadCommands
 from claude_bridge.control.waiter import WAIT_PATH, Waiter
-from claude_bridge.hooks.models import HookEvent
+from claude_bridge.events.catalogue import CATALOGUE
+from claude_bridge.events.models import HookEvent
 from claude_bridge.hooks.server import HookServer
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient
@@ -52,13 +53,7 @@ log = get_logger("control")
 
 Renderer = Callable[[HookEvent, RenderContext], list[OutboundMessage]]
 # What "mute" hides: the tool-call lines and their output. Approvals stay visible.
-TOOL_NOISE = (
-    "PreToolUse",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "PostToolBatch",
-    "PermissionDenied",
-)
+TOOL_NOISE = CATALOGUE.names(lambda kind: kind.muted)
 
 
 class Control:

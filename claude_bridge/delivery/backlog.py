@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from claude_bridge.catchup.marker import CATCHUP_EVENT
+from claude_bridge.events.catalogue import NEVER_FOLDED, kind_of
 from claude_bridge.ids import ThreadID
 from claude_bridge.log import get_logger
 from claude_bridge.ops import metrics
@@ -29,28 +30,10 @@ from claude_bridge.store.outbox import Waiting
 
 log = get_logger("delivery")
 
-ALWAYS_SENT = frozenset(
-    {
-        "UserPromptSubmit",  # prompts
-        "Stop",  # replies
-        "SubagentStop",
-        "MessageDisplay",  # a reply being streamed
-        "PermissionRequest",  # approvals
-        "PermissionDenied",
-        "Elicitation",  # an MCP server asking a person
-        "Notification",
-        "StopFailure",  # errors
-        "SessionStart",  # the session's start and end (and its room state)
-        "SessionEnd",
-        "PreCompact",
-        "PostCompact",
-        CATCHUP_EVENT,
-    }
-)
-"""Never folded: what a person must see. Everything else (tool calls, their output, one-line
-notices, events this version does not know) may be."""
-FOLLOWS_CALL = frozenset({"PostToolUse", "PostToolUseFailure", "PostToolBatch"})
-"""Folded along with the calls before them when they come right after the folded stretch."""
+ALWAYS_SENT = NEVER_FOLDED | {CATCHUP_EVENT}
+"""Never folded: what a person must see (the catalogue's ``foldable=False`` kinds, and the
+catch-up marker). Everything else (tool calls, their output, one-line notices, events this
+version does not know) may be."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +49,8 @@ def plan_fold(waiting: Sequence[Waiting], keep: int) -> FoldPlan | None:
     """What to fold of a thread's pending events (oldest first) so at most ``keep`` of the
     newest remain unfolded, besides what is always sent; None when nothing can be folded."""
     end = max(len(waiting) - keep, 0)
-    while 0 < end < len(waiting) and waiting[end].event_name in FOLLOWS_CALL:
+    # Tool output right after the stretch is folded with the calls before it.
+    while 0 < end < len(waiting) and kind_of(waiting[end].event_name).follows_call:
         end += 1
     folded = [w for w in waiting[:end] if w.event_name not in ALWAYS_SENT and not w.carrier]
     if not folded:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from claude_bridge.hooks.models import HookEvent, MessageDisplay, Stop, SubagentStop
+from claude_bridge.events.catalogue import MESSAGE_DISPLAY
+from claude_bridge.events.models import HookEvent, MessageDisplay, Stop, SubagentStop
 from claude_bridge.render.messages import RenderContext
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Outbox, PendingEvent, Thread
@@ -49,7 +50,7 @@ class ContextReader:
         """MessageDisplay streams so far: message id → (prompt id, text), oldest first."""
         chunks: dict[str, dict[int, str]] = {}
         prompts: dict[str, str | None] = {}
-        for payload in await self.outbox.payloads(thread_id, "MessageDisplay", up_to):
+        for payload in await self.outbox.payloads(thread_id, MESSAGE_DISPLAY.name, up_to):
             data = json.loads(payload)
             mid, delta = data.get("message_id"), data.get("delta")
             if not isinstance(mid, str) or not isinstance(delta, str):

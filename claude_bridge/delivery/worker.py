@@ -14,7 +14,9 @@ from claude_bridge.delivery.backlog import BacklogCap
 from claude_bridge.delivery.context import ContextReader
 from claude_bridge.delivery.merging import Merger, Rendered, Renderer
 from claude_bridge.delivery.sending import Sender
-from claude_bridge.hooks.models import HookEvent, HookInputError, MessageDisplay, parse_hook_event
+from claude_bridge.events.catalogue import MESSAGE_DISPLAY
+from claude_bridge.events.models import HookEvent, MessageDisplay
+from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.ids import ThreadID
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
@@ -311,7 +313,7 @@ class Delivery:
         """
         if not isinstance(hook, MessageDisplay) or hook.index == 0 or hook.final or nxt is None:
             return False
-        if nxt.event_name != "MessageDisplay":
+        if nxt.event_name != MESSAGE_DISPLAY.name:
             return False
         try:
             following = json.loads(nxt.payload)

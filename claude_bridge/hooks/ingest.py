@@ -25,9 +25,9 @@ from mautrix.util.async_db import Database
 from mautrix.util.async_db.connection import LoggingConnection
 
 from claude_bridge.catchup import CatchUp, GapWatch
+from claude_bridge.events.models import HookEvent
 from claude_bridge.hooks.caps import ThreadCaps
 from claude_bridge.hooks.limits import NewThreadLimit, TokenBuckets
-from claude_bridge.hooks.models import HookEvent
 from claude_bridge.ids import HookEventID, ThreadID, thread_id_for
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Outbox, Thread, ThreadStore, now_ms

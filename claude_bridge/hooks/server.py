@@ -35,16 +35,12 @@ from typing import Any
 from aiohttp import web
 
 from claude_bridge.config import HooksConfig
+from claude_bridge.events.models import HookEvent, PermissionRequest
+from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.hooks.call import HookCall
 from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached
 from claude_bridge.hooks.ingest import Ingest, SessionRejected
 from claude_bridge.hooks.limits import NewThreadLimit
-from claude_bridge.hooks.models import (
-    HookEvent,
-    HookInputError,
-    PermissionRequest,
-    parse_hook_event,
-)
 from claude_bridge.hooks.validate import MAX_JSON_DEPTH, finite, not_json, too_deep, unstorable
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from claude_bridge.hooks.models import HookEvent
+from claude_bridge.events.models import HookEvent
 from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import scrubber_for
 

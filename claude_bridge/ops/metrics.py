@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from claude_bridge.hooks.models import EVENT_MODELS
+from claude_bridge.events.catalogue import CATALOGUE
 from claude_bridge.log import get_logger
 
 log = get_logger("metrics")
@@ -173,11 +173,11 @@ last_send_success: float | None = None
 
 
 def hook_event_label(name: object) -> str:
-    """Known event names as they are; anything else is one label, so a client cannot blow up
-    the number of series."""
+    """Event names the catalogue lists as they are; anything else is one label, so a client
+    cannot blow up the number of series."""
     if not isinstance(name, str):
         return "unparsed"
-    return name if name in EVENT_MODELS else "other"
+    return name if name in CATALOGUE else "other"
 
 
 def observe_hook(event_name: object, status: int, seconds: float) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from claude_bridge.hooks.models import HookEvent
+from claude_bridge.events.models import HookEvent
 from claude_bridge.ids import thread_id_for
 from claude_bridge.render.messages import RenderContext
 from claude_bridge.render.options import MirrorConfig

@@ -9,7 +9,14 @@ reply, so a lost or coalesced last chunk still ends up correct and the reply is 
 
 from __future__ import annotations
 
-from claude_bridge.hooks.models import (
+from claude_bridge.events.catalogue import (
+    MESSAGE_DISPLAY,
+    STOP,
+    SUBAGENT_START,
+    SUBAGENT_STOP,
+    USER_PROMPT_SUBMIT,
+)
+from claude_bridge.events.models import (
     MessageDisplay,
     Stop,
     SubagentStart,
@@ -20,12 +27,14 @@ from claude_bridge.render.blocks import Frame, long_text
 from claude_bridge.render.content import Env, file_message, message, speaker
 from claude_bridge.render.markdown import markdown_to_html
 from claude_bridge.render.messages import Attachment, OutboundMessage
+from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, one_line, shorten
 from claude_bridge.render.trim import content_size
 
 _REPLY = Frame(style="markdown", msgtype="m.text")
 
 
+@renders(USER_PROMPT_SUBMIT)
 def render_user_prompt_submit(event: UserPromptSubmit, env: Env) -> list[OutboundMessage]:
     prompt = event.prompt
     out: list[OutboundMessage] = []
@@ -56,6 +65,7 @@ def room_name(env: Env, prompt: str) -> str:
     return shorten(name, env.opts.room_name_length)
 
 
+@renders(STOP)
 def render_stop(event: Stop, env: Env) -> list[OutboundMessage]:
     text = event.last_assistant_message or ""
     if not text.strip():
@@ -89,10 +99,12 @@ def render_stop(event: Stop, env: Env) -> list[OutboundMessage]:
     ]
 
 
+@renders(SUBAGENT_STOP)
 def render_subagent_stop(event: SubagentStop, env: Env) -> list[OutboundMessage]:
     return render_stop(event, env)
 
 
+@renders(SUBAGENT_START)
 def render_subagent_start(event: SubagentStart, env: Env) -> list[OutboundMessage]:
     sender, displayname = speaker(event)
     kind = one_line(event.agent_type or "", 80)
@@ -103,6 +115,7 @@ def render_subagent_start(event: SubagentStart, env: Env) -> list[OutboundMessag
     ]
 
 
+@renders(MESSAGE_DISPLAY)
 def render_message_display(event: MessageDisplay, env: Env) -> list[OutboundMessage]:
     """One streamed message per ``message_id``: sent on the first chunk, edited on later ones.
 

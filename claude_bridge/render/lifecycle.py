@@ -10,7 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from claude_bridge.hooks.models import (
+from claude_bridge.events.catalogue import (
+    NOTIFICATION,
+    POST_COMPACT,
+    PRE_COMPACT,
+    SESSION_END,
+    SESSION_START,
+    STOP_FAILURE,
+)
+from claude_bridge.events.models import (
     HookEvent,
     Notification,
     PostCompact,
@@ -22,6 +30,7 @@ from claude_bridge.hooks.models import (
 from claude_bridge.render.blocks import Frame, long_text
 from claude_bridge.render.content import Env, message, operators, pill
 from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, one_line, shorten
 
 THREAD_STATE = "org.claude_bridge.thread"
@@ -57,6 +66,7 @@ def _topic(env: Env, event: HookEvent, status: str) -> OutboundMessage:
     )
 
 
+@renders(SESSION_START)
 def render_session_start(event: SessionStart, env: Env) -> list[OutboundMessage]:
     source = event.source or "startup"
     model = f" (model {one_line(event.model, 80)})" if event.model else ""
@@ -75,6 +85,7 @@ def render_session_start(event: SessionStart, env: Env) -> list[OutboundMessage]
     return out
 
 
+@renders(SESSION_END)
 def render_session_end(event: SessionEnd, env: Env) -> list[OutboundMessage]:
     reason = event.reason or "other"
     said = _END_REASONS.get(reason, one_line(reason, 60))
@@ -90,6 +101,7 @@ def _trigger(trigger: str | None) -> str:
     return {"auto": " (automatic)", "manual": " (manual)"}.get(trigger or "", "")
 
 
+@renders(PRE_COMPACT)
 def render_pre_compact(event: PreCompact, env: Env) -> list[OutboundMessage]:
     lead = "🗜️ Compacting the conversation" + _trigger(event.trigger)
     text = event.custom_instructions or ""
@@ -99,6 +111,7 @@ def render_pre_compact(event: PreCompact, env: Env) -> list[OutboundMessage]:
     return long_text(env, text, frame, attach_as="compact-instructions.txt")
 
 
+@renders(POST_COMPACT)
 def render_post_compact(event: PostCompact, env: Env) -> list[OutboundMessage]:
     lead = "🗜️ Conversation compacted" + _trigger(event.trigger)
     text = event.compact_summary or ""
@@ -119,18 +132,20 @@ def _ping(env: Env, body: str, html: str) -> OutboundMessage:
     )
 
 
+@renders(NOTIFICATION)
 def render_notification(event: Notification, env: Env) -> list[OutboundMessage]:
     icon = _NOTIFY_ICONS.get(event.notification_type or "", "🔔")
     text = shorten(event.message.strip(), _NOTE_CHARS)
     title = one_line(event.title or "", 120)
     if not text:
-        text = title or one_line(event.notification_type or "Notification", 60)
+        text = title or one_line(event.notification_type or NOTIFICATION.name, 60)
         title = ""
     body = f"{icon} {title}: {text}" if title else f"{icon} {text}"
     html = f"{icon} <b>{esc(title)}</b>: {esc(text)}" if title else f"{icon} {esc(text)}"
     return [_ping(env, body, html)]
 
 
+@renders(STOP_FAILURE)
 def render_stop_failure(event: StopFailure, env: Env) -> list[OutboundMessage]:
     extra = event.extra
     kind = _text(extra.get("error_type")) or _text(event.error) or "error"

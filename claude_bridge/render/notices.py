@@ -1,32 +1,51 @@
 """One-line notices for the documented events that need no more, and for unknown events.
 
-Claude Code adds hook events between versions; an event this table does not know still shows up
-as ``⚙️ <name>`` instead of vanishing, so a new event is noticed (and can be switched off).
+Claude Code adds hook events between versions; an event the catalogue does not know (or lists
+without a renderer of its own) still shows up as ``⚙️ <name>`` instead of vanishing, so a new
+event is noticed (and can be switched off).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from claude_bridge.hooks.models import HookEvent
+from claude_bridge.events.catalogue import (
+    CONFIG_CHANGE,
+    CWD_CHANGED,
+    ELICITATION,
+    ELICITATION_RESULT,
+    FILE_CHANGED,
+    INSTRUCTIONS_LOADED,
+    POST_TOOL_USE,
+    POST_TOOL_USE_FAILURE,
+    PRE_TOOL_USE,
+    SETUP,
+    TASK_COMPLETED,
+    TASK_CREATED,
+    TEAMMATE_IDLE,
+    WORKTREE_CREATE,
+    WORKTREE_REMOVE,
+)
+from claude_bridge.events.models import HookEvent
 from claude_bridge.render.content import Env, message, speaker
 from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.render.registry import RENDERERS
 from claude_bridge.render.text import esc, one_line
 
 # name → (icon, label, input fields shown after the label, in order)
 MINOR_EVENTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "Setup": ("🛠️", "Setup", ("trigger",)),
-    "InstructionsLoaded": ("📜", "Instructions loaded", ("file_path", "load_reason")),
-    "ConfigChange": ("⚙️", "Configuration changed", ("source", "file_path")),
-    "CwdChanged": ("📂", "Working directory changed", ("old_cwd", "new_cwd")),
-    "FileChanged": ("📄", "File changed", ("file_path", "event")),
-    "WorktreeCreate": ("🌳", "Worktree created", ("name", "worktree_path")),
-    "WorktreeRemove": ("🌳", "Worktree removed", ("worktree_path",)),
-    "TaskCreated": ("📌", "Task created", ("task_subject", "teammate_name")),
-    "TaskCompleted": ("✅", "Task completed", ("task_subject", "teammate_name")),
-    "TeammateIdle": ("💤", "Teammate idle", ("teammate_name", "team_name")),
-    "Elicitation": ("❓", "MCP server asks for input", ("mcp_server_name", "message")),
-    "ElicitationResult": ("💬", "MCP input answered", ("mcp_server_name", "action")),
+    SETUP.name: ("🛠️", SETUP.name, ("trigger",)),  # its name says it
+    INSTRUCTIONS_LOADED.name: ("📜", "Instructions loaded", ("file_path", "load_reason")),
+    CONFIG_CHANGE.name: ("⚙️", "Configuration changed", ("source", "file_path")),
+    CWD_CHANGED.name: ("📂", "Working directory changed", ("old_cwd", "new_cwd")),
+    FILE_CHANGED.name: ("📄", "File changed", ("file_path", "event")),
+    WORKTREE_CREATE.name: ("🌳", "Worktree created", ("name", "worktree_path")),
+    WORKTREE_REMOVE.name: ("🌳", "Worktree removed", ("worktree_path",)),
+    TASK_CREATED.name: ("📌", "Task created", ("task_subject", "teammate_name")),
+    TASK_COMPLETED.name: ("✅", "Task completed", ("task_subject", "teammate_name")),
+    TEAMMATE_IDLE.name: ("💤", "Teammate idle", ("teammate_name", "team_name")),
+    ELICITATION.name: ("❓", "MCP server asks for input", ("mcp_server_name", "message")),
+    ELICITATION_RESULT.name: ("💬", "MCP input answered", ("mcp_server_name", "action")),
 }
 _FIELD_CHARS = 200
 
@@ -35,7 +54,7 @@ def render_minor(event: HookEvent, env: Env) -> list[OutboundMessage]:
     icon, label, fields = MINOR_EVENTS[event.hook_event_name]
     values = [_value(event.extra.get(f)) for f in fields]
     shown = [v for v in values if v]
-    sep = " → " if event.hook_event_name == "CwdChanged" else " · "
+    sep = " → " if event.hook_event_name == CWD_CHANGED.name else " · "
     body = f"{icon} {label}" + (": " + sep.join(shown) if shown else "")
     html = f"{icon} {esc(label)}" + (
         ": " + sep.join(f"<code>{esc(v)}</code>" for v in shown) if shown else ""
@@ -44,6 +63,10 @@ def render_minor(event: HookEvent, env: Env) -> list[OutboundMessage]:
     return [
         OutboundMessage(content=message(body, html), sender=sender, sender_displayname=displayname)
     ]
+
+
+for _name in MINOR_EVENTS:
+    RENDERERS.register(_name, render_minor)
 
 
 def render_unknown(event: HookEvent, env: Env) -> list[OutboundMessage]:
@@ -62,9 +85,9 @@ def _value(value: Any) -> str:
 FOLD_ICON = "⏩"
 # How a folded backlog's events are counted in its notice; any other name is "other events".
 _FOLDED_KINDS = (
-    ("PreToolUse", "tool call"),
-    ("PostToolUse", "output"),
-    ("PostToolUseFailure", "failed call"),
+    (PRE_TOOL_USE.name, "tool call"),
+    (POST_TOOL_USE.name, "output"),
+    (POST_TOOL_USE_FAILURE.name, "failed call"),
 )
 
 

@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_DISABLED_EVENTS: frozenset[str] = frozenset(
-    # PostToolBatch repeats tool calls already shown; the other two fire often and say little.
-    {"PostToolBatch", "InstructionsLoaded", "FileChanged"}
-)
+from claude_bridge.events.catalogue import CATALOGUE
+
+_OFF_BY_DEFAULT = [k.name for k in CATALOGUE if not k.mirrored_by_default]
+DEFAULT_DISABLED_EVENTS = frozenset(_OFF_BY_DEFAULT)
 
 
 class RedactConfig(BaseModel):
@@ -68,9 +68,9 @@ class MirrorConfig(BaseModel):
     events: dict[str, bool] = Field(
         default_factory=dict,
         description="Per hook event switch, e.g. {PreToolUse: false, MessageDisplay: false}. "
-        "Events not listed are mirrored, except PostToolBatch, InstructionsLoaded and "
-        "FileChanged, which are off unless set to true. Turning an event off hides its "
-        "messages but keeps its room state updates (room name, topic, thread status).",
+        f"Events not listed are mirrored, except {', '.join(_OFF_BY_DEFAULT[:-1])} and "
+        f"{_OFF_BY_DEFAULT[-1]}, which are off unless set to true. Turning an event off hides "
+        "its messages but keeps its room state updates (room name, topic, thread status).",
     )
     unknown_events: bool = Field(
         default=True,

@@ -11,7 +11,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from claude_bridge.hooks.models import (
+from claude_bridge.events.catalogue import (
+    PERMISSION_DENIED,
+    PERMISSION_REQUEST,
+    POST_TOOL_BATCH,
+    POST_TOOL_USE,
+    POST_TOOL_USE_FAILURE,
+    PRE_TOOL_USE,
+)
+from claude_bridge.events.models import (
     HookEvent,
     PermissionRequest,
     PostToolBatch,
@@ -23,6 +31,7 @@ from claude_bridge.render.blocks import Frame, code, long_text
 from claude_bridge.render.content import Env, message, operators, pill, speaker
 from claude_bridge.render.diff import EDIT_TOOLS, unified_diff
 from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, first_line
 from claude_bridge.render.tools import (
     attachment_name,
@@ -97,12 +106,14 @@ def _reply(
     )
 
 
+@renders(PRE_TOOL_USE)
 def render_pre_tool_use(event: PreToolUse, env: Env) -> list[OutboundMessage]:
     return [_line(event, env)]
 
 
+@renders(POST_TOOL_USE)
 def render_post_tool_use(event: PostToolUse, env: Env) -> list[OutboundMessage]:
-    out = [] if env.opts.enabled("PreToolUse") else [_line(event, env)]
+    out = [] if env.opts.enabled(PRE_TOOL_USE.name) else [_line(event, env)]
     if env.opts.tool_output == "off":
         return out
     shown = _output(event, env)
@@ -148,12 +159,13 @@ def _bash(tool_input: dict[str, Any], response: Any) -> tuple[str, Frame]:
     return text.rstrip("\n"), Frame(language="console", tail_body=tail)
 
 
+@renders(POST_TOOL_USE_FAILURE)
 def render_post_tool_use_failure(event: PostToolUseFailure, env: Env) -> list[OutboundMessage]:
     error = output_text(event.error).strip()
     interrupted = bool(event.is_interrupt)
     prefix = "⏹️" if interrupted else "❌"
     note = "interrupted" if interrupted else first_line(error, 80) or "failed"
-    out = [_line(event, env, prefix=prefix, note=note, edit=env.opts.enabled("PreToolUse"))]
+    out = [_line(event, env, prefix=prefix, note=note, edit=env.opts.enabled(PRE_TOOL_USE.name))]
     if env.opts.tool_output == "off" or not error:
         return out
     command = event.tool_input.get("command")
@@ -177,6 +189,7 @@ def permission_anchor(hook_event_id: object) -> str:
     return f"perm:{hook_event_id}"
 
 
+@renders(PERMISSION_REQUEST)
 def render_permission_request(event: PermissionRequest, env: Env) -> list[OutboundMessage]:
     """The approval prompt: what Claude wants to do, the command or diff, operators pinged."""
     line = _line(event, env)
@@ -226,13 +239,15 @@ def _permission_detail(event: PermissionRequest, env: Env) -> tuple[str, str | N
     return text, None
 
 
+@renders(PERMISSION_DENIED)
 def render_permission_denied(event: HookEvent, env: Env) -> list[OutboundMessage]:
     reason = event.extra.get("reason")
     note = first_line(reason, 120) if isinstance(reason, str) and reason else "denied"
-    edit = _anchor(event) is not None and env.opts.enabled("PreToolUse")
+    edit = _anchor(event) is not None and env.opts.enabled(PRE_TOOL_USE.name)
     return [_line(event, env, prefix="🚫", note=note, edit=edit)]
 
 
+@renders(POST_TOOL_BATCH)
 def render_post_tool_batch(event: PostToolBatch, env: Env) -> list[OutboundMessage]:
     # Each call in the batch was already shown by its PreToolUse/PostToolUse.
     return []

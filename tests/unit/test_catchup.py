@@ -24,8 +24,8 @@ from claude_bridge.catchup import (
     with_catchup_marker,
 )
 from claude_bridge.catchup.transcript import parse_items, read_tail
+from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.hooks.limits import TokenBuckets
-from claude_bridge.hooks.models import parse_hook_event
 from claude_bridge.render import RenderContext, render_event
 from claude_bridge.slots import SendSlots
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from claude_bridge import installer
+from claude_bridge.events.catalogue import HELD
 
 URL = "http://127.0.0.1:29341"
 ENDPOINT = URL + "/claude/v1/hooks"
@@ -104,7 +105,7 @@ def test_install_merges_without_touching_other_settings(settings: Path) -> None:
         assert data["hooks"][event][: len(groups)] == groups  # theirs first, unchanged
     assert settings.with_name("settings.json.bak").read_bytes() == before
 
-    expected = {e.name for e in installer.events_for()}
+    expected = {name for name, _ in installer.events_for()}
     assert {e for e in data["hooks"] if ours(data, e)} == expected
     assert all(len(ours(data, e)) == 1 for e in expected)
 
@@ -138,7 +139,7 @@ def test_timeouts_long_only_where_the_bridge_may_wait_for_a_human(settings: Path
     data = load(settings)
     timeouts = {e: ours(data, e)[0]["timeout"] for e in data["hooks"] if ours(data, e)}
 
-    assert timeouts["PermissionRequest"] == timeouts["Stop"] == installer.HELD
+    assert timeouts["PermissionRequest"] == timeouts["Stop"] == HELD
     assert timeouts["SessionEnd"] > 1.5  # the default SessionEnd budget would cut us off
     short = {e: t for e, t in timeouts.items() if e not in ("PermissionRequest", "Stop")}
     assert max(short.values()) <= 10
@@ -159,8 +160,8 @@ def test_durable_installs_the_shim_for_every_event(settings: Path) -> None:
     assert installer.install(settings, url=URL, durable=True) is True  # http → command
 
     data = load(settings)
-    for spec in installer.events_for():
-        [handler] = ours(data, spec.name)
+    for name, spec in installer.events_for():
+        [handler] = ours(data, name)
         assert handler["type"] == "command"
         assert handler["command"] == (
             f"claude-bridge-hook --url {URL} --timeout {spec.timeout - installer.SHIM_MARGIN}"
@@ -485,8 +486,8 @@ def test_every_form_of_the_shim_is_ours(form: str, settings: Path) -> None:
     fast = installer.default_hook_command(False)
     assert installer.install(settings, url=URL, durable=True, hook_command=fast) is (form != fast)
     data = load(settings)
-    for spec in installer.events_for():
-        [handler] = ours(data, spec.name)
+    for name, _ in installer.events_for():
+        [handler] = ours(data, name)
         assert handler["command"].startswith(f"{fast} --url {URL} ")
     assert len(waiters(data)) == 1
 

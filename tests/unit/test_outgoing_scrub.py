@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from claude_bridge.api.threads import scrub_responses
 from claude_bridge.config import parse_config
-from claude_bridge.hooks.models import HookInputError, parse_hook_event
+from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.hooks.validate import unstorable
 from claude_bridge.matrix.client import MatrixClient
 from claude_bridge.matrix.outgoing import outgoing_scrubber, scrub_body

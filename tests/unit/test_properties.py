@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 from claude_bridge.catchup import missing_items, shown_by, synthetic_events, with_catchup_marker
 from claude_bridge.catchup.transcript import parse_items
-from claude_bridge.hooks.models import EVENT_MODELS, HookEvent, HookInputError, parse_hook_event
+from claude_bridge.events.catalogue import CATALOGUE
+from claude_bridge.events.models import HookEvent
+from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.render import OutboundMessage, RenderContext, render_event
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -33,7 +35,8 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
     max_leaves=15,
 )
-EVENT_NAMES = [*EVENT_MODELS, "PermissionDenied", "InstructionsLoaded", "SomeFutureEvent"]
+EVENT_MODELS = {kind.name: kind.model for kind in CATALOGUE}
+EVENT_NAMES = [*EVENT_MODELS, "SomeFutureEvent"]
 # Every field any model declares, so typed fields get wrong types as often as right ones.
 FIELDS = sorted({f for model in EVENT_MODELS.values() for f in model.model_fields})
 

@@ -16,8 +16,8 @@ from claude_bridge.control.messages import MessageQueue
 from claude_bridge.control.options import ControlConfig
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.signals import Signals, thread_key
+from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.hooks.call import HookCall
-from claude_bridge.hooks.models import parse_hook_event
 from claude_bridge.ids import HookEventID, SessionID, ThreadID
 from claude_bridge.store import Outbox, Thread, ThreadStore, create_database
 from claude_bridge.store.approvals import ApprovalStore

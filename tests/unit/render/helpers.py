@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from claude_bridge.hooks.models import HookEvent, parse_hook_event
+from claude_bridge.events.models import HookEvent
+from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.render import OutboundMessage, RenderContext, render_event
 from claude_bridge.render.trim import MATRIX_EVENT_LIMIT, content_size
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_bridge.hooks.models import parse_hook_event
+from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.render import render_event
 
 from .helpers import PAYLOADS, assert_valid, load_payload, make_ctx, payload_files

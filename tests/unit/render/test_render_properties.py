@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_bridge.hooks.models import EVENT_MODELS, parse_hook_event
+from claude_bridge.events.catalogue import CATALOGUE
+from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.render import render_event
 
 from .helpers import BASE, assert_valid, everything, make_ctx
@@ -130,7 +131,7 @@ def test_any_event_name(name: str, fields: dict[str, Any], ctx: dict[str, Any]) 
 
 
 @SETTINGS
-@given(name=st.sampled_from(sorted(EVENT_MODELS)), text=texts, ctx=contexts)
+@given(name=st.sampled_from(sorted(k.name for k in CATALOGUE)), text=texts, ctx=contexts)
 def test_every_known_event_with_text_everywhere(name: str, text: str, ctx: dict[str, Any]) -> None:
     keys = ("prompt", "message", "title", "last_assistant_message", "delta", "reason", "source",
             "error", "error_details", "trigger", "compact_summary", "custom_instructions",

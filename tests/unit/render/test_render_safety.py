@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from claude_bridge.hooks.models import HookEvent, parse_hook_event
+from claude_bridge.events.models import HookEvent
+from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.render import render_event
 from claude_bridge.render.markdown import markdown_to_html
 

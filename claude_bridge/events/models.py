@@ -1,4 +1,4 @@
-"""Pydantic models of Claude Code hook inputs.
+"""Pydantic models of Claude Code hook inputs (which event uses which: ``events/catalogue.py``).
 
 Claude Code adds events and fields between versions, so every model keeps unknown fields and an
 unknown ``hook_event_name`` parses as the plain :class:`HookEvent`. Only the fields the bridge
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from claude_bridge.ids import MAX_SESSION_ID_LENGTH
 
@@ -116,50 +116,3 @@ class MessageDisplay(HookEvent):
     index: int = 0
     final: bool = False
     delta: str = ""
-
-
-EVENT_MODELS: dict[str, type[HookEvent]] = {
-    cls.__name__: cls
-    for cls in (
-        SessionStart,
-        UserPromptSubmit,
-        PreToolUse,
-        PostToolUse,
-        PostToolUseFailure,
-        PermissionRequest,
-        PostToolBatch,
-        Notification,
-        Stop,
-        StopFailure,
-        SubagentStart,
-        SubagentStop,
-        PreCompact,
-        PostCompact,
-        SessionEnd,
-        MessageDisplay,
-    )
-}
-
-
-class HookInputError(ValueError):
-    """The body is not a hook input; ``str()`` says which field and why."""
-
-
-def parse_hook_event(data: object) -> HookEvent:
-    """Validate a decoded JSON body as the hook event its ``hook_event_name`` names."""
-    if not isinstance(data, dict):
-        raise HookInputError(f"hook input must be a JSON object, not {type(data).__name__}")
-    name = data.get("hook_event_name")
-    model = EVENT_MODELS.get(name, HookEvent) if isinstance(name, str) else HookEvent
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise HookInputError(_describe(e)) from None
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for err in error.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
