@@ -101,6 +101,11 @@ class InfoCommands:
             f"**Pending approvals** {len(pending)}"
             + "".join(f"\n  - {tool_summary(a)} (asked {ago(a.created_at, now)})" for a in pending),
         ]
+        if proposed := await self.p.inbox.proposals(thread.id, 10):
+            lines.append(
+                f"**Hand-offs waiting for an operator's ✅** {len(proposed)}"
+                + "".join(f"\n  - from thread `{m.from_thread}`: {m.body[:80]}" for m in proposed)
+            )
         if control.listening(now):
             lines.append(
                 f"**Listening** until {clock(control.listen_until or now)} ({control.listen_by})"

@@ -87,6 +87,16 @@ class SessionInbox:
             )
         return bool(added)
 
+    async def proposals(self, thread_id: str, limit: int = 10) -> list[SessionMessage]:
+        """Hand-offs of this thread still waiting for an operator's decision, oldest first."""
+        rows = await self.db.fetch(
+            f"SELECT {_COLUMNS} FROM session_message WHERE thread_id=$1 AND state='proposed' "
+            "ORDER BY id LIMIT $2",
+            thread_id,
+            limit,
+        )
+        return [SessionMessage._from_row(r) for r in rows]
+
     async def set_proposal_event(self, message_id: int, event_id: str) -> None:
         await self.db.execute(
             "UPDATE session_message SET proposal_event=$2 WHERE id=$1", message_id, event_id
