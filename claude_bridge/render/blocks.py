@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from claude_bridge.render.content import Env, file_message, message
-from claude_bridge.render.markdown import markdown_to_html
+from claude_bridge.render.markdown import markdown_to_html, markdown_to_text
 from claude_bridge.render.messages import Attachment, OutboundMessage
 from claude_bridge.render.text import esc, quote_lines
 from claude_bridge.render.trim import Cut, fit, limit_lines, marker
@@ -44,9 +44,10 @@ def code(text: str, language: str | None) -> tuple[str, str]:
 def _builder(frame: Frame, attached: bool) -> Callable[[Cut], dict[str, Any]]:
     def build(c: Cut) -> dict[str, Any]:
         if frame.style == "markdown":
-            body, html = c.text, markdown_to_html(c.text)
+            body, html = markdown_to_text(c.text), markdown_to_html(c.text)
         elif frame.style == "quote":
-            body, html = quote_lines(c.text), f"<blockquote>{markdown_to_html(c.text)}</blockquote>"
+            quoted = quote_lines(markdown_to_text(c.text))
+            body, html = quoted, f"<blockquote>{markdown_to_html(c.text)}</blockquote>"
         elif frame.style == "plain":
             body, html = c.text, f"<p>{esc(c.text).replace(chr(10), '<br>')}</p>"
         else:

@@ -25,7 +25,7 @@ from claude_bridge.events.models import (
 )
 from claude_bridge.render.blocks import Frame, long_text
 from claude_bridge.render.content import Env, file_message, message, speaker
-from claude_bridge.render.markdown import markdown_to_html
+from claude_bridge.render.markdown import markdown_to_html, markdown_to_text
 from claude_bridge.render.messages import Attachment, OutboundMessage
 from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, one_line, shorten
@@ -87,7 +87,7 @@ def render_stop(event: Stop, env: Env) -> list[OutboundMessage]:
         return long_text(env, text, _REPLY, attach_as="reply.md", limited=False, replaces=anchor)
     # Already streamed as is. A stream is edited in place and never gets an attachment, so if it
     # had to be cut the full reply is attached now.
-    full = message(text, markdown_to_html(text), msgtype="m.text")
+    full = message(markdown_to_text(text), markdown_to_html(text), msgtype="m.text")
     if content_size(full) <= env.budget(edit=True):
         return []
     data = text.encode("utf-8")

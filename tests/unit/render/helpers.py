@@ -12,6 +12,8 @@ from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.render import OutboundMessage, RenderContext, render_event
 from claude_bridge.render.trim import MATRIX_EVENT_LIMIT, content_size
 
+from .clients import unsupported
+
 HERE = Path(__file__).resolve().parent
 SNAPSHOTS = HERE / "snapshots"
 
@@ -69,6 +71,8 @@ def assert_valid(messages: Iterable[OutboundMessage]) -> None:
             if "formatted_body" in content:
                 assert content["format"] == "org.matrix.custom.html"
                 assert isinstance(content["formatted_body"], str)
+                # Every tag shows on Element X too (clients.py: its allow-list and source).
+                assert unsupported(content["formatted_body"]) == [], content["formatted_body"]
         else:
             assert msg.state_key is not None
         if msg.attachment is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -127,6 +128,11 @@ def test_any_event_name(name: str, fields: dict[str, Any], ctx: dict[str, Any]) 
         parse_hook_event({**BASE, **fields, "hook_event_name": name})
     except ValueError:
         fields = {}
+    if any("\ud800" <= c <= "\udfff" for c in name):
+        # Not a string JSON can carry as UTF-8: refused with a clear error, never rendered.
+        with pytest.raises(ValueError, match="hook_event_name"):
+            parse_hook_event({**BASE, "hook_event_name": name})
+        return
     _render({**fields, "hook_event_name": name}, ctx)
 
 
