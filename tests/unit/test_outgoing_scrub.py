@@ -22,6 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claude_bridge.api.threads import scrub_responses
+from claude_bridge.catchup import with_catchup_marker
+from claude_bridge.catchup.recover import synthetic_events
+from claude_bridge.catchup.transcript import parse_items
 from claude_bridge.config import parse_config
 from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.hooks.validate import unstorable
@@ -38,6 +41,7 @@ from claude_bridge.spaces import ProjectSpaces
 from tests.secret_kinds import Planted, example_of_each, leaked, secrets
 
 PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "claude-code" / "hook-payloads"
+TRANSCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "transcript.jsonl"
 SESSION = "3eb5f21d-5dcb-43a8-9ab8-939331f73b6b"
 HOOK_SECRET = "0f3c9a7e5b1d4f2a8c6e0b9d7f5a3c1e"
 SCRUB = scrubber_for(RedactConfig())
@@ -297,10 +301,14 @@ def _bases() -> list[dict[str, Any]]:
         for name, fields in made.items()
         if name not in names
     ]
+    # What catch-up makes of a transcript (tests/fixtures): its marker and its events.
+    items = parse_items(TRANSCRIPT.read_bytes(), SESSION)
+    found += synthetic_events(items, 2, parse_hook_event({**common, "hook_event_name": "Stop"}))
     return found
 
 
 BASES = _bases()
+RENDER = with_catchup_marker(render_event)  # as the bridge's delivery renders
 
 
 def _string_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -364,7 +372,7 @@ async def _mirror(payload: dict[str, Any]) -> Recorder:
     thread.room_id = await router._create_room(thread)
     await spaces.link(thread)
     ctx = RenderContext(thread_id=thread.id, project=thread.project_name or "Claude Code")
-    for i, msg in enumerate(render_event(event, ctx)):
+    for i, msg in enumerate(RENDER(event, ctx)):
         content = dict(msg.content)
         if msg.attachment is not None:
             a = msg.attachment
