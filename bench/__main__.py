@@ -109,6 +109,7 @@ class Run:
 
         if key not in self._live:
             self._live[key] = [await open_session(self.stack, timeout=WAIT) for _ in range(count)]
+            self.modes.tracked.extend(self._live[key])
         return list(self._live[key])
 
     async def close(self) -> None:

@@ -24,6 +24,8 @@ class Modes:
         self.all = [GROUP, SINGLE] if postgres else [GROUP]
         self.current = GROUP
         self.restarts = 0
+        self.tracked: list[LiveSession] = []
+        """Sessions kept across benchmarks: reconnected after every restart."""
 
     def order(self, repeats: int) -> Iterator[tuple[int, str]]:
         """(repeat, mode) pairs: each repeat starts in the mode the bridge is already in."""
@@ -40,7 +42,8 @@ class Modes:
         await self.stack.restart_bridge(ENV[mode])
         self.current = mode
         self.restarts += 1
-        await close_sessions(sessions)  # their connections reconnect at the next post
+        # Their connections died with the bridge: each reconnects at its next post.
+        await close_sessions([*sessions, *self.tracked])
         for live in sessions:
             for body, _ in live.session.pair():
                 await post_ok(live.conn, body)
