@@ -18,11 +18,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from claude_bridge import metrics
 from claude_bridge.catchup.marker import CATCHUP_EVENT
 from claude_bridge.events.catalogue import NEVER_FOLDED, kind_of
 from claude_bridge.ids import ThreadID
 from claude_bridge.log import get_logger
-from claude_bridge.ops import metrics
 from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.render.notices import folded_notice
 from claude_bridge.store import Outbox, PendingEvent

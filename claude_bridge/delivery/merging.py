@@ -15,13 +15,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from claude_bridge import coalesce
+from claude_bridge import coalesce, metrics
 from claude_bridge.delivery.context import ContextReader
 from claude_bridge.delivery.sending import Sender, thread_relation
 from claude_bridge.events.models import HookEvent, MessageDisplay
 from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.log import get_logger
-from claude_bridge.ops import metrics
 from claude_bridge.render.messages import OutboundMessage, RenderContext
 from claude_bridge.store import PendingEvent, Thread
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from claude_bridge import metrics
 from claude_bridge.config import HooksConfig
 from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.events.parse import HookInputError, parse_hook_event
@@ -44,7 +45,6 @@ from claude_bridge.hooks.limits import NewThreadLimit
 from claude_bridge.hooks.validate import MAX_JSON_DEPTH, finite, not_json, too_deep, unstorable
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
-from claude_bridge.ops import metrics
 from claude_bridge.shim import SPOOLED_HEADER
 from claude_bridge.store import Thread
 from claude_bridge.token_access import TokenAccess

@@ -15,9 +15,11 @@ from typing import Any, Protocol
 
 from mautrix.util.async_db import Database
 
+from claude_bridge import metrics
 from claude_bridge.log import get_logger
-from claude_bridge.ops import metrics
 from claude_bridge.store import MatrixInbox, Outbox
+from claude_bridge.store.approvals import ApprovalStore
+from claude_bridge.store.session_messages import SessionInbox
 
 log = get_logger("health")
 
@@ -52,6 +54,8 @@ class HealthReporter:
         self.db = db
         self.outbox = outbox
         self.inbox = inbox
+        self.approvals = ApprovalStore(db)
+        self.session_messages = SessionInbox(db)
         self.probes = probes
         self.timeout = timeout
         self.homeserver_cache_seconds = homeserver_cache_seconds
@@ -102,7 +106,9 @@ class HealthReporter:
         if inbound:
             metrics.INBOX_BACKLOG.set(inbound["unprocessed"])
         if report["components"]["database"]["ok"]:
-            await metrics.STORED_COUNTS.refresh(self.db)
+            metrics.STORED_COUNTS.update(
+                await self.approvals.count_by_state(), await self.session_messages.count_delivered()
+            )
 
     async def _database(self) -> dict[str, Any]:
         started = time.perf_counter()

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from claude_bridge.api import ThreadsAPI, register_routes
 from claude_bridge.history import ThreadHistory
+from claude_bridge.metrics import MetricsEndpoint, hook_metrics_middleware
 from claude_bridge.ops.health import HealthReporter
-from claude_bridge.ops.metrics import MetricsEndpoint, hook_metrics_middleware
 from claude_bridge.retention import RetentionPruner
 
 if TYPE_CHECKING:

@@ -52,6 +52,13 @@ class ApprovalStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def count_by_state(self) -> dict[str, int]:
+        """Rows by state, for the metrics; none before the table exists (an older schema)."""
+        if not await self.db.table_exists("approval"):
+            return {}
+        rows = await self.db.fetch("SELECT state, COUNT(*) AS n FROM approval GROUP BY state")
+        return {r["state"]: int(r["n"]) for r in rows}
+
     async def create(
         self,
         hook_event_id: int,

@@ -152,6 +152,17 @@ class SessionInbox:
             )
         )
 
+    async def count_delivered(self) -> int:
+        """Messages handed to Claude so far, for the metrics; 0 before the table exists."""
+        if not await self.db.table_exists("session_message"):
+            return 0
+        return int(
+            await self.db.fetchval(
+                "SELECT COUNT(*) FROM session_message WHERE delivered_at IS NOT NULL"
+            )
+            or 0
+        )
+
     async def claim_through(
         self, thread_id: str, last_id: int, via: str, hook_event_id: int | None
     ) -> list[SessionMessage]:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from claude_bridge import metrics
 from claude_bridge.app import Bridge
 from claude_bridge.coalesce import LINES_FIELD, PARTS_FIELD
 from claude_bridge.delivery import Delivery
-from claude_bridge.ops import metrics
 from tests.e2e.conftest import HookPoster, Stack, StartBridge, hook_payload, new_session
 from tests.e2e.test_foundation import _until, _wait_for_room
 

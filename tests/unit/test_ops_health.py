@@ -13,10 +13,12 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from mautrix.util.async_db import Database
 
+from claude_bridge import metrics
 from claude_bridge.matrix.client import MatrixError
-from claude_bridge.ops import metrics
 from claude_bridge.ops.health import HealthReporter
 from claude_bridge.store import MatrixInbox, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store.approvals import ApprovalStore
+from claude_bridge.store.session_messages import SessionInbox
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,7 +210,9 @@ async def test_approvals_and_messages_to_claude_are_counted_from_their_tables(
         want = {"pending": 1, "allowed": 1, "denied": 2, "timed_out": 1, "to_claude": 2}
     else:  # a schema without the control tables: the metrics exist, at 0
         want = {"pending": 0, "allowed": 0, "denied": 0, "timed_out": 0, "to_claude": 0}
-    await counts.refresh(db)
+    counts.update(
+        await ApprovalStore(db).count_by_state(), await SessionInbox(db).count_delivered()
+    )
     families = {m.name: m for m in counts.collect()}
     samples = {
         (s.name, s.labels.get("decision")): s.value for m in families.values() for s in m.samples

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
-from mautrix.util.async_db import Database
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -101,10 +100,11 @@ DELIVERY_WORKERS = Gauge(
 
 
 class StoredCounts(Collector):
-    """Approvals and messages to Claude, counted from their tables at each scrape.
+    """Approvals and messages to Claude, counted from their tables at each scrape (the health
+    reporter reads them from the store and sets them here).
 
     The rows are never deleted, so the counts only grow, and they survive restarts, which
-    in-process counters would not. Before the tables exist (an older schema) they are all 0.
+    in-process counters would not.
     """
 
     DECIDED = ("allowed", "allowed_always", "denied")
@@ -113,17 +113,10 @@ class StoredCounts(Collector):
         self.approvals: dict[str, int] = {}
         self.messages_to_claude = 0
 
-    async def refresh(self, db: Database) -> None:
-        if await db.table_exists("approval"):
-            rows = await db.fetch("SELECT state, COUNT(*) AS n FROM approval GROUP BY state")
-            self.approvals = {r["state"]: int(r["n"]) for r in rows}
-        if await db.table_exists("session_message"):
-            self.messages_to_claude = int(
-                await db.fetchval(
-                    "SELECT COUNT(*) FROM session_message WHERE delivered_at IS NOT NULL"
-                )
-                or 0
-            )
+    def update(self, approvals: Mapping[str, int], messages_to_claude: int) -> None:
+        """``approvals``: rows by state; ``messages_to_claude``: messages delivered so far."""
+        self.approvals = dict(approvals)
+        self.messages_to_claude = messages_to_claude
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
