@@ -44,7 +44,7 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
 
 
 def cmd_example_config(args: argparse.Namespace) -> int:
-    from claude_bridge.example_config import render_example
+    from claude_bridge.config.example import render_example
 
     text = render_example()
     if args.output is None or str(args.output) == "-":

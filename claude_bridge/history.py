@@ -15,6 +15,7 @@ from typing import Any
 
 from mautrix.util.async_db import Database
 
+from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.events.catalogue import (
     NOT_IN_HISTORY,
     NOTIFICATION,
@@ -30,7 +31,6 @@ from claude_bridge.events.catalogue import (
     USER_PROMPT_SUBMIT,
     kind_of,
 )
-from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import Scrubber, scrubber_for
 from claude_bridge.store import Thread
 from claude_bridge.store.threads import _COLUMNS as THREAD_COLUMNS

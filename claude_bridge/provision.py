@@ -28,7 +28,7 @@ from claude_bridge.config import (
     update_config_file,
     write_private,
 )
-from claude_bridge.example_config import render_example
+from claude_bridge.config.example import render_example
 from claude_bridge.files import private_dir
 from claude_bridge.registration import build_registration, new_token
 

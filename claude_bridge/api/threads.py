@@ -22,15 +22,15 @@ from typing import Any
 
 from aiohttp import web
 
+from claude_bridge.config.sections.control import HandoffMode
+from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.control.handoffs import delivery
-from claude_bridge.control.options import HandoffMode
 from claude_bridge.history import ThreadFilter, ThreadHistory
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.matrix.echo import HANDOFF_FIELD
 from claude_bridge.render.markdown import markdown_to_html
-from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import Scrubber, scrubber_for
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Thread, ThreadStore

@@ -25,13 +25,12 @@ from __future__ import annotations
 from claude_bridge.catchup.coverage import CATCHUP_KEY, Shown, covered, missing_items, shown_by
 from claude_bridge.catchup.gaps import GapWatch, GapWindow
 from claude_bridge.catchup.marker import CATCHUP_EVENT, marker_content, with_catchup_marker
-from claude_bridge.catchup.recover import CatchUp, CatchupConfig, synthetic_events
+from claude_bridge.catchup.recover import CatchUp, synthetic_events
 
 __all__ = [
     "CATCHUP_EVENT",
     "CATCHUP_KEY",
     "CatchUp",
-    "CatchupConfig",
     "GapWatch",
     "GapWindow",
     "Shown",

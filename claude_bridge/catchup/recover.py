@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from mautrix.util.async_db import Database
-from pydantic import BaseModel, ConfigDict, Field
 
 from claude_bridge.catchup.coverage import CATCHUP_KEY, missing_items, shown_by
 from claude_bridge.catchup.gaps import GapWindow
 from claude_bridge.catchup.marker import CATCHUP_EVENT
 from claude_bridge.catchup.transcript import Item, parse_items, read_tail
+from claude_bridge.config.sections.catchup import CatchupConfig
 from claude_bridge.events.catalogue import (
     POST_TOOL_USE,
     POST_TOOL_USE_FAILURE,
@@ -34,30 +34,6 @@ SLACK_MS = 60_000
 little after its transcript line is written, so the last lost event may predate the failure."""
 LOOKBACK_ROWS = 100_000
 """Stored events this far back (by id) from the gap's start are searched for what is shown."""
-
-
-class CatchupConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(
-        True,
-        description="After events were lost (bridge down, or it could not store them), post the "
-        "missing prompts, replies and tool calls from the session transcript, after a 'caught up "
-        "after an outage' notice. Needs the transcripts readable by the bridge (same host).",
-    )
-    transcript_dirs: list[str] = Field(
-        default_factory=lambda: ["~/.claude/projects"],
-        description="Only transcripts (*.jsonl) under these directories are read; a hook input's "
-        "transcript_path anywhere else is ignored.",
-    )
-    max_items: int = Field(
-        200, ge=1, le=5000, description="Most items posted by one catch-up (the latest are kept)."
-    )
-    max_bytes: int = Field(
-        8 * 1024 * 1024,
-        ge=64 * 1024,
-        description="How much of the end of a transcript is read when looking for a gap.",
-    )
 
 
 def timestamp_ms(stamp: str) -> int | None:

@@ -1,5 +1,5 @@
 """Steering a live Claude Code session from Matrix: messages, approvals, commands, roles.
 
-Kept import-light: ``claude_bridge.config`` imports ``control.options``; the parts are wired by
-``control.service.Control``.
+The parts are wired by ``control.service.Control``; its config section is
+``claude_bridge.config.sections.control``.
 """

@@ -13,9 +13,9 @@ import hashlib
 import json
 from typing import Any
 
+from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.control import framing
 from claude_bridge.events.catalogue import PERMISSION_REQUEST
-from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import scrubber_for
 from claude_bridge.render.text import esc, one_line
 from claude_bridge.render.tools import display_name, summary

@@ -15,8 +15,8 @@ does not reach the other Claude the way an operator's message does:
 from __future__ import annotations
 
 from claude_bridge.config import PermissionLevel
+from claude_bridge.config.sections.control import HandoffMode
 from claude_bridge.control.decisions import ALLOW, ALWAYS, DENY
-from claude_bridge.control.options import HandoffMode
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.roles import allows
 from claude_bridge.control.room import RoomReplies

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from claude_bridge.config.sections.control import ControlConfig
 from claude_bridge.control.approvals import Approvals
-from claude_bridge.control.options import ControlConfig
 from claude_bridge.control.roles import Roles
 from claude_bridge.control.signals import Signals
 from claude_bridge.matrix.client import MatrixClient

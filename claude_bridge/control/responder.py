@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from claude_bridge.config.sections.control import ControlConfig
 from claude_bridge.control import framing
 from claude_bridge.control.approvals import Approvals
 from claude_bridge.control.messages import MessageQueue, compose
-from claude_bridge.control.options import ControlConfig
 from claude_bridge.control.signals import Signals, thread_key, wait_for_change
 from claude_bridge.events.catalogue import STOP, kind_of
 from claude_bridge.events.models import HookEvent, PermissionRequest

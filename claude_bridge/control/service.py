@@ -15,6 +15,7 @@ from collections.abc import Callable
 from mautrix.util.async_db import Database
 
 from claude_bridge.config import Config
+from claude_bridge.config.sections.mirror import mirror_options
 from claude_bridge.control.approvals import Approvals
 from claude_bridge.control.commands import CommandSet
 from claude_bridge.control.handler import InboundHandler
@@ -38,7 +39,6 @@ from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient
 from claude_bridge.permissions import Permissions
 from claude_bridge.render.messages import OutboundMessage, RenderContext
-from claude_bridge.render.options import mirror_options
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import ThreadStore
 from claude_bridge.store.approvals import ApprovalStore

@@ -27,8 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
+from claude_bridge.config.sections.control import ControlConfig
 from claude_bridge.control.messages import MessageQueue, compose
-from claude_bridge.control.options import ControlConfig
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.signals import Signals, thread_key, wait_for_change
 from claude_bridge.log import get_logger

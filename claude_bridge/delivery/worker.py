@@ -11,6 +11,7 @@ from typing import Any
 from structlog.contextvars import bind_contextvars
 
 from claude_bridge import metrics
+from claude_bridge.config.sections.mirror import mirror_options
 from claude_bridge.delivery.backlog import BacklogCap
 from claude_bridge.delivery.context import ContextReader
 from claude_bridge.delivery.merging import Merger, Rendered, Renderer
@@ -21,7 +22,6 @@ from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.ids import ThreadID
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
-from claude_bridge.render.options import mirror_options
 from claude_bridge.router import ThreadRouter
 from claude_bridge.slots import SendSlots
 from claude_bridge.store import Outbox, PendingEvent, Thread, ThreadStore

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from claude_bridge.config import Config, load_config, update_config_file
+from claude_bridge.config.example import render_example
 from claude_bridge.devenv.datadir import (
     QuickstartError,
     clear_leftovers,
@@ -32,7 +33,6 @@ from claude_bridge.devenv.datadir import (
 )
 from claude_bridge.devenv.processes import describe_port, next_free_port, port_holder, port_is_free
 from claude_bridge.devenv.synapse import LocalSynapse, SynapseError, die_with_parent
-from claude_bridge.example_config import render_example
 from claude_bridge.registration import generate_registration
 
 READY_TIMEOUT = 120.0

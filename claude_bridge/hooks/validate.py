@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.events.models import HookEvent
-from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import scrubber_for
 
 _SCRUB = scrubber_for(RedactConfig())

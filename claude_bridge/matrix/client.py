@@ -19,9 +19,9 @@ from urllib.parse import quote as _quote
 
 import aiohttp
 
+from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.matrix.outgoing import scrub_body, scrub_upload
 from claude_bridge.metrics import timed_send
-from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import Scrubber, scrubber_for
 
 # Room ids, aliases and transaction ids go into paths fully escaped.

@@ -99,8 +99,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _markdown_scrubber(args: argparse.Namespace) -> Any:
     """The config's redaction and the bridge's own tokens; the default patterns when the
     export reads a database without a readable config."""
+    from claude_bridge.config.sections.mirror import RedactConfig
     from claude_bridge.matrix.outgoing import outgoing_scrubber
-    from claude_bridge.render.options import RedactConfig
     from claude_bridge.render.scrub import scrubber_for
 
     try:

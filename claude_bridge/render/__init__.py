@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from claude_bridge.config.sections.mirror import MirrorConfig, RedactConfig
 from claude_bridge.render.events import render_event
 from claude_bridge.render.messages import Attachment, OutboundMessage, RenderContext
-from claude_bridge.render.options import MirrorConfig, RedactConfig
 
 __all__ = [
     "Attachment",

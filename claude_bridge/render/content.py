@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from claude_bridge.config.sections.mirror import MirrorConfig
 from claude_bridge.events.models import HookEvent
 from claude_bridge.ids import thread_id_for
 from claude_bridge.render.messages import RenderContext
-from claude_bridge.render.options import MirrorConfig
 from claude_bridge.render.scrub import Scrubber
 from claude_bridge.render.text import esc, one_line
 

@@ -12,6 +12,7 @@ import dataclasses
 
 from pydantic import ValidationError
 
+from claude_bridge.config.sections.mirror import mirror_options
 from claude_bridge.events.catalogue import kind_of
 from claude_bridge.events.models import HookEvent
 
@@ -21,7 +22,6 @@ from claude_bridge.render.content import Env
 from claude_bridge.render.finalize import finalize
 from claude_bridge.render.messages import OutboundMessage, RenderContext
 from claude_bridge.render.notices import render_unknown
-from claude_bridge.render.options import mirror_options
 from claude_bridge.render.registry import RENDERERS
 from claude_bridge.render.scrub import Scrubber, scrubber_for
 

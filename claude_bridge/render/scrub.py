@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from claude_bridge.render.options import RedactConfig
+from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.render.secret_patterns import DEFAULT_PATTERNS, NEEDLES, SECRET_KEY
 from claude_bridge.render.text import clean
 

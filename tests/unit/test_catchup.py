@@ -14,7 +14,6 @@ from claude_bridge.catchup import (
     CATCHUP_EVENT,
     CATCHUP_KEY,
     CatchUp,
-    CatchupConfig,
     GapWatch,
     GapWindow,
     covered,
@@ -24,6 +23,7 @@ from claude_bridge.catchup import (
     with_catchup_marker,
 )
 from claude_bridge.catchup.transcript import parse_items, read_tail
+from claude_bridge.config import CatchupConfig
 from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.hooks.limits import TokenBuckets
 from claude_bridge.render import RenderContext, render_event

@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 
 from claude_bridge.cli import main
 from claude_bridge.config import Config, ConfigError, PermissionLevel, load_config
-from claude_bridge.example_config import render_example
+from claude_bridge.config.example import render_example
 from claude_bridge.ids import thread_id_for
 from claude_bridge.permissions import Permissions
 

@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 
 from claude_bridge.cli import build_parser
 from claude_bridge.config import AppserviceConfig, HooksConfig, load_config
-from claude_bridge.example_config import render_example
+from claude_bridge.config.example import render_example
 from claude_bridge.hooks.server import HookServer
 from claude_bridge.registration import build_registration
 

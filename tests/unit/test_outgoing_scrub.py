@@ -26,6 +26,7 @@ from claude_bridge.catchup import with_catchup_marker
 from claude_bridge.catchup.recover import synthetic_events
 from claude_bridge.catchup.transcript import parse_items
 from claude_bridge.config import parse_config
+from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.hooks.validate import unstorable
 from claude_bridge.matrix.client import MatrixClient
@@ -34,7 +35,6 @@ from claude_bridge.matrix.relations import edit_content
 from claude_bridge.permissions import Permissions
 from claude_bridge.render import RenderContext, render_event
 from claude_bridge.render.notices import MINOR_EVENTS
-from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import scrubber_for
 from claude_bridge.router import ThreadRouter
 from claude_bridge.spaces import ProjectSpaces

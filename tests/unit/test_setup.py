@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 
 from claude_bridge.cli import main
 from claude_bridge.config import ConfigError, PermissionLevel, env_overrides, load_config
-from claude_bridge.example_config import render_example
+from claude_bridge.config.example import render_example
 from claude_bridge.provision import provision
 from claude_bridge.registration import build_registration
 

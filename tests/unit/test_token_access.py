@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claude_bridge.config import ConfigError, HookToken, TokenRole, load_config, parse_config
+from claude_bridge.config.example import render_example
 from claude_bridge.devenv.quickstart import prepare
-from claude_bridge.example_config import render_example
 from claude_bridge.history import decode_cursor, encode_cursor
 from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached, ThreadCaps
 from claude_bridge.ids import SUBAGENT_MARK, ThreadID, thread_id_for

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from claude_bridge.config.sections.control import ControlConfig
 from claude_bridge.control.approvals import Approvals
 from claude_bridge.control.messages import MessageQueue
-from claude_bridge.control.options import ControlConfig
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.signals import Signals, thread_key
 from claude_bridge.events.parse import parse_hook_event

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.render import Attachment, MirrorConfig, OutboundMessage
 from claude_bridge.render.content import Env
 from claude_bridge.render.finalize import finalize
-from claude_bridge.render.options import RedactConfig
 from claude_bridge.render.scrub import scrubber_for
 
 from .helpers import assert_valid, event, everything, make_ctx, render

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from ruamel.yaml import YAML
 
-from claude_bridge.config import Config
+from claude_bridge.config.root import Config
 
 HEADER = """\
 # claude-bridge configuration. Generated from the config models by

@@ -1,7 +1,6 @@
 """The ``bridge.control`` config section: how people in a room steer a session.
 
-Every field has a ``description`` because the example config is generated from them. This module
-imports only pydantic: ``claude_bridge.config`` imports it.
+Every field has a ``description`` because the example config is generated from them.
 """
 
 from __future__ import annotations

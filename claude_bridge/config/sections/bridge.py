@@ -1,0 +1,43 @@
+"""The ``bridge`` section: who may do what, the Matrix names, and the mirror, control and
+retention subsections."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from claude_bridge.config.sections.base import Section
+from claude_bridge.config.sections.control import ControlConfig
+from claude_bridge.config.sections.mirror import MirrorConfig
+
+
+class PermissionLevel(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class BridgeConfig(Section):
+    permissions: dict[str, PermissionLevel] = Field(
+        default_factory=lambda: {"@admin:localhost": PermissionLevel.ADMIN},
+        description="Who may do what: a user id, a domain or '*' → viewer (reads), operator "
+        "(talks to Claude, approves tools, commands) or admin (also bridge-wide commands). "
+        "Operators and admins are invited to every new thread room.",
+    )
+    ghost_prefix: str = Field("claude-", description="Localpart prefix of the session ghosts.")
+    alias_prefix: str = Field("claude-thread-", description="Localpart prefix of thread aliases.")
+    mirror: MirrorConfig = Field(
+        default_factory=MirrorConfig, description="What is mirrored into the rooms, and how."
+    )
+    control: ControlConfig = Field(
+        default_factory=ControlConfig,
+        description="Steering sessions from Matrix: messages to Claude, approvals, commands.",
+    )
+    retention: int | None = Field(
+        None,
+        ge=0,
+        description="Days to keep delivered hook-event payloads and processed Matrix events; "
+        "older ones are pruned hourly (thread mappings and Matrix event ids are kept). "
+        "0 or null keeps everything.",
+    )
