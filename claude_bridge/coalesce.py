@@ -20,6 +20,7 @@ from typing import Any
 
 from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.render.text import esc
+from claude_bridge.store.merged_lines import Line
 
 LINES_FIELD = "org.claude_bridge.lines"
 """In a merged message's content: ``[{"hook_event": id, "part": n, "anchor": a}, …]``."""
@@ -28,15 +29,6 @@ PARTS_FIELD = "org.claude_bridge.parts"
 MAX_LINE_BYTES = 1_000
 MAX_REPLY_BYTES = 4_096
 JOIN_HTML = "<br>"
-
-
-@dataclass(frozen=True)
-class Line:
-    hook_event: int
-    part: int
-    anchor: str | None
-    body: str
-    html: str
 
 
 def _plain_text(
@@ -171,14 +163,6 @@ def lines_from_content(content: dict[str, Any]) -> list[Line] | None:
             Line(ref["hook_event"], int(ref.get("part") or 0), anchor if anchor else None, b, h)
         )
     return lines
-
-
-def dump_lines(lines: list[Line]) -> str:
-    return json.dumps([[x.hook_event, x.part, x.anchor, x.body, x.html] for x in lines])
-
-
-def load_lines(text: str) -> list[Line]:
-    return [Line(int(e), int(p), a, b, h) for e, p, a, b, h in json.loads(text)]
 
 
 def replace_line(lines: list[Line], anchor: str, new: OutboundMessage) -> list[Line]:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from mautrix.util.async_db import Database, PostgresDatabase
 from mautrix.util.async_db.database import conn_var
 
-from claude_bridge.coalesce import Line, dump_lines, load_lines
 from claude_bridge.ids import HookEventID, ThreadID
 from claude_bridge.store.database import now_ms
 from claude_bridge.store.group_commit import GroupCommit
 from claude_bridge.store.loop_writer import LoopWriter
+from claude_bridge.store.merged_lines import Line, dump_lines, load_lines
 from claude_bridge.store.writes import Write, write_atomically
 
 _INSERT_SENT = (

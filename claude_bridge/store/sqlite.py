@@ -24,13 +24,11 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mautrix.util.async_db import aiosqlite as mautrix_sqlite
 
-if TYPE_CHECKING:
-    from claude_bridge.store.writes import Write
-
+from claude_bridge.store.writes import Write
 
 CONNECTION_PRAGMAS = (
     "busy_timeout = 0",  # waits for the write lock are ours (_patiently), not SQLite's sleeps

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from mautrix.util.async_db import Database
 from mautrix.util.async_db import aiosqlite as mautrix_sqlite
 from mautrix.util.async_db.connection import LoggingConnection
-
-from claude_bridge.store.sqlite import SQLiteConnection
 
 
 @dataclass(frozen=True)
@@ -22,13 +20,20 @@ class Write:
     rows: Sequence[Sequence[Any]] | None = None
 
 
+@runtime_checkable
+class BatchWriter(Protocol):
+    """A connection that runs a whole batch in one trip (``store/sqlite.py``'s)."""
+
+    async def write_batch(self, writes: Sequence[Write]) -> None: ...
+
+
 async def write_atomically(db: Database, writes: Sequence[Write]) -> None:
     """Run ``writes`` in one transaction: on SQLite in one trip to the connection's thread (the
     write lock, which hook acknowledgements wait for, is held for the statements alone)."""
     conn: LoggingConnection
     async with db.acquire() as conn:
         wrapped: object = conn.wrapped
-        if isinstance(wrapped, SQLiteConnection) and not mautrix_sqlite.in_transaction.get():
+        if isinstance(wrapped, BatchWriter) and not mautrix_sqlite.in_transaction.get():
             await wrapped.write_batch(writes)
             return
         async with conn.transaction():

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from claude_bridge import coalesce
 from claude_bridge.render.content import message
 from claude_bridge.render.messages import Attachment, OutboundMessage
+from claude_bridge.store.merged_lines import dump_lines, load_lines
 
 
 def notice(body: str, html: str | None = None, anchor: str | None = "tool:a") -> OutboundMessage:
@@ -48,7 +49,7 @@ def test_merged_content_reads_back_and_edits_one_line() -> None:
     assert content["body"] == "💻 Bash: ls\n📖 Read: a & b\n🔍 Grep: x"
     assert content["formatted_body"].split("<br>")[1] == "📖 Read: a &amp; b"
     assert coalesce.lines_from_content(content) == lines
-    assert coalesce.load_lines(coalesce.dump_lines(lines)) == lines
+    assert load_lines(dump_lines(lines)) == lines
     failed = notice("❌ Read: a & b — gone", anchor=None)
     edited = coalesce.replace_line(lines, "tool:2", failed)
     assert [x.body for x in edited] == ["💻 Bash: ls", "❌ Read: a & b — gone", "🔍 Grep: x"]
