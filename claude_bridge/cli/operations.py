@@ -14,15 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from claude_bridge.cli.common import config_arg, fail
 from claude_bridge.config import Config, ConfigError, load_config, write_private
 
 DEFAULT_REGISTRATION = Path("registration/claude-registration.yaml")
 Subparsers = argparse._SubParsersAction
-
-
-def _fail(message: str, code: int = 1) -> int:
-    print(f"claude-bridge: {message}", file=sys.stderr)
-    return code
 
 
 def database_url(url: str) -> str:
@@ -42,7 +38,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     try:
         done = provision(args.config, args.registration)
     except ConfigError as e:
-        return _fail(str(e), 10)
+        return fail(str(e), 10)
     for line in done or [f"{args.config} and {args.registration} are in place; nothing to do"]:
         print(line)
     return 0
@@ -82,9 +78,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             _with_db(url, lambda db: export_threads(db, None if args.all else args.thread))
         )
     except (ConfigError, BackupError, ValidationError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     except Exception as e:  # the database cannot be opened: say so without a traceback
-        return _fail(f"{type(e).__name__}: {e}")
+        return fail(f"{type(e).__name__}: {e}")
     # JSON is a backup and must restore verbatim; Markdown is for reading and sharing: scrubbed.
     text = (
         _markdown_scrubber(args).text(render_markdown(doc))
@@ -117,9 +113,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         url = _database_url(args)
         result = asyncio.run(_with_db(url, lambda db: import_threads(db, doc)))
     except (OSError, ValueError, ConfigError, BackupError) as e:  # ValidationError is a ValueError
-        return _fail(str(e))
+        return fail(str(e))
     except Exception as e:
-        return _fail(f"{type(e).__name__}: {e}")
+        return fail(f"{type(e).__name__}: {e}")
     rows = ", ".join(f"{n} {table}" for table, n in result.rows.items() if n)
     print(f"imported {result.threads} thread(s): {rows or 'no other rows'}")
     return 0
@@ -131,9 +127,9 @@ def cmd_migrate_db(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(migrate(database_url(args.source), database_url(args.target)))
     except (BackupError, ValidationError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     except Exception as e:
-        return _fail(f"{type(e).__name__}: {e}")
+        return fail(f"{type(e).__name__}: {e}")
     print(f"copied {result.threads} thread(s) from {args.source} to the new database")
     return 0
 
@@ -148,7 +144,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         try:
             hooks = load_config(args.config).hooks
         except ConfigError as e:
-            return _fail(str(e), 10)
+            return fail(str(e), 10)
         host = "127.0.0.1" if hooks.host in ("0.0.0.0", "::", "") else hooks.host
         url = f"http://{host}:{hooks.port}/health"
     try:
@@ -159,17 +155,13 @@ def cmd_health(args: argparse.Namespace) -> int:
         print(e.read().decode())
         return 1
     except OSError as e:
-        return _fail(f"{url}: {e}")
+        return fail(f"{url}: {e}")
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     from claude_bridge import mcp_server
 
     return mcp_server.run(args.url)
-
-
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", type=Path, default=Path("config.yaml"), help="config file")
 
 
 def add_subcommands(sub: Subparsers) -> None:
@@ -183,7 +175,7 @@ def add_subcommands(sub: Subparsers) -> None:
     setup.set_defaults(func=cmd_setup)
 
     doctor = sub.add_parser("doctor", help="check config, database, homeserver and registration")
-    _config_arg(doctor)
+    config_arg(doctor)
     doctor.add_argument(
         "-r",
         "--registration",
@@ -194,7 +186,7 @@ def add_subcommands(sub: Subparsers) -> None:
     doctor.set_defaults(func=cmd_doctor)
 
     export = sub.add_parser("export", help="write threads' full history as JSON or Markdown")
-    _config_arg(export)
+    config_arg(export)
     export.add_argument("--database", help="read this database URL instead of the config's")
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--thread", action="append", metavar="ID", help="a thread id (repeatable)")
@@ -204,7 +196,7 @@ def add_subcommands(sub: Subparsers) -> None:
     export.set_defaults(func=cmd_export)
 
     imp = sub.add_parser("import", help="restore threads from a JSON export into an empty database")
-    _config_arg(imp)
+    config_arg(imp)
     imp.add_argument("--database", help="write this database URL instead of the config's")
     imp.add_argument("file", type=Path, help="a file written by 'export --format json'")
     imp.set_defaults(func=cmd_import)
@@ -215,7 +207,7 @@ def add_subcommands(sub: Subparsers) -> None:
     migrate.set_defaults(func=cmd_migrate_db)
 
     health = sub.add_parser("health", help="ask the running bridge's /health (exit 0: ready)")
-    _config_arg(health)
+    config_arg(health)
     health.add_argument("--url", help="the /health URL (default: from hooks.listen)")
     health.add_argument("--timeout", type=float, default=3.0)
     health.set_defaults(func=cmd_health)

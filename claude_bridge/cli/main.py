@@ -1,4 +1,4 @@
-"""``claude-bridge`` subcommands. Each parses its arguments and calls the part that does the work."""
+"""The ``claude-bridge`` parser, and the subcommands that run the bridge and write its files."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ import sys
 from pathlib import Path
 
 from claude_bridge import __version__
-
-
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", type=Path, default=Path("config.yaml"), help="config file")
+from claude_bridge.cli.common import config_arg
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -62,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the bridge")
-    _config_arg(run)
+    config_arg(run)
     run.set_defaults(func=cmd_run)
 
     reg = sub.add_parser("generate-registration", help="write the Synapse appservice registration")
-    _config_arg(reg)
+    config_arg(reg)
     reg.add_argument(
         "-o", "--output", type=Path, default=Path("registration/claude-registration.yaml")
     )
@@ -79,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from claude_bridge import installer
 
     installer.add_subcommand(sub)
-    from claude_bridge.ops import commands
+    from claude_bridge.cli import operations
 
-    commands.add_subcommands(sub)
+    operations.add_subcommands(sub)
     return parser
 
 
