@@ -7,6 +7,7 @@ cuts the text so the whole content fits, adds the visible marker, and emits the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,6 +17,8 @@ from claude_bridge.render.markdown import markdown_to_html, markdown_to_text
 from claude_bridge.render.messages import Attachment, OutboundMessage
 from claude_bridge.render.text import esc, quote_lines
 from claude_bridge.render.trim import Cut, fit, limit_lines, marker
+
+_BLANK_END = re.compile(r"(?:\n[ \t]*)+\Z")
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,8 @@ class Frame:
 
 
 def code(text: str, language: str | None) -> tuple[str, str]:
-    """(body, formatted_body) of a fenced code block."""
+    """(body, formatted_body) of a fenced code block; a trailing blank line would show as one."""
+    text = _BLANK_END.sub("", text)
     fence = "````" if "```" in text else "```"
     body = f"{fence}{language or ''}\n{text}\n{fence}"
     cls = f' class="language-{esc(language)}"' if language else ""
@@ -49,7 +53,8 @@ def _builder(frame: Frame, attached: bool) -> Callable[[Cut], dict[str, Any]]:
             quoted = quote_lines(markdown_to_text(c.text))
             body, html = quoted, f"<blockquote>{markdown_to_html(c.text)}</blockquote>"
         elif frame.style == "plain":
-            body, html = c.text, f"<p>{esc(c.text).replace(chr(10), '<br>')}</p>"
+            plain = _BLANK_END.sub("", c.text)
+            body, html = plain, f"<p>{esc(plain).replace(chr(10), '<br>')}</p>"
         else:
             body, html = code(c.text, frame.language)
         bodies = [frame.lead_body, body]

@@ -61,6 +61,16 @@ def file_message(filename: str, size: int, mimetype: str = "text/plain") -> dict
     }
 
 
+def project_dir(event: HookEvent, env: Env) -> str | None:
+    """The session's project directory, which paths in it are shown relative to: the thread's
+    (where the session started; delivery passes it as ``cwd``), else the event's ``cwd``. One
+    base for the whole room, even after Claude changes directory."""
+    for cwd in (env.ctx.extra.get("cwd"), event.cwd):
+        if isinstance(cwd, str) and cwd:
+            return cwd
+    return None
+
+
 def pill(user_id: str) -> str:
     """An HTML mention of ``user_id``, shown as its localpart."""
     label = user_id[1:].split(":", 1)[0] if user_id.startswith("@") else user_id

@@ -27,10 +27,11 @@ from claude_bridge.events.catalogue import (
     WORKTREE_REMOVE,
 )
 from claude_bridge.events.models import HookEvent
-from claude_bridge.render.content import Env, message, speaker
+from claude_bridge.render.content import Env, message, project_dir, speaker
 from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.render.registry import RENDERERS
 from claude_bridge.render.text import esc, one_line
+from claude_bridge.render.tools import relative
 
 # name → (icon, label, input fields shown after the label, in order)
 MINOR_EVENTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -52,7 +53,10 @@ _FIELD_CHARS = 200
 
 def render_minor(event: HookEvent, env: Env) -> list[OutboundMessage]:
     icon, label, fields = MINOR_EVENTS[event.hook_event_name]
-    values = [_value(event.extra.get(f)) for f in fields]
+    cwd = project_dir(event, env)
+    values = [
+        _value(event.extra.get(f), cwd if f.endswith(("path", "cwd")) else None) for f in fields
+    ]
     shown = [v for v in values if v]
     sep = " → " if event.hook_event_name == CWD_CHANGED.name else " · "
     body = f"{icon} {label}" + (": " + sep.join(shown) if shown else "")
@@ -74,9 +78,10 @@ def render_unknown(event: HookEvent, env: Env) -> list[OutboundMessage]:
     return [OutboundMessage(content=message(f"⚙️ {name}"))]
 
 
-def _value(value: Any) -> str:
+def _value(value: Any, cwd: str | None = None) -> str:
+    """A field as shown; a path (``cwd`` given) relative to the project when it is in it."""
     if isinstance(value, str):
-        return one_line(value, _FIELD_CHARS)
+        return one_line(relative(value, cwd) if cwd and value else value, _FIELD_CHARS)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return ""

@@ -28,18 +28,13 @@ from claude_bridge.events.models import (
     PreToolUse,
 )
 from claude_bridge.render.blocks import Frame, code, long_text
-from claude_bridge.render.content import Env, message, operators, pill, speaker
+from claude_bridge.render.content import Env, message, operators, pill, project_dir, speaker
 from claude_bridge.render.diff import EDIT_TOOLS, unified_diff
 from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, first_line
-from claude_bridge.render.tools import (
-    attachment_name,
-    display_name,
-    output_text,
-    todo_text,
-    tool_line,
-)
+from claude_bridge.render.tool_output import tool_output
+from claude_bridge.render.tools import attachment_name, display_name, output_text, tool_line
 
 
 def _tool(event: HookEvent) -> tuple[str, dict[str, Any], str | None]:
@@ -63,8 +58,9 @@ def _line(
     event: HookEvent, env: Env, *, prefix: str = "", note: str = "", edit: bool = False
 ) -> OutboundMessage:
     name, tool_input, _ = _tool(event)
+    cwd = project_dir(event, env)
     body, html = tool_line(
-        name, tool_input, event.cwd, env.opts.tool_line_length, prefix=prefix, note=note
+        name, tool_input, cwd, env.opts.tool_line_length, prefix=prefix, note=note
     )
     sender, displayname = speaker(event)
     anchor = _anchor(event)
@@ -88,7 +84,8 @@ def _reply(
     thread = env.opts.tool_output == "thread"
     if not thread and not after_line:
         # Inline: say which call this is, other calls may have come in between.
-        body, html = tool_line(name, tool_input, event.cwd, env.opts.tool_line_length, prefix="↳")
+        cwd = project_dir(event, env)
+        body, html = tool_line(name, tool_input, cwd, env.opts.tool_line_length, prefix="↳")
         frame = dataclasses.replace(
             frame,
             lead_body=" ".join(p for p in (body, frame.lead_body) if p),
@@ -116,47 +113,11 @@ def render_post_tool_use(event: PostToolUse, env: Env) -> list[OutboundMessage]:
     out = [] if env.opts.enabled(PRE_TOOL_USE.name) else [_line(event, env)]
     if env.opts.tool_output == "off":
         return out
-    shown = _output(event, env)
+    shown = tool_output(event, env)
     if shown is None:
         return out
     text, frame, kind = shown
     return out + _reply(event, env, text, frame, kind, after_line=bool(out))
-
-
-def _output(event: PostToolUse, env: Env) -> tuple[str, Frame, str] | None:
-    """(text, frame, attachment kind) of a successful call's output; None: nothing to show."""
-    name, tool_input, response = event.tool_name, event.tool_input, event.tool_response
-    if env.opts.show_diffs and name in EDIT_TOOLS:
-        diff = unified_diff(name, tool_input, event.cwd, env.opts.diff_context_lines, response)
-        if diff:
-            return diff, Frame(language="diff"), "diff"
-    if name == "TodoWrite" and todo_text(tool_input):
-        return todo_text(tool_input), Frame(style="plain"), "todos"
-    if name == "Bash":
-        text, frame = _bash(tool_input, response)
-        return text, frame, "output"
-    text = output_text(response)
-    if not text.strip():
-        return None
-    # A subagent's report is Markdown written for people, like Claude's replies.
-    return text, Frame(style="markdown") if name in ("Task", "Agent") else Frame(), "output"
-
-
-def _bash(tool_input: dict[str, Any], response: Any) -> tuple[str, Frame]:
-    command = tool_input.get("command")
-    output = output_text(response)
-    text = f"$ {command}\n{output}" if isinstance(command, str) else output
-    tail = ""
-    if isinstance(response, dict):
-        if response.get("interrupted"):
-            tail = "⏹️ interrupted"
-        elif response.get("backgroundTaskId"):
-            tail = f"⏳ running in the background ({response['backgroundTaskId']})"
-        elif response.get("isImage"):
-            tail = "🖼️ image output"
-    if not output.strip() and not tail:
-        tail = "(no output)"
-    return text.rstrip("\n"), Frame(language="console", tail_body=tail)
 
 
 @renders(POST_TOOL_USE_FAILURE)
@@ -231,7 +192,7 @@ def _permission_detail(event: PermissionRequest, env: Env) -> tuple[str, str | N
         return event.tool_input["command"], "console"
     if event.tool_name in EDIT_TOOLS:
         diff = unified_diff(
-            event.tool_name, event.tool_input, event.cwd, env.opts.diff_context_lines
+            event.tool_name, event.tool_input, project_dir(event, env), env.opts.diff_context_lines
         )
         if diff:
             return diff, "diff"

@@ -48,10 +48,61 @@ def display_name(tool_name: str) -> str:
 
 
 def relative(path: str, cwd: str | None) -> str:
-    """Show paths inside the session's directory relative to it: shorter on a phone."""
-    if cwd and path.startswith(cwd.rstrip("/") + "/"):
-        return path[len(cwd.rstrip("/")) + 1 :]
-    return path
+    """A path inside the session's directory relative to it (the directory itself is ``.``):
+    shorter on a phone. Paths outside it stay absolute, so they stand out."""
+    base = (cwd or "").rstrip("/")
+    if not base or not path.startswith(base):
+        return path
+    rest = path[len(base) :]
+    if rest.strip("/") == "":
+        return "."
+    return rest[1:] if rest.startswith("/") else path
+
+
+def relative_lines(text: str, cwd: str | None) -> str:
+    """``text`` with each line that starts with a path in ``cwd`` starting relative instead
+    (a file list, ``path:line:match`` search results)."""
+    base = (cwd or "").rstrip("/")
+    if not base:
+        return text
+    prefix = base + "/"
+    return "\n".join(
+        line[len(prefix) :] if line.startswith(prefix) else line for line in text.split("\n")
+    )
+
+
+def read_range(tool_input: dict[str, Any]) -> str:
+    """The lines a Read asks for (``offset`` is the first line, ``limit`` how many), e.g.
+    ``lines 10–14``; empty for the whole file."""
+    offset, limit = tool_input.get("offset"), tool_input.get("limit")
+    first = offset if isinstance(offset, int) and offset > 0 else None
+    count = limit if isinstance(limit, int) and limit > 0 else None
+    if first and count:
+        return f"lines {first}–{first + count - 1}"
+    if first:
+        return f"from line {first}"
+    return f"lines 1–{count}" if count else ""
+
+
+_LANGUAGES = {
+    "py": "python", "pyi": "python", "js": "javascript", "mjs": "javascript", "cjs": "javascript",
+    "jsx": "jsx", "ts": "typescript", "tsx": "tsx", "json": "json", "md": "markdown",
+    "sh": "bash", "bash": "bash", "zsh": "bash", "yml": "yaml", "yaml": "yaml", "toml": "toml",
+    "ini": "ini", "cfg": "ini", "rs": "rust", "go": "go", "java": "java", "kt": "kotlin",
+    "swift": "swift", "c": "c", "h": "c", "cc": "cpp", "cpp": "cpp", "hpp": "cpp", "cs": "csharp",
+    "rb": "ruby", "php": "php", "html": "html", "css": "css", "scss": "scss", "sql": "sql",
+    "xml": "xml", "diff": "diff", "patch": "diff", "lua": "lua", "vue": "vue", "tf": "hcl",
+}  # fmt: skip
+_FILE_LANGUAGES = {"dockerfile": "dockerfile", "makefile": "makefile"}
+
+
+def language_for(path: str) -> str | None:
+    """The code block language (syntax highlighting) for a file, from its name."""
+    name = posixpath.basename(path).lower()
+    if name in _FILE_LANGUAGES:
+        return _FILE_LANGUAGES[name]
+    stem, dot, ext = name.rpartition(".")
+    return _LANGUAGES.get(ext) if dot and stem else None
 
 
 def summary(tool_name: str, tool_input: dict[str, Any], cwd: str | None, limit: int) -> str:
@@ -63,11 +114,14 @@ def summary(tool_name: str, tool_input: dict[str, Any], cwd: str | None, limit: 
 
     if tool_name in _PATH_TOOLS:
         text = relative(s("file_path") or s("notebook_path") or s("path"), cwd)
+        lines = read_range(tool_input) if tool_name == "Read" else ""
+        text += f" · {lines}" if lines and text else lines
     elif tool_name == "Bash":
         text = first_line(s("command"), limit)
     elif tool_name in ("Grep", "Glob"):
-        where = s("path") or s("glob")
-        text = s("pattern") + (f" in {relative(where, cwd)}" if where else "")
+        where = relative(s("path"), cwd)
+        text = s("pattern") + (f" in {where}" if where and where != "." else "")
+        text += f" ({s('glob')})" if s("glob") else ""
     elif tool_name in ("Task", "Agent"):
         kind = s("subagent_type")
         text = s("description") + (f" ({kind})" if kind else "")
@@ -142,10 +196,13 @@ def _text_blocks(value: Any) -> str | None:
 
 
 def attachment_name(tool_name: str, tool_input: dict[str, Any], kind: str) -> str:
-    """A file name for an attached full output, e.g. ``app.py.diff`` or ``bash-output.txt``."""
+    """A file name for an attached full output, e.g. ``app.py.diff``, ``app.py`` (what a Read
+    returned) or ``bash-output.txt``."""
     path = tool_input.get("file_path") or tool_input.get("notebook_path")
     if kind == "diff" and isinstance(path, str) and posixpath.basename(path):
         return f"{posixpath.basename(path)}.diff"
+    if kind == "file" and isinstance(path, str) and posixpath.basename(path):
+        return posixpath.basename(path)
     stem = "".join(c if c.isalnum() else "-" for c in display_name(tool_name).lower())
     return f"{stem.strip('-')[:40] or 'tool'}-{kind}.txt"
 

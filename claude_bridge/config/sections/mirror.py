@@ -83,11 +83,12 @@ class MirrorConfig(BaseModel):
         "still get their line marked).",
     )
     max_inline_lines: int = Field(
-        default=40,
+        default=12,
         ge=1,
         le=10_000,
-        description="Tool output, diffs and summaries longer than this many lines are cut, "
-        "with a '… (truncated, N more lines)' marker.",
+        description="Tool output and diffs show at most this many lines, with a '… "
+        "(truncated, N more lines)' marker and the full text attached as a file. Kept short "
+        "because many clients (nheko, older Element X) show thread replies in the timeline.",
     )
     inline_output_bytes: int = Field(
         default=16_384,

@@ -27,6 +27,8 @@ def repo_root() -> Path:
 
 
 PAYLOADS = repo_root().parent / "shared" / "claude-code" / "hook-payloads"
+RECORDED = repo_root() / "tests" / "fixtures" / "hook-payloads"
+"""Payloads recorded from Claude Code 2.1.332 (see the README there)."""
 BASE = {"session_id": "3eb5f21d-5dcb-43a8-9ab8-939331f73b6b", "cwd": "/home/dev/projects/demo-app"}
 
 
@@ -36,6 +38,11 @@ def payload_files() -> list[Path]:
 
 def load_payload(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((PAYLOADS / name).read_text(encoding="utf-8"))
+    return data
+
+
+def load_recorded(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((RECORDED / name).read_text(encoding="utf-8"))
     return data
 
 

@@ -33,7 +33,7 @@ def test_big_tool_output_is_trimmed_with_marker_and_attached() -> None:
     assert body.startswith("```console\n$ make build\n00000 output")
     assert "… (truncated, " in body and "more lines — full text attached)" in body
     assert "truncated" in trimmed.content["formatted_body"]
-    assert len(body.splitlines()) < 60  # max_inline_lines (40) plus frame
+    assert len(body.splitlines()) < 20  # max_inline_lines (12) plus frame
     assert trimmed.thread_root == file.thread_root == "tool:toolu_big"
     assert file.anchor is None
     assert file.content["msgtype"] == "m.file"
@@ -48,8 +48,8 @@ def test_marker_counts_omitted_lines() -> None:
     stdout = "\n".join(f"line {i}" for i in range(100))
     body = _bash(stdout)[0].content["body"]
     shown = [line for line in body.splitlines() if line.startswith("line ")]
-    assert len(shown) == 39  # "$ make build" is the first of the 40 lines
-    assert "… (truncated, 61 more lines — full text attached)" in body
+    assert len(shown) == 11  # "$ make build" is the first of the 12 lines
+    assert "… (truncated, 89 more lines — full text attached)" in body
 
 
 def test_short_output_is_not_attached() -> None:

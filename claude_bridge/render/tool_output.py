@@ -1,0 +1,114 @@
+"""What a successful tool call's output shows: a diff, a checklist, console output, file lines.
+
+Everything here is the text under a call's line (tool_events.py puts it in the thread or the
+timeline). Paths in file lists and search results are shown relative to the project, like on the
+call's line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claude_bridge.events.models import PostToolUse
+from claude_bridge.render.blocks import Frame
+from claude_bridge.render.content import Env, project_dir
+from claude_bridge.render.diff import EDIT_TOOLS, unified_diff
+from claude_bridge.render.text import esc, plural
+from claude_bridge.render.tools import language_for, output_text, relative_lines, todo_text
+
+Shown = tuple[str, Frame, str]
+"""(text, frame, attachment kind) of an output."""
+
+# Their output lists paths (a file list, path:line:match).
+_PATH_LISTS = frozenset({"Grep", "Glob", "LS"})
+
+
+def tool_output(event: PostToolUse, env: Env) -> Shown | None:
+    """What to show of a successful call's output; None: nothing."""
+    shown = _shown(event, env)
+    if shown is None:
+        return None
+    text, frame, _ = shown
+    return shown if text.strip() or frame.tail_body else None
+
+
+def _shown(event: PostToolUse, env: Env) -> Shown | None:
+    name, tool_input, response = event.tool_name, event.tool_input, event.tool_response
+    cwd = project_dir(event, env)
+    if env.opts.show_diffs and name in EDIT_TOOLS:
+        diff = unified_diff(name, tool_input, cwd, env.opts.diff_context_lines, response)
+        if diff:
+            return diff, Frame(language="diff"), "diff"
+    if name == "TodoWrite" and todo_text(tool_input):
+        return todo_text(tool_input), Frame(style="plain"), "todos"
+    if name == "Bash":
+        return bash(tool_input, response)
+    if name == "Read" and (read := _read(tool_input, response)) is not None:
+        return read
+    text = output_text(response)
+    if name in _PATH_LISTS:
+        text = relative_lines(text, cwd)
+    # A subagent's report is Markdown written for people, like Claude's replies.
+    return text, Frame(style="markdown") if name in ("Task", "Agent") else Frame(), "output"
+
+
+def bash(tool_input: dict[str, Any], response: Any) -> Shown:
+    command = tool_input.get("command")
+    output = output_text(response)
+    text = f"$ {command}\n{output}" if isinstance(command, str) else output
+    tail = ""
+    if isinstance(response, dict):
+        if response.get("interrupted"):
+            tail = "⏹️ interrupted"
+        elif response.get("backgroundTaskId"):
+            tail = f"⏳ running in the background ({response['backgroundTaskId']})"
+        elif response.get("isImage"):
+            tail = "🖼️ image output"
+    if not output.strip() and not tail:
+        tail = "(no output)"
+    return text, Frame(language="console", tail_body=tail), "output"
+
+
+def _read(tool_input: dict[str, Any], response: Any) -> Shown | None:
+    """A Read: which lines of how many, highlighted by the file's language; an image as a note
+    (its bytes are no text to show)."""
+    file = response.get("file") if isinstance(response, dict) else None
+    if not isinstance(file, dict):
+        return None
+    if isinstance(file.get("base64"), str):
+        return _image(file), Frame(style="plain"), "output"
+    content = file.get("content")
+    if not isinstance(content, str):
+        return None
+    path = file.get("filePath") or tool_input.get("file_path")
+    if not content.strip():
+        return "(empty)", Frame(style="plain"), "file"
+    lead = _lines_read(file)
+    frame = Frame(
+        lead_body=lead,
+        lead_html=f"<i>{esc(lead)}</i>" if lead else "",
+        language=language_for(path) if isinstance(path, str) else None,
+    )
+    return content, frame, "file"
+
+
+def _lines_read(file: dict[str, Any]) -> str:
+    """``lines 10–14 of 63``, or ``63 lines`` for a whole file; empty if the CLI did not say."""
+    start, count, total = (file.get(k) for k in ("startLine", "numLines", "totalLines"))
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (start, count, total)):
+        return ""
+    assert isinstance(start, int) and isinstance(count, int) and isinstance(total, int)
+    if start <= 1 and count >= total:
+        return plural(total, "line")
+    return f"lines {start}–{start + max(count, 1) - 1} of {total}"
+
+
+def _image(file: dict[str, Any]) -> str:
+    kind = file.get("type") if isinstance(file.get("type"), str) else "image"
+    dims = file.get("dimensions")
+    size = ""
+    if isinstance(dims, dict):
+        w, h = dims.get("originalWidth"), dims.get("originalHeight")
+        if isinstance(w, int) and isinstance(h, int):
+            size = f", {w}×{h}"
+    return f"🖼️ {kind}{size}"
