@@ -34,7 +34,7 @@ from claude_bridge.permissions import Permissions
 from claude_bridge.render import render_event
 from claude_bridge.router import ThreadRouter
 from claude_bridge.spaces import ProjectSpaces
-from claude_bridge.store import MatrixInbox, Outbox, ThreadStore, create_database
+from claude_bridge.store import MatrixEventStore, Outbox, ThreadStore, create_database
 from claude_bridge.store.checkpoints import WalCheckpoints
 from claude_bridge.store.lock import leader_lock
 from claude_bridge.store.spaces import SpaceStore
@@ -52,14 +52,14 @@ class Bridge:
         self.lock = leader_lock(config.database_url(config_dir))
         self.threads = ThreadStore(self.db)
         self.outbox = Outbox(self.db, group_commit=config.hooks.group_commit)
-        self.inbox = MatrixInbox(self.db)
+        self.matrix_events = MatrixEventStore(self.db)
         self.permissions = Permissions(config.bridge.permissions)
         self.access = TokenAccess(config.hooks)
         echoes = EchoFilter(self.is_bridge_user)
-        self.inbound = InboundProcessor(self.inbox, echoes=echoes)
+        self.inbound = InboundProcessor(self.matrix_events, echoes=echoes)
         self.appservice = BridgeAppService(
             config,
-            self.inbox,
+            self.matrix_events,
             on_events=self.inbound.notify,
             query_alias=lambda alias: self.router.query_alias(alias),
             query_user=lambda user_id: self.router.query_user(user_id),

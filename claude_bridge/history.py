@@ -1,5 +1,5 @@
 """A thread's history as people read it: what Claude Code did (from the stored hook events) and
-what people wrote in the room (from the Matrix inbox), merged in time order and paginated.
+what people wrote in the room (from the stored Matrix events), merged in time order and paginated.
 
 Read-only; used by the REST API (and so the MCP tools) and by ``export --format markdown``.
 Events the ghost sent for a hook event are recorded in ``sent_event``; those are left out of the

@@ -284,7 +284,7 @@ def read_response(sock: _socket.socket, deadline: float) -> tuple[int, bytes]:
     return status, bytes(buf)
 
 
-class Bridge:
+class HookEndpoint:
     def __init__(self, url: str, token: str | None) -> None:
         scheme, self.host, self.port, path = split_url(url)
         self.https = scheme == "https"
@@ -511,7 +511,7 @@ class Spool:
         posix.close(fd)  # closing the descriptor releases the flock
 
 
-def drain(spool: Spool, bridge: Bridge, deadline: float, *, lock_wait: float) -> str:
+def drain(spool: Spool, endpoint: HookEndpoint, deadline: float, *, lock_wait: float) -> str:
     """Send spooled events oldest first.
 
     Returns ``"done"`` (the spool is empty), ``"busy"`` (another process holds the lock) or
@@ -537,7 +537,7 @@ def drain(spool: Spool, bridge: Bridge, deadline: float, *, lock_wait: float) ->
                 except FileNotFoundError:
                     continue  # removed by hand meanwhile
                 replay = "maybe-delivered" if name.endswith(".sent.json") else "1"
-                answer = bridge.post(
+                answer = endpoint.post(
                     body,
                     timeout=min(left, REPLAY_TIMEOUT),
                     replay=replay,
@@ -725,12 +725,12 @@ def send(args: Args) -> bytes:
     if not url:
         log("no bridge URL (--url or $CLAUDE_BRIDGE_URL); event dropped")
         return EMPTY_ANSWER
-    bridge = Bridge(url, getenv(args.token_env))
+    endpoint = HookEndpoint(url, getenv(args.token_env))
     spool = Spool(args.spool_dir or getenv("CLAUDE_BRIDGE_SPOOL") or default_spool_dir())
     key = new_key()  # once: the first attempt and every replay carry the same one
 
     if spool.pending():
-        state = drain(spool, bridge, deadline, lock_wait=LOCK_WAIT)
+        state = drain(spool, endpoint, deadline, lock_wait=LOCK_WAIT)
         if state != "done":
             # Something older is still waiting: this event must not overtake it.
             spool.add(body, key)
@@ -738,7 +738,7 @@ def send(args: Args) -> bytes:
                 # The lock holder may have finished its last listing before our file landed;
                 # one non-waiting attempt keeps the event from sitting until the next call.
                 log("another process is draining the spool; event queued behind it")
-                drain(spool, bridge, deadline, lock_wait=0.0)
+                drain(spool, endpoint, deadline, lock_wait=0.0)
             return EMPTY_ANSWER
 
     left = deadline - time.monotonic()
@@ -746,7 +746,7 @@ def send(args: Args) -> bytes:
         spool.add(body, key)
         log("out of time after draining the spool; event spooled")
         return EMPTY_ANSWER
-    answer = bridge.post(body, timeout=left, key=key)
+    answer = endpoint.post(body, timeout=left, key=key)
     if answer.kind == "ok":
         return answer.body
     if answer.kind == "permanent":
@@ -826,15 +826,15 @@ def wait(args: Args) -> tuple[bytes, int]:
     url = args.url or getenv("CLAUDE_BRIDGE_URL")
     if not isinstance(session_id, str) or not session_id or not url:
         return b"", 0
-    bridge = Bridge(url, getenv(args.token_env))
-    base = bridge.path.removesuffix(HOOK_PATH) + WAIT_PATH.format(urllib.parse.quote(session_id))
+    endpoint = HookEndpoint(url, getenv(args.token_env))
+    base = endpoint.path.removesuffix(HOOK_PATH) + WAIT_PATH.format(urllib.parse.quote(session_id))
     delay = 0.5
     failing_since: float | None = None
     while (left := deadline - time.monotonic()) >= MIN_ATTEMPT:
         poll = min(left, args.poll)
         query = urllib.parse.urlencode({"timeout": f"{poll:.1f}", "since": started})
         asked = time.monotonic()
-        answer = bridge.request("GET", f"{base}?{query}", timeout=poll + 15)
+        answer = endpoint.request("GET", f"{base}?{query}", timeout=poll + 15)
         if answer.kind == "ok" and answer.status == 200:
             try:
                 text = json.loads(answer.body)["text"]

@@ -25,7 +25,7 @@ from claude_bridge.control.room_guard import RoomGuard
 from claude_bridge.control.signals import thread_key
 from claude_bridge.store import Thread
 from claude_bridge.store.approvals import PENDING, Approval
-from claude_bridge.store.inbox import InboxEvent
+from claude_bridge.store.matrix_events import ReceivedEvent
 
 FORWARDED_MSGTYPES = frozenset({"m.text", "m.emote"})
 
@@ -54,7 +54,7 @@ class InboundHandler:
         self.guard = guard
         self.handoffs = Handoffs(parts, replies)
 
-    async def __call__(self, event: InboxEvent) -> None:
+    async def __call__(self, event: ReceivedEvent) -> None:
         # Membership, room settings and encryption are the guard's; an encrypted room's events
         # stop there too.
         if await self.guard.handle(event):
@@ -68,7 +68,7 @@ class InboundHandler:
         elif thread is not None and kind == "m.room.redaction":
             await self._redaction(event, thread)
 
-    async def _redaction(self, event: InboxEvent, thread: Thread) -> None:
+    async def _redaction(self, event: ReceivedEvent, thread: Thread) -> None:
         """Withdraw a queued message: by its sender, or by an operator of the thread."""
         redacts = event.event.get("redacts") or event.event.get("content", {}).get("redacts")
         message = await self.p.inbox.get(redacts) if isinstance(redacts, str) else None
@@ -81,7 +81,7 @@ class InboundHandler:
         if await self.p.inbox.withdraw(message.event_id, thread.id):
             await self.p.audit.record(thread.id, event.sender, "withdraw", message.event_id)
 
-    async def _message(self, event: InboxEvent, thread: Thread | None) -> None:
+    async def _message(self, event: ReceivedEvent, thread: Thread | None) -> None:
         content: dict[str, Any] = event.event.get("content") or {}
         body = content.get("body")
         if not isinstance(body, str) or content.get("msgtype") == "m.notice":
@@ -135,7 +135,7 @@ class InboundHandler:
             await self._queue(event, thread, text)
 
     async def _queue(
-        self, event: InboxEvent, thread: Thread, text: str, *, source: Thread | None = None
+        self, event: ReceivedEvent, thread: Thread, text: str, *, source: Thread | None = None
     ) -> None:
         control = await self.p.controls.get(thread.id)
         if control.archived_at:
@@ -151,7 +151,7 @@ class InboundHandler:
             self.p.signals.fire(thread_key(thread.id))
 
     async def _reply_decision(
-        self, event: InboxEvent, thread: Thread, approval: Approval, text: str
+        self, event: ReceivedEvent, thread: Thread, approval: Approval, text: str
     ) -> None:
         parsed = decisions.from_reply(text)
         if parsed is None:
@@ -160,7 +160,7 @@ class InboundHandler:
             return
         await self._decide(event, thread, approval, *parsed, reply_to=event.event_id)
 
-    async def _reaction(self, event: InboxEvent, thread: Thread) -> None:
+    async def _reaction(self, event: ReceivedEvent, thread: Thread) -> None:
         relates = (event.event.get("content") or {}).get("m.relates_to") or {}
         target, key = relates.get("event_id"), relates.get("key")
         if relates.get("rel_type") != "m.annotation" or not isinstance(target, str):
@@ -177,7 +177,7 @@ class InboundHandler:
 
     async def _decide(
         self,
-        event: InboxEvent,
+        event: ReceivedEvent,
         thread: Thread,
         approval: Approval,
         decision: str,

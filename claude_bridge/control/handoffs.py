@@ -24,7 +24,7 @@ from claude_bridge.control.signals import thread_key
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.echo import handoff_from
 from claude_bridge.store import Thread
-from claude_bridge.store.inbox import InboxEvent
+from claude_bridge.store.matrix_events import ReceivedEvent
 from claude_bridge.store.session_messages import PROPOSED, QUEUED
 
 log = get_logger("handoffs")
@@ -48,7 +48,7 @@ class Handoffs:
         self.p = parts
         self.replies = replies
 
-    async def source_of(self, event: InboxEvent, thread: Thread) -> Thread | None:
+    async def source_of(self, event: ReceivedEvent, thread: Thread) -> Thread | None:
         """The sending thread, when ``event`` (from one of the bridge's own users) is a hand-off
         into ``thread`` as the threads API makes them; None for anything else."""
         claimed = handoff_from(event.event)
@@ -68,7 +68,9 @@ class Handoffs:
             return None
         return source
 
-    async def receive(self, event: InboxEvent, thread: Thread, source: Thread, text: str) -> None:
+    async def receive(
+        self, event: ReceivedEvent, thread: Thread, source: Thread, text: str
+    ) -> None:
         how = delivery(self.p.options.handoffs, source, thread)
         state = QUEUED if how == DIRECT else PROPOSED
         inbox = self.p.inbox
@@ -102,7 +104,7 @@ class Handoffs:
         if notice is not None:
             await inbox.set_proposal_event(message.id, notice)
 
-    async def react(self, event: InboxEvent, thread: Thread, target: str, decision: str) -> bool:
+    async def react(self, event: ReceivedEvent, thread: Thread, target: str, decision: str) -> bool:
         """A ✅ or ❌ on a hand-off (or its notice); False when ``target`` is no hand-off."""
         message = await self.p.inbox.proposal(thread.id, target)
         if message is None:

@@ -26,7 +26,7 @@ from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixError
 from claude_bridge.render.content import message
 from claude_bridge.store import Thread
-from claude_bridge.store.inbox import InboxEvent
+from claude_bridge.store.matrix_events import ReceivedEvent
 from claude_bridge.store.room_policy import RoomPolicyStore
 from claude_bridge.store.spaces import SpaceStore
 
@@ -76,7 +76,7 @@ class RoomGuard:
     async def start(self) -> None:
         self.encrypted = await self.store.encrypted_rooms()
 
-    async def handle(self, event: InboxEvent) -> bool:
+    async def handle(self, event: ReceivedEvent) -> bool:
         """Act on membership, room state and encryption; True when nothing else may see the event
         (it was one of those, or it comes from an encrypted room)."""
         kind = event.event_type
@@ -96,7 +96,7 @@ class RoomGuard:
 
     # --- membership -----------------------------------------------------------------------------
 
-    async def _member(self, event: InboxEvent) -> None:
+    async def _member(self, event: ReceivedEvent) -> None:
         content: dict[str, Any] = event.event.get("content") or {}
         target = event.event.get("state_key")
         membership = content.get("membership")
@@ -129,7 +129,7 @@ class RoomGuard:
         elif membership == "join":
             await self._recheck(event.room_id, thread)
 
-    async def _ban(self, event: InboxEvent, thread: Thread | None, target: str) -> None:
+    async def _ban(self, event: ReceivedEvent, thread: Thread | None, target: str) -> None:
         actor = thread.ghost_mxid if thread else self.p.client.bot_mxid
         membership = (event.event.get("content") or {}).get("membership")
         try:
@@ -159,7 +159,7 @@ class RoomGuard:
 
     # --- the bot's direct chat -----------------------------------------------------------------
 
-    async def _bot_invited(self, event: InboxEvent, content: dict[str, Any]) -> None:
+    async def _bot_invited(self, event: ReceivedEvent, content: dict[str, Any]) -> None:
         client, bot = self.p.client, self.p.client.bot_mxid
         # A direct chat with the bot is its management room, for people with a level. Only
         # direct chats: in a group room every line would be read as a command.
@@ -205,7 +205,7 @@ class RoomGuard:
 
     # --- settings and encryption ---------------------------------------------------------------
 
-    async def _settings(self, event: InboxEvent) -> None:
+    async def _settings(self, event: ReceivedEvent) -> None:
         thread = await self.p.threads.get_by_room(event.room_id)
         if thread is None and not await self.spaces.is_space(event.room_id):
             return
@@ -223,7 +223,7 @@ class RoomGuard:
         else:
             await self.check.space(room_id)
 
-    async def _encryption(self, event: InboxEvent) -> None:
+    async def _encryption(self, event: ReceivedEvent) -> None:
         await self.encrypted_room(event.room_id, event.sender, event.event_id)
         # Whoever could do that had a power the room rules deny them.
         await self._settings(event)

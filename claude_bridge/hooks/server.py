@@ -53,7 +53,8 @@ log = get_logger("hooks")
 # Built once: json.loads with options builds a decoder per call.
 _decode = json.JSONDecoder(parse_constant=not_json, parse_float=finite).decode
 
-Responder = Callable[[HookEvent, Thread, HookCall], Awaitable[dict[str, Any]]]
+HookAnswerer = Callable[[HookEvent, Thread, HookCall], Awaitable[dict[str, Any]]]
+"""What gives a stored hook event its answer body: steering's ``control.responder.Responder``."""
 HealthProbe = Callable[[], Awaitable[dict[str, Any]]]
 
 
@@ -71,7 +72,7 @@ class HookServer:
         config: HooksConfig,
         ingest: Ingest,
         *,
-        respond: Responder = _no_answer,
+        respond: HookAnswerer = _no_answer,
         health: HealthProbe | None = None,
         access: TokenAccess | None = None,
     ) -> None:

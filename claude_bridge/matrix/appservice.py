@@ -24,7 +24,7 @@ from mautrix.client.state_store.memory import MemoryStateStore
 from claude_bridge.config import Config
 from claude_bridge.log import get_logger, mau_logger
 from claude_bridge.matrix.echo import EchoFilter
-from claude_bridge.store import MatrixInbox
+from claude_bridge.store import MatrixEventStore
 
 log = get_logger("appservice")
 
@@ -51,7 +51,7 @@ class BridgeAppService(AppService):
     def __init__(
         self,
         config: Config,
-        inbox: MatrixInbox,
+        store: MatrixEventStore,
         *,
         on_events: Callable[[], None],
         query_alias: AliasQuery,
@@ -59,7 +59,7 @@ class BridgeAppService(AppService):
         echoes: EchoFilter,
         on_store_failure: Callable[[], None] = lambda: None,
     ) -> None:
-        self._inbox = inbox
+        self._store = store
         self._echoes = echoes
         self._on_events = on_events
         self._on_store_failure = on_store_failure
@@ -111,7 +111,7 @@ class BridgeAppService(AppService):
         # Echoes of what our ghosts sent are most of the traffic and need nothing from us.
         wanted = [e for e in events if not (isinstance(e, dict) and self._echoes.is_echo(e))]
         try:
-            new = await self._inbox.store_transaction(txn_id, wanted, total=len(events))
+            new = await self._store.store_transaction(txn_id, wanted, total=len(events))
         except Exception:
             log.exception("could not persist transaction; Synapse will retry", txn_id=txn_id)
             # Synapse now backs off from us; the recovery watch pings it once we can store again.

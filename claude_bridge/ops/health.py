@@ -17,7 +17,7 @@ from mautrix.util.async_db import Database
 
 from claude_bridge import metrics
 from claude_bridge.log import get_logger
-from claude_bridge.store import MatrixInbox, Outbox
+from claude_bridge.store import MatrixEventStore, Outbox
 from claude_bridge.store.approvals import ApprovalStore
 from claude_bridge.store.session_messages import SessionInbox
 
@@ -45,7 +45,7 @@ class HealthReporter:
         self,
         db: Database,
         outbox: Outbox,
-        inbox: MatrixInbox,
+        matrix_events: MatrixEventStore,
         probes: Probes,
         *,
         timeout: float = 2.0,
@@ -53,7 +53,7 @@ class HealthReporter:
     ) -> None:
         self.db = db
         self.outbox = outbox
-        self.inbox = inbox
+        self.matrix_events = matrix_events
         self.approvals = ApprovalStore(db)
         self.session_messages = SessionInbox(db)
         self.probes = probes
@@ -145,7 +145,7 @@ class HealthReporter:
             "delivery_workers": self.delivery.active_threads if self.delivery else 0,
             "threads_active": int(active or 0),
         }
-        return outbound, {"unprocessed": await self.inbox.count_unprocessed()}
+        return outbound, {"unprocessed": await self.matrix_events.count_unprocessed()}
 
     def start_monitor(self, interval: float = 10.0) -> None:
         """Re-check now and then, so ``/_matrix/mau/ready`` follows the database even when no one

@@ -20,7 +20,9 @@ class Operations:
     def __init__(self, bridge: Bridge) -> None:
         """Call after the hook server is built and before it starts (routes freeze at start)."""
         self.bridge = bridge
-        self.health = HealthReporter(bridge.db, bridge.outbox, bridge.inbox, bridge.appservice)
+        self.health = HealthReporter(
+            bridge.db, bridge.outbox, bridge.matrix_events, bridge.appservice
+        )
         self.health.watch_homeserver(bridge.client)
         self.metrics = MetricsEndpoint([self.health.refresh_metrics])
         app = bridge.hooks.app

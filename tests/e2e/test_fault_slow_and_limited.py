@@ -32,7 +32,7 @@ from claude_bridge.config import parse_config
 from claude_bridge.devenv.synapse import LocalSynapse
 from claude_bridge.registration import build_registration, new_token
 from claude_bridge.router import SPACE_LINK_RETRY
-from claude_bridge.store.inbox import InboxEvent
+from claude_bridge.store.matrix_events import ReceivedEvent
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, free_port, hook_payload, new_session
 from tests.e2e.processes import report
 from tests.e2e.proxy import HomeserverProxy
@@ -88,7 +88,7 @@ async def test_a_replayed_transaction_is_processed_once(
 ) -> None:
     calls: Counter[str] = Counter()
 
-    async def count(event: InboxEvent) -> None:
+    async def count(event: ReceivedEvent) -> None:
         calls[event.event_id] += 1
 
     bridge.inbound.register(count)
@@ -120,7 +120,7 @@ async def test_a_replayed_transaction_is_processed_once(
     assert calls[event_id] == 1
 
     async def idle() -> bool:
-        return await bridge.inbox.count_unprocessed() == 0
+        return await bridge.matrix_events.count_unprocessed() == 0
 
     await until(idle, "the inbox processed")
     assert calls[event_id] == 1

@@ -82,11 +82,11 @@ async def test_matrix_message_arrives_through_a_transaction(
     event_id = await alice.send_text(thread, "please also update the docs")
 
     async def stored() -> bool:
-        rows = await bridge.inbox.in_room(thread)
+        rows = await bridge.matrix_events.in_room(thread)
         return any(r.event_id == event_id for r in rows)
 
     await _until(stored, "alice's message stored from an appservice transaction")
-    row = next(r for r in await bridge.inbox.in_room(thread) if r.event_id == event_id)
+    row = next(r for r in await bridge.matrix_events.in_room(thread) if r.event_id == event_id)
     assert row.sender == alice.user_id
     assert row.event["content"]["body"] == "please also update the docs"
 

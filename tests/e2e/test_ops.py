@@ -76,7 +76,7 @@ async def _alice_says(stack: Stack, bridge: Bridge, room_id: str, text: str) -> 
     event_id = await alice.send_text(room_id, text)
 
     async def stored() -> bool:
-        return any(e.event_id == event_id for e in await bridge.inbox.in_room(room_id))
+        return any(e.event_id == event_id for e in await bridge.matrix_events.in_room(room_id))
 
     await _until(stored, "alice's message in the inbox")
     return event_id

@@ -15,7 +15,7 @@ from mautrix.util.async_db import Database
 from claude_bridge import backup, retention
 from claude_bridge.cli import main
 from claude_bridge.export_markdown import render_markdown
-from claude_bridge.store import MatrixInbox, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore, create_database
 from claude_bridge.store.database import migrations_dir, now_ms
 from tests.conftest import create_pg_database, drop_pg_database
 
@@ -53,7 +53,7 @@ def _message(event_id: str, room: str, sender: str, body: str) -> dict[str, Any]
 
 async def fill(db: Database, now: int) -> None:
     """Two threads: delivered events with their Matrix ids, a pending one, room messages."""
-    threads, outbox, inbox = ThreadStore(db), Outbox(db), MatrixInbox(db)
+    threads, outbox, matrix_events = ThreadStore(db), Outbox(db), MatrixEventStore(db)
     for n in (1, 2):
         await threads.ensure(
             Thread(
@@ -75,7 +75,7 @@ async def fill(db: Database, now: int) -> None:
         await outbox.record_part(hook_id, 0, "t1", None, event_id)
         await outbox.mark_sent(hook_id)
     await db.execute("UPDATE hook_event SET received_at=$1 WHERE id<>$2", now - 10 * DAY, pending)
-    await inbox.store_transaction(
+    await matrix_events.store_transaction(
         "txn1",
         [
             _message("$prompt", "!room1:hs", "@claude-t1:hs", "fix the parser"),  # the ghost's own
@@ -83,8 +83,8 @@ async def fill(db: Database, now: int) -> None:
             _message("$elsewhere", "!other:hs", "@bob:hs", "not a thread room"),
         ],
     )
-    await inbox.mark_processed("$prompt")
-    await inbox.mark_processed("$alice")
+    await matrix_events.mark_processed("$prompt")
+    await matrix_events.mark_processed("$alice")
     await db.execute("UPDATE matrix_event SET received_at=$1", now - 10 * DAY)
     await db.execute("UPDATE appservice_txn SET received_at=$1", now - 10 * DAY)
     if await db.table_exists("approval"):

@@ -8,7 +8,7 @@ import pytest
 from mautrix.util.async_db import Database
 
 from claude_bridge.history import ThreadFilter, ThreadHistory, decode_cursor, describe_hook_event
-from claude_bridge.store import MatrixInbox, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore, create_database
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ async def test_filters_by_project_status_and_text(db: Database) -> None:
 
 async def test_messages_merge_both_sides_and_page_without_gaps(db: Database) -> None:
     thread = await _thread(db, "t1", "demo")
-    outbox, inbox = Outbox(db), MatrixInbox(db)
+    outbox, matrix_events = Outbox(db), MatrixEventStore(db)
     expected = []
     # Hook events and Matrix events interleaved, several at the same millisecond.
     for i in range(7):
@@ -68,7 +68,7 @@ async def test_messages_merge_both_sides_and_page_without_gaps(db: Database) -> 
         await db.execute("UPDATE hook_event SET received_at=$1 WHERE id=$2", 1000 + i // 2, hook)
         expected.append(f"p{i}")
         if i % 3 == 0:
-            await inbox.store_transaction(
+            await matrix_events.store_transaction(
                 f"txn{i}",
                 [
                     {
@@ -87,7 +87,7 @@ async def test_messages_merge_both_sides_and_page_without_gaps(db: Database) -> 
     # Streamed chunks and the ghost's own Matrix echo are not separate messages.
     chunk = await outbox.append("t1", "MessageDisplay", '{"delta": "x"}', "laptop")
     await outbox.record_part(chunk, 0, "t1", None, "$echo")
-    await inbox.store_transaction(
+    await matrix_events.store_transaction(
         "txn-echo",
         [
             {

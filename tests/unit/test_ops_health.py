@@ -16,7 +16,7 @@ from mautrix.util.async_db import Database
 from claude_bridge import metrics
 from claude_bridge.matrix.client import MatrixError
 from claude_bridge.ops.health import HealthReporter
-from claude_bridge.store import MatrixInbox, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore, create_database
 from claude_bridge.store.approvals import ApprovalStore
 from claude_bridge.store.session_messages import SessionInbox
 
@@ -59,8 +59,8 @@ async def test_ready_follows_start_up_and_the_database(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     probes = Probes()
-    outbox, inbox = Outbox(db), MatrixInbox(db)
-    health = HealthReporter(db, outbox, inbox, probes, homeserver_cache_seconds=0)
+    outbox, matrix_events = Outbox(db), MatrixEventStore(db)
+    health = HealthReporter(db, outbox, matrix_events, probes, homeserver_cache_seconds=0)
     homeserver = Homeserver()
     health.watch_homeserver(homeserver)
 
@@ -74,7 +74,7 @@ async def test_ready_follows_start_up_and_the_database(
 
     await ThreadStore(db).ensure(Thread("t1", "T1", "@claude-t1:localhost", "#claude-thread-t1:x"))
     await outbox.append("t1", "Stop", "{}", "laptop")
-    await inbox.store_transaction(
+    await matrix_events.store_transaction(
         "txn1", [{"event_id": "$e", "room_id": "!r", "sender": "@a:x", "type": "m.room.message"}]
     )
     health.mark_started(Workers())

@@ -599,9 +599,9 @@ def test_urls_are_read_as_urlsplit_reads_them() -> None:
     ]:
         with pytest.raises(ValueError):
             shim_module.split_url(bad)
-    assert shim_module.Bridge("http://h/claude/v1/hooks/", None).path == "/claude/v1/hooks"
-    assert shim_module.Bridge("http://h/pre/", None).path == "/pre/claude/v1/hooks"
-    assert shim_module.Bridge("http://h", None).path == "/claude/v1/hooks"
+    assert shim_module.HookEndpoint("http://h/claude/v1/hooks/", None).path == "/claude/v1/hooks"
+    assert shim_module.HookEndpoint("http://h/pre/", None).path == "/pre/claude/v1/hooks"
+    assert shim_module.HookEndpoint("http://h", None).path == "/claude/v1/hooks"
 
 
 @dataclass

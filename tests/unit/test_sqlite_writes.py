@@ -12,7 +12,7 @@ import pytest
 from mautrix.util.async_db import Database
 
 from claude_bridge.ids import SessionID, ThreadID
-from claude_bridge.store import MatrixInbox, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore, create_database
 from claude_bridge.store import sqlite as sqlite_store
 from claude_bridge.store.checkpoints import WalCheckpoints
 from claude_bridge.store.writes import Write, write_atomically
@@ -145,7 +145,7 @@ async def test_checkpoints_run_on_sqlite_only(store_url: str) -> None:
 async def test_transactions_of_only_echoes_write_nothing(store_url: str) -> None:
     database = create_database(store_url)
     await database.start()
-    inbox = MatrixInbox(database)
-    assert await inbox.store_transaction("t1", [{"no": "id"}]) == 0
+    matrix_events = MatrixEventStore(database)
+    assert await matrix_events.store_transaction("t1", [{"no": "id"}]) == 0
     assert await database.fetchval("SELECT COUNT(*) FROM appservice_txn") == 0
     await database.stop()

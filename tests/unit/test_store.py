@@ -1,4 +1,4 @@
-"""The stores on real SQLite and real Postgres: migrations, thread upserts, outbox, inbox."""
+"""The stores on real SQLite and real Postgres: migrations, thread upserts, outbox, Matrix events."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 from mautrix.util.async_db import Database, Scheme
 
 from claude_bridge.ids import SessionID, ThreadID
-from claude_bridge.store import MatrixInbox, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore, create_database
 from claude_bridge.store.database import build_upgrade_table, load_migrations, schema_version
 from tests.conftest import create_pg_database, drop_pg_database
 
@@ -80,10 +80,10 @@ async def test_rooms_made_before_v6_count_as_linked_into_their_space(store_url: 
     await db.stop()
 
 
-async def test_thread_outbox_and_inbox_roundtrip(store_url: str) -> None:
+async def test_thread_outbox_and_matrix_events_roundtrip(store_url: str) -> None:
     db = create_database(store_url)
     await db.start()
-    threads, outbox, inbox = ThreadStore(db), Outbox(db), MatrixInbox(db)
+    threads, outbox, matrix_events = ThreadStore(db), Outbox(db), MatrixEventStore(db)
     thread = Thread(
         id=ThreadID("abc"),
         session_id=SessionID("ABC"),
@@ -110,10 +110,10 @@ async def test_thread_outbox_and_inbox_roundtrip(store_url: str) -> None:
         "type": "m.room.message",
         "content": {},
     }
-    assert await inbox.store_transaction("t1", [event, {"bogus": True}]) == 1
-    assert await inbox.store_transaction("t1", [event]) is None  # replayed transaction
-    assert await inbox.store_transaction("t2", [event]) == 0  # same event, new transaction
-    assert [e.event_id for e in await inbox.unprocessed()] == ["$m1"]
-    await inbox.mark_processed("$m1")
-    assert await inbox.unprocessed() == []
+    assert await matrix_events.store_transaction("t1", [event, {"bogus": True}]) == 1
+    assert await matrix_events.store_transaction("t1", [event]) is None  # replayed transaction
+    assert await matrix_events.store_transaction("t2", [event]) == 0  # same event, new transaction
+    assert [e.event_id for e in await matrix_events.unprocessed()] == ["$m1"]
+    await matrix_events.mark_processed("$m1")
+    assert await matrix_events.unprocessed() == []
     await db.stop()

@@ -1,4 +1,4 @@
-"""The Matrix inbox: events from appservice transactions, stored before Synapse gets its 200.
+"""Matrix events as received: from appservice transactions, stored before Synapse gets its 200.
 
 The event id is the primary key, so the same event delivered again (a retried transaction, or the
 same events under a new transaction id) is stored once.
@@ -17,7 +17,7 @@ from claude_bridge.store.database import now_ms
 
 
 @dataclass(frozen=True)
-class InboxEvent:
+class ReceivedEvent:
     event_id: str
     room_id: str
     sender: str
@@ -26,7 +26,7 @@ class InboxEvent:
     received_at: int
 
     @classmethod
-    def _from_row(cls, r: Any) -> InboxEvent:
+    def _from_row(cls, r: Any) -> ReceivedEvent:
         return cls(
             r["event_id"],
             r["room_id"],
@@ -47,7 +47,7 @@ def _is_storable(event: Any) -> bool:
     )
 
 
-class MatrixInbox:
+class MatrixEventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -94,22 +94,22 @@ class MatrixInbox:
                 new += 1 if result else 0
         return new
 
-    async def unprocessed(self, limit: int = 100) -> list[InboxEvent]:
+    async def unprocessed(self, limit: int = 100) -> list[ReceivedEvent]:
         rows = await self.db.fetch(
             f"{_SELECT} WHERE processed_at IS NULL ORDER BY received_at, event_id LIMIT $1", limit
         )
-        return [InboxEvent._from_row(r) for r in rows]
+        return [ReceivedEvent._from_row(r) for r in rows]
 
     async def mark_processed(self, event_id: str) -> None:
         await self.db.execute(
             "UPDATE matrix_event SET processed_at=$2 WHERE event_id=$1", event_id, now_ms()
         )
 
-    async def in_room(self, room_id: str, limit: int = 100) -> list[InboxEvent]:
+    async def in_room(self, room_id: str, limit: int = 100) -> list[ReceivedEvent]:
         rows = await self.db.fetch(
             f"{_SELECT} WHERE room_id=$1 ORDER BY received_at, event_id LIMIT $2", room_id, limit
         )
-        return [InboxEvent._from_row(r) for r in rows]
+        return [ReceivedEvent._from_row(r) for r in rows]
 
     async def count_unprocessed(self) -> int:
         return int(
