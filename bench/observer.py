@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from bench.payloads import MARKER
-from claude_bridge.devenv.client import MatrixTestClient
+from tests.matrix_client import MatrixTestClient
 
 _FILTER = json.dumps(
     {

@@ -18,9 +18,9 @@ from typing import Any
 from bench.payloads import Session, new_tag
 from bench.stack import Stack, register_ghost
 from bench.stats import latency_summary
-from claude_bridge.devenv.client import MatrixTestClient
 from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.render import RenderContext, render_event
+from tests.matrix_client import MatrixTestClient
 
 
 def rendered(session: Session, body: bytes) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from claude_bridge.config import parse_config  # noqa: E402
 from claude_bridge.devenv.synapse import LocalSynapse, free_port  # noqa: E402
 from claude_bridge.registration import build_registration, new_token  # noqa: E402
+from tests.matrix_client import user_client  # noqa: E402
 
 PAYLOADS = REPO.parent / "shared" / "claude-code" / "hook-payloads"
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -164,7 +165,7 @@ def peak_rss_mib(pid: int) -> float:
 
 async def spot_check(synapse: LocalSynapse, database: str, rooms: int) -> list[str]:
     """Problems found in ``rooms`` random rooms (empty: all good)."""
-    admin = await synapse.user_client("soakadmin")
+    admin = await user_client(synapse, "soakadmin")
     problems = []
     threads = await db_rows(database, "SELECT id, room_id FROM thread WHERE room_id IS NOT NULL")
     try:

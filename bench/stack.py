@@ -29,9 +29,9 @@ from ruamel.yaml import YAML
 from bench.httpclient import HookConnection
 from bench.observer import Observer
 from claude_bridge.config import ENV_PREFIX, HooksConfig, parse_config
-from claude_bridge.devenv.client import MatrixTestClient
 from claude_bridge.devenv.synapse import LocalSynapse, die_with_parent, free_port
 from claude_bridge.registration import build_registration, new_token
+from tests.matrix_client import MatrixTestClient, user_client
 
 REPO = Path(__file__).resolve().parents[1]
 HOOK_TOKEN = "bench-hook-secret"
@@ -173,7 +173,7 @@ class Stack:
             self.workdir / "synapse", port=synapse_port, app_service_config_files=[registration]
         )
         await self.synapse.start()
-        self.alice = await self.synapse.user_client("alice")
+        self.alice = await user_client(self.synapse, "alice")
         await self.synapse.register_user("admin", admin=True)
         await self.start_bridge()
         self.observer = Observer(self.alice)

@@ -1,4 +1,5 @@
-"""Who holds a loopback port, and processes of ours left running: for the quickstart's checks.
+"""Loopback ports and child processes: who holds a port, a free one, processes of ours left
+running, and children that die with their parent.
 
 Finding a port's holder reads Linux's ``/proc`` (the listening socket's inode, then the process
 with a descriptor on it); elsewhere, or for another user's process, the holder stays unnamed
@@ -8,11 +9,14 @@ and only "in use" is known.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import signal
 import socket
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +48,14 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
                 return False
             raise
     return True
+
+
+def free_port() -> int:
+    """A free loopback port (for Synapse, the bridge's listeners, or nothing at all)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def next_free_port(start: int, skip: set[int] | frozenset[int] = frozenset()) -> int:
@@ -124,3 +136,25 @@ def stop_process(pid: int, grace: float = _STOP_GRACE_SECONDS) -> None:
             os.kill(pid, signal.SIGKILL)
             while command_of(pid) is not None and time.monotonic() < deadline + grace:
                 time.sleep(0.05)
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the child (Synapse, a bridge) when its parent goes away.
+
+    Covers a test runner killed outright, where atexit never runs. The signal fires
+    when the *thread* that spawned Synapse exits, so start it from a long-lived thread
+    (the event loop's). libc is resolved here, in the parent: importing in the forked
+    child could deadlock on a lock held by another thread at fork time.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return hook

@@ -1,6 +1,7 @@
 """Run the real ``matrix-synapse`` from PyPI as a loopback-only subprocess on SQLite.
 
-Used by the end-to-end tests, the benchmarks and the quickstart. The homeserver is
+Used by the quickstart, and by the end-to-end tests and the benchmarks (their Matrix client,
+``tests/matrix_client.py``, lives with the tests). The homeserver is
 deliberately cut off from the world: one client listener on 127.0.0.1, no federation
 listener, no key servers, no stats reporting, no URL previews.
 """
@@ -12,31 +13,26 @@ import atexit
 import base64
 import contextlib
 import copy
-import ctypes
 import hashlib
 import hmac
 import io
 import os
 import secrets
-import signal
-import socket
 import string
 import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from ruamel.yaml import YAML
 
+from claude_bridge.devenv.processes import die_with_parent, free_port
 from claude_bridge.files import private_dir, write_private_text
-
-if TYPE_CHECKING:
-    from claude_bridge.devenv.client import MatrixTestClient
 
 __all__ = ["LocalSynapse", "SynapseError", "die_with_parent", "free_port"]
 
@@ -84,14 +80,6 @@ class SynapseError(RuntimeError):
     """Synapse failed to start, died, or refused an admin request."""
 
 
-def free_port() -> int:
-    """A free loopback port (for Synapse, the bridge's listeners, or nothing at all)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -107,28 +95,6 @@ def _rate_limits() -> dict[str, Any]:
     for key, subkeys in _RATE_LIMIT_KEYS.items():
         out[key] = {sub: dict(_GENEROUS) for sub in subkeys} if subkeys else dict(_GENEROUS)
     return out
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL the child (Synapse, a bridge) when its parent goes away.
-
-    Covers a test runner killed outright, where atexit never runs. The signal fires
-    when the *thread* that spawned Synapse exits, so start it from a long-lived thread
-    (the event loop's). libc is resolved here, in the parent: importing in the forked
-    child could deadlock on a lock held by another thread at fork time.
-    """
-    if sys.platform != "linux":
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return hook
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -411,12 +377,3 @@ class LocalSynapse:
                 if resp.status != 200:
                     raise SynapseError(f"register {localpart!r} failed: {resp.status} {data}")
         return data["user_id"], data["access_token"]
-
-    async def user_client(
-        self, localpart: str, *, password: str = "pw", admin: bool = False
-    ) -> MatrixTestClient:
-        """Register a user and return a client logged in as them."""
-        from claude_bridge.devenv.client import MatrixTestClient
-
-        user_id, token = await self.register_user(localpart, password, admin)
-        return MatrixTestClient(self.url, user_id, token)

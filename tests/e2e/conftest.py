@@ -19,10 +19,10 @@ from ruamel.yaml import YAML
 
 from claude_bridge.app import Bridge
 from claude_bridge.config import Config, PermissionLevel, parse_config
-from claude_bridge.devenv.client import MatrixTestClient
 from claude_bridge.devenv.synapse import LocalSynapse, free_port
 from claude_bridge.registration import build_registration, new_token
 from tests.e2e.fake_anthropic import FakeAnthropic
+from tests.matrix_client import MatrixTestClient, user_client
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +87,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     )
     synapse = await synapse_for(config, workdir)
     users = {
-        name: await synapse.user_client(name) for name in ("alice", "admin", "victor", "mallory")
+        name: await user_client(synapse, name) for name in ("alice", "admin", "victor", "mallory")
     }
     try:
         yield Stack(synapse, config, workdir, users)

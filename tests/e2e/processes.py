@@ -37,9 +37,9 @@ import asyncpg
 from ruamel.yaml import YAML
 from yarl import URL
 
-from claude_bridge.devenv.client import MatrixRequestError, MatrixTestClient
 from claude_bridge.devenv.synapse import LocalSynapse, die_with_parent
 from tests.e2e.conftest import loopback_config, synapse_for
+from tests.matrix_client import MatrixRequestError, MatrixTestClient, user_client
 
 HOOK_TOKEN = "fault-hook-secret"
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ async def fault_stack(workdir: Path) -> AsyncIterator[FaultStack]:
         hook_token=HOOK_TOKEN,
     )
     synapse = await synapse_for(config, workdir)
-    alice = await synapse.user_client("alice")
+    alice = await user_client(synapse, "alice")
     try:
         yield FaultStack(synapse, config, alice, workdir)
     finally:

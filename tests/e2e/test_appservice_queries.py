@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from claude_bridge.app import Bridge
-from claude_bridge.devenv.client import MatrixRequestError
 from tests.e2e.conftest import HookPoster, Stack, hook_payload, joined_rooms, new_session
 from tests.e2e.test_foundation import _until
+from tests.matrix_client import MatrixRequestError
 
 pytestmark = pytest.mark.e2e
 

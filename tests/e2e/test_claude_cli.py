@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from claude_bridge.app import Bridge
-from claude_bridge.devenv.client import MatrixTestClient
 from tests.e2e.claude_code import CLAUDE, ClaudeCode
 from tests.e2e.conftest import HOOK_TOKEN, Stack, StartBridge
 from tests.e2e.fake_anthropic import FEEDBACK_REPLY, PLAIN_REPLY, TOOL_REPLY, FakeAnthropic
 from tests.e2e.test_control import delivered_mark, settled_edit
 from tests.e2e.test_foundation import _until, _wait_for_room
+from tests.matrix_client import MatrixTestClient
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 
 from claude_bridge.app import Bridge
-from claude_bridge.devenv.client import MatrixRequestError, MatrixTestClient
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, hook_payload, new_session
 from tests.e2e.test_foundation import _until, _wait_for_room
+from tests.matrix_client import MatrixRequestError, MatrixTestClient
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from claude_bridge.devenv.client import MatrixTestClient
 from claude_bridge.store import Outbox, create_database
 from tests.e2e.processes import (
     BridgeProcess,
@@ -48,6 +47,7 @@ from tests.e2e.processes import (
     until,
     until_drained,
 )
+from tests.matrix_client import MatrixTestClient
 
 pytestmark = pytest.mark.e2e
 

@@ -36,6 +36,7 @@ from claude_bridge.store.matrix_events import ReceivedEvent
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, free_port, hook_payload, new_session
 from tests.e2e.processes import report
 from tests.e2e.proxy import HomeserverProxy
+from tests.matrix_client import user_client
 
 pytestmark = pytest.mark.e2e
 
@@ -153,7 +154,7 @@ async def limited(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dic
         extra_config={"rc_message": RATE},
     )
     await synapse.start()
-    alice = await synapse.user_client("alice")
+    alice = await user_client(synapse, "alice")
     try:
         yield {"config": config, "synapse": synapse, "alice": alice}
     finally:

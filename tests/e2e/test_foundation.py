@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 
 from claude_bridge.app import Bridge
-from claude_bridge.devenv.client import MatrixTestClient
 from claude_bridge.errors import ExitCode, FatalError
 from claude_bridge.store import create_database
 from tests.e2e.conftest import HookPoster, Stack, hook_payload, joined_rooms, new_session
+from tests.matrix_client import MatrixTestClient
 
 pytestmark = pytest.mark.e2e
 

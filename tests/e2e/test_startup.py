@@ -27,6 +27,7 @@ from tests.e2e.processes import (
     read_back,
     until_drained,
 )
+from tests.matrix_client import user_client
 
 pytestmark = pytest.mark.e2e
 
@@ -160,7 +161,7 @@ async def test_a_bridge_started_before_its_homeserver_waits_and_takes_hooks(
         synapse = await synapse_for(config, tmp_path)
         await bridge.wait_ready(timeout=120)
         await until_drained(config["database"], "the hooks taken while waiting delivered", 120)
-        alice = await synapse.user_client("alice")
+        alice = await user_client(synapse, "alice")
         try:
             seen = await read_back(alice, burst)
         finally:

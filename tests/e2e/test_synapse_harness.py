@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from claude_bridge.devenv.client import MatrixRequestError, MatrixTestClient
 from claude_bridge.devenv.synapse import LocalSynapse
+from tests.matrix_client import MatrixRequestError, MatrixTestClient, user_client
 
 pytestmark = pytest.mark.e2e
 
@@ -48,8 +48,8 @@ async def test_local_synapse_round_trip(tmp_path: Path, monkeypatch: pytest.Monk
     assert hs.url == f"http://127.0.0.1:{hs.port}"
     port = hs.port
     try:
-        alice = await hs.user_client("alice", admin=True)
-        bob = await hs.user_client("bob")
+        alice = await user_client(hs, "alice", admin=True)
+        bob = await user_client(hs, "bob")
         assert alice.user_id == "@alice:localhost"
 
         room = await alice.create_room(

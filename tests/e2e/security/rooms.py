@@ -8,10 +8,10 @@ from collections.abc import Awaitable
 from typing import Any
 
 from claude_bridge.app import Bridge
-from claude_bridge.devenv.client import MatrixRequestError, MatrixTestClient
 from tests.e2e.conftest import HookPoster, Stack, hook_payload, new_session
 from tests.e2e.test_control import processed
 from tests.e2e.test_foundation import _until, _wait_for_room
+from tests.matrix_client import MatrixRequestError, MatrixTestClient, user_client
 
 BOT = "@claudebot:localhost"
 WAIT = 60.0  # generous: a loaded 2-core machine runs Synapse, Postgres and the bridge
@@ -23,7 +23,7 @@ def q(value: str) -> str:
 
 async def new_user(stack: Stack, name: str, displayname: str | None = None) -> MatrixTestClient:
     """A fresh real Matrix user (unique per test run), optionally with a display name."""
-    user = await stack.synapse.user_client(f"{name}-{uuid.uuid4().hex[:6]}")
+    user = await user_client(stack.synapse, f"{name}-{uuid.uuid4().hex[:6]}")
     if displayname is not None:
         await user.request(
             "PUT",

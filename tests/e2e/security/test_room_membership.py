@@ -15,7 +15,6 @@ import uuid
 import pytest
 
 from claude_bridge.app import Bridge
-from claude_bridge.devenv.client import MatrixRequestError
 from tests.e2e.conftest import HookPoster, Stack, hook_payload
 from tests.e2e.security.rooms import (
     BOT,
@@ -36,6 +35,7 @@ from tests.e2e.security.rooms import (
 )
 from tests.e2e.test_control import processed
 from tests.e2e.test_foundation import _until
+from tests.matrix_client import MatrixRequestError
 
 pytestmark = pytest.mark.e2e
 

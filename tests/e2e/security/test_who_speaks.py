@@ -26,7 +26,6 @@ import aiohttp
 import pytest
 
 from claude_bridge.app import Bridge
-from claude_bridge.devenv.client import MatrixTestClient
 from claude_bridge.matrix.echo import HANDOFF_FIELD
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
 from tests.e2e.security.rooms import (
@@ -43,6 +42,7 @@ from tests.e2e.security.rooms import (
 from tests.e2e.test_control import command, context_of, held_request, processed, queued
 from tests.e2e.test_foundation import _until
 from tests.e2e.test_ops import API
+from tests.matrix_client import MatrixTestClient
 
 pytestmark = pytest.mark.e2e
 

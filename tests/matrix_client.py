@@ -1,6 +1,6 @@
 """A small Matrix client-server API client for test users, driven by ``/sync`` long-polls.
 
-Tests, benchmarks and the quickstart use it to play the human side of a room: send
+Tests and benchmarks use it to play the human side of a room: send
 messages, react, redact, and above all wait for what the bridge posts. Waiting never
 sleeps: ``wait_for`` long-polls ``/sync`` until a matching event arrives or a deadline
 passes, and it also looks through every event earlier syncs already delivered.
@@ -19,7 +19,9 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-__all__ = ["JsonDict", "MatrixRequestError", "MatrixTestClient"]
+from claude_bridge.devenv.synapse import LocalSynapse
+
+__all__ = ["JsonDict", "MatrixRequestError", "MatrixTestClient", "user_client"]
 
 JsonDict = dict[str, Any]
 EventPredicate = Callable[[JsonDict], Any]
@@ -419,3 +421,11 @@ class MatrixTestClient:
                 raise TimeoutError(f"{self.user_id}: no invite to {room_id or 'any room'}")
             await self._sync_until(deadline)
             synced = True
+
+
+async def user_client(
+    synapse: LocalSynapse, localpart: str, *, password: str = "pw", admin: bool = False
+) -> MatrixTestClient:
+    """Register a user on ``synapse`` and return a client logged in as them."""
+    user_id, token = await synapse.register_user(localpart, password, admin)
+    return MatrixTestClient(synapse.url, user_id, token)
