@@ -76,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from claude_bridge import installer
 
     installer.add_subcommand(sub)
-    from claude_bridge.cli import operations
+    from claude_bridge.cli.operations import add_subcommands
 
-    operations.add_subcommands(sub)
+    add_subcommands(sub)
     return parser
 
 
