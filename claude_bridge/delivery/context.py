@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from claude_bridge.events.catalogue import MESSAGE_DISPLAY
-from claude_bridge.events.models import HookEvent, MessageDisplay, Stop, SubagentStop
+from claude_bridge.events.catalogue import MESSAGE_DISPLAY, POST_COMPACT, PRE_COMPACT
+from claude_bridge.events.models import (
+    HookEvent,
+    MessageDisplay,
+    PostCompact,
+    SessionStart,
+    Stop,
+    SubagentStop,
+)
 from claude_bridge.render.messages import RenderContext
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Outbox, PendingEvent, Thread
@@ -38,6 +45,12 @@ class ContextReader:
             ]
             if turn:
                 extra["stream_anchor"], extra["stream_text"] = f"stream:{turn[-1][0]}", turn[-1][1]
+        elif isinstance(hook, PostCompact) or (
+            isinstance(hook, SessionStart) and hook.source == "compact"
+        ):
+            compaction = await self.compaction(thread.id, hook, event.id)
+            if compaction is not None:
+                extra["compaction"] = compaction
         return RenderContext(
             thread_id=thread.id,
             project=thread.project_name or "Claude Code",
@@ -45,6 +58,31 @@ class ContextReader:
             mirror=self.mirror,
             extra=extra,
         )
+
+    async def compaction(
+        self, thread_id: str, hook: HookEvent, event_id: int
+    ) -> dict[str, Any] | None:
+        """The compaction a PostCompact or SessionStart(compact) belongs to, whose one notice it
+        edits (render/compaction.py): its PreCompact's id and details, and whether its
+        PostCompact came already (Claude Code 2.1.197 sent it before the SessionStart, 2.1.332
+        after). ``None``: no PreCompact since the last PostCompact."""
+        names = (PRE_COMPACT.name, POST_COMPACT.name)
+        latest = await self.outbox.latest_of(thread_id, names, event_id)
+        if isinstance(hook, SessionStart) and latest and latest[1] == POST_COMPACT.name:
+            return {"done": True}  # its PostCompact has shown the outcome already
+        if latest is None or latest[1] != PRE_COMPACT.name:
+            return None
+        try:
+            pre = json.loads(latest[2])
+        except ValueError:
+            pre = {}
+        pre = pre if isinstance(pre, dict) else {}
+        return {
+            "pre_compact": latest[0],
+            "trigger": pre.get("trigger"),
+            "instructions": pre.get("custom_instructions"),
+            "done": False,
+        }
 
     async def streams(self, thread_id: str, up_to: int) -> dict[str, tuple[str | None, str]]:
         """MessageDisplay streams so far: message id → (prompt id, text), oldest first."""

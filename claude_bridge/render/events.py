@@ -17,7 +17,13 @@ from claude_bridge.events.catalogue import kind_of
 from claude_bridge.events.models import HookEvent
 
 # Imported for their @renders registrations.
-from claude_bridge.render import conversation, lifecycle, notices, tool_events  # noqa: F401
+from claude_bridge.render import (  # noqa: F401
+    compaction,
+    conversation,
+    lifecycle,
+    notices,
+    tool_events,
+)
 from claude_bridge.render.content import Env
 from claude_bridge.render.finalize import finalize
 from claude_bridge.render.messages import OutboundMessage, RenderContext

@@ -1,4 +1,5 @@
-"""Session lifecycle and attention events: start/end, compaction, notifications, failures.
+"""Session lifecycle and attention events: start/end, notifications, failures (compaction is
+in compaction.py).
 
 Pings: Notification and StopFailure are the only messages that mention the operators. They are
 ``m.text``, not ``m.notice``: the default push rule ``.m.rule.suppress_notices`` silences every
@@ -12,8 +13,6 @@ from typing import Any
 
 from claude_bridge.events.catalogue import (
     NOTIFICATION,
-    POST_COMPACT,
-    PRE_COMPACT,
     SESSION_END,
     SESSION_START,
     STOP_FAILURE,
@@ -21,13 +20,11 @@ from claude_bridge.events.catalogue import (
 from claude_bridge.events.models import (
     HookEvent,
     Notification,
-    PostCompact,
-    PreCompact,
     SessionEnd,
     SessionStart,
     StopFailure,
 )
-from claude_bridge.render.blocks import Frame, long_text
+from claude_bridge.render.compaction import render_session_continues
 from claude_bridge.render.content import Env, message, operators, pill
 from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.render.registry import renders
@@ -71,18 +68,19 @@ def render_session_start(event: SessionStart, env: Env) -> list[OutboundMessage]
     source = event.source or "startup"
     model = f" (model {one_line(event.model, 80)})" if event.model else ""
     project = one_line(env.ctx.project, 100)
+    if source == "compact":  # The same session goes on: the compaction's notice says so.
+        return render_session_continues(event, env)
     texts = {
         "startup": f"▶️ Session started in {project}{model}" if project else "▶️ Session started",
         "resume": f"🔄 Session resumed{model}",
         "clear": "🧹 Conversation cleared",
-        "compact": "🗜️ Session continues after compaction",
     }
     body = texts.get(source, f"▶️ Session started ({one_line(source, 40)}){model}")
-    out = [OutboundMessage(content=message(body))]
-    if source != "compact":  # Compaction continues the same session: nothing to update.
-        out.append(_topic(env, event, "Active"))
-        out.append(_state(THREAD_STATE, {"status": "active", "source": source}))
-    return out
+    return [
+        OutboundMessage(content=message(body)),
+        _topic(env, event, "Active"),
+        _state(THREAD_STATE, {"status": "active", "source": source}),
+    ]
 
 
 @renders(SESSION_END)
@@ -95,30 +93,6 @@ def render_session_end(event: SessionEnd, env: Env) -> list[OutboundMessage]:
         _topic(env, event, "Ended"),
         _state(THREAD_STATE, {"status": "ended", "reason": reason}),
     ]
-
-
-def _trigger(trigger: str | None) -> str:
-    return {"auto": " (automatic)", "manual": " (manual)"}.get(trigger or "", "")
-
-
-@renders(PRE_COMPACT)
-def render_pre_compact(event: PreCompact, env: Env) -> list[OutboundMessage]:
-    lead = "🗜️ Compacting the conversation" + _trigger(event.trigger)
-    text = event.custom_instructions or ""
-    if not text.strip():
-        return [OutboundMessage(content=message(lead))]
-    frame = Frame(lead_body=lead, lead_html=esc(lead), style="quote")
-    return long_text(env, text, frame, attach_as="compact-instructions.txt")
-
-
-@renders(POST_COMPACT)
-def render_post_compact(event: PostCompact, env: Env) -> list[OutboundMessage]:
-    lead = "🗜️ Conversation compacted" + _trigger(event.trigger)
-    text = event.compact_summary or ""
-    if not text.strip():
-        return [OutboundMessage(content=message(lead))]
-    frame = Frame(lead_body=lead, lead_html=esc(lead), style="plain")
-    return long_text(env, text, frame, attach_as="compact-summary.txt")
 
 
 def _ping(env: Env, body: str, html: str) -> OutboundMessage:

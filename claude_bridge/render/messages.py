@@ -53,7 +53,9 @@ class RenderContext:
     for defaults."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else. ``title``, ``stream_text``, ``stream_anchor`` and ``cwd`` are also read from
-    here when the field of that name is ``None``."""
+    here when the field of that name is ``None``. ``hook_event_id`` names the event's own
+    anchors; ``compaction`` tells PostCompact and SessionStart(compact) which compaction notice
+    is theirs (``delivery/context.py``)."""
     title: str | None = None
     """The room's current title (set from the first prompt). ``None``: the room has no title yet,
     so a UserPromptSubmit also renders an ``m.room.name`` state event."""

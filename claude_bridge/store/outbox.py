@@ -321,3 +321,18 @@ class Outbox:
             up_to,
         )
         return [r["payload"] for r in rows]
+
+    async def latest_of(
+        self, thread_id: str, event_names: tuple[str, ...], before: int
+    ) -> tuple[int, str, str] | None:
+        """(id, event name, payload) of the thread's newest event of ``event_names`` before the
+        event ``before``; ``None`` if there is none."""
+        marks = ", ".join(f"${i + 3}" for i in range(len(event_names)))
+        row = await self.db.fetchrow(
+            "SELECT id, event_name, payload FROM hook_event WHERE thread_id=$1 AND id<$2 "
+            f"AND event_name IN ({marks}) ORDER BY id DESC LIMIT 1",
+            thread_id,
+            before,
+            *event_names,
+        )
+        return (int(row["id"]), str(row["event_name"]), str(row["payload"])) if row else None

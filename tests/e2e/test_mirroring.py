@@ -169,7 +169,10 @@ async def test_scripted_session_timeline(stack: Stack, bridge: Bridge, hooks: Ho
     assert sub and sub[0]["sender"].startswith(f"@claude-{thread_id}-agent-")
     # Claude's reply rendered as HTML with a table; the prompt shown as the local user's words.
     reply = next(e for e in messages if "Fixed the parser" in e["content"].get("body", ""))
-    assert "<table>" in reply["content"]["formatted_body"]
+    # The table as aligned monospace (Element X shows no <table>), in the body as well.
+    table = "file   | change\n-------+-------\napp.py | a = 2"
+    assert f"<pre><code>{table}</code></pre>" in reply["content"]["formatted_body"]
+    assert reply["content"]["body"] == f"Fixed the parser.\n\n{table}"
     prompt = next(e for e in messages if "fix the parser" in e["content"].get("body", ""))
     assert "Prompt" in prompt["content"]["body"]
     # No secret anywhere: timeline, state, and the uploaded file.
