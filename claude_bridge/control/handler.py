@@ -131,6 +131,8 @@ class InboundHandler:
             if approval is not None and approval.thread_id == thread.id:
                 await self._reply_decision(event, thread, approval, text)
                 return
+            if await self.handoffs.reply(event, thread, reply_to, text):
+                return
         if content.get("msgtype") in FORWARDED_MSGTYPES and text:
             await self._queue(event, thread, text)
 

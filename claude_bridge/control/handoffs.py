@@ -7,8 +7,9 @@ does not reach the other Claude the way an operator's message does:
 * It counts as a hand-off only when the ghost of the thread its mark names sent it (``source_of``);
   the mark on anyone else's event means nothing.
 * By default (``bridge.control.handoffs: approve``) it is stored ``proposed`` and the bridge asks
-  the room; an operator's ✅ (on it or on the bridge's notice) queues it, ❌ drops it. With
-  ``direct_same_token`` a hand-off between two sessions of the same hook token is queued at once.
+  the room; an operator's ✅ or reply ``allow`` (on it or on the bridge's notice) queues it, ❌ or
+  ``deny`` drops it. With ``direct_same_token`` a hand-off between two sessions of the same hook
+  token is queued at once.
 * Claude is told it comes from another session's Claude, naming that thread (``framing``).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from claude_bridge.config import PermissionLevel
 from claude_bridge.config.sections.control import HandoffMode
+from claude_bridge.control import decisions
 from claude_bridge.control.decisions import ALLOW, ALWAYS, DENY
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.roles import allows
@@ -25,7 +27,7 @@ from claude_bridge.log import get_logger
 from claude_bridge.matrix.echo import handoff_from
 from claude_bridge.store import Thread
 from claude_bridge.store.matrix_events import ReceivedEvent
-from claude_bridge.store.session_messages import PROPOSED, QUEUED
+from claude_bridge.store.session_messages import PROPOSED, QUEUED, SessionMessage
 
 log = get_logger("handoffs")
 
@@ -98,7 +100,7 @@ class Handoffs:
             f"🤝 **A hand-off from another session's Claude** (thread `{source.id}`"
             + (f", {source.project_name}" if source.project_name else "")
             + "): no person wrote it. It reaches this session's Claude only when an operator "
-            "reacts ✅ to it (or to this notice); ❌ drops it.",
+            "reacts ✅ to it or to this notice (or replies `allow`); ❌ or `deny` drops it.",
             mentions=self.p.router.permissions.invitees() if mirror.mention_operators else (),
         )
         if notice is not None:
@@ -109,9 +111,30 @@ class Handoffs:
         message = await self.p.inbox.proposal(thread.id, target)
         if message is None:
             return False
+        await self._decide(event, thread, message, decision)
+        return True
+
+    async def reply(self, event: ReceivedEvent, thread: Thread, target: str, text: str) -> bool:
+        """An operator's reply to a waiting hand-off (or its notice): ``allow`` or ``deny``, as
+        for tool approvals. False when ``target`` is no hand-off waiting for a decision (the
+        reply is then an ordinary message)."""
+        message = await self.p.inbox.proposal(thread.id, target)
+        if message is None or message.state != PROPOSED:
+            return False
+        parsed = decisions.from_reply(text)
+        if parsed is None:
+            hint = "React ✅ or reply `allow` to let this hand-off through; ❌ or `deny` drops it."
+            await self.replies.send(thread, event.room_id, event.event_id, hint)
+        else:
+            await self._decide(event, thread, message, parsed[0])
+        return True
+
+    async def _decide(
+        self, event: ReceivedEvent, thread: Thread, message: SessionMessage, decision: str
+    ) -> None:
         level = await self.p.roles.level(event.sender, thread.id)
         if not allows(level, PermissionLevel.OPERATOR) or decision not in (ALLOW, ALWAYS, DENY):
-            return True
+            return
         approve = decision != DENY
         if await self.p.inbox.decide_proposal(message, approve, event.sender):
             what = "handoff approved" if approve else "handoff rejected"
@@ -129,4 +152,3 @@ class Handoffs:
         await self.replies.send(
             thread, event.room_id, event.event_id, text, reply_to=message.event_id
         )
-        return True

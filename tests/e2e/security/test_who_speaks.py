@@ -302,6 +302,11 @@ async def test_ids_that_only_look_allowed_are_no_one(
             ("m.room.redaction", {"redacts": kept}),
         ]:  # fmt: skip
             await deliver(stack, bridge, room, sender, kind, content)
+    # A real viewer's reply and reaction do not decide it either.
+    victor = stack.users["victor"]
+    await knock_in(bridge, victor, session, room)
+    await processed(bridge, await victor.send_text(room, "allow", reply_to=prompt))
+    await processed(bridge, await victor.react(room, prompt, "✅"))
     assert not task.done()  # nobody decided
     assert await bridge.db.fetchval(
         "SELECT state FROM approval WHERE thread_id=$1", session.lower()
@@ -446,10 +451,23 @@ async def test_a_hand_off_waits_for_an_operator_and_says_which_claude_wrote_it(
     await processed(bridge, withdrawn["event_id"])
     await processed(bridge, await alice.redact(room_b, withdrawn["event_id"]))
     assert await answer_to(hooks, pre_tool_use(b)) == {}
+    # A reply decides too, as for tool approvals: a viewer's counts for nothing, an operator's
+    # other words get a hint, her "allow" lets it through.
+    by_reply = await post_hand_off(stack, a, b, "by reply")
+    await processed(bridge, by_reply["event_id"])
+    await processed(bridge, await victor.send_text(room_b, "allow", reply_to=by_reply["event_id"]))
+    asked = await alice.send_text(room_b, "what is this?", reply_to=by_reply["event_id"])
+    assert "reply `allow`" in await reply_to(alice, room_b, asked, ghost_b)
+    assert await answer_to(hooks, pre_tool_use(b)) == {}
+    await alice.send_text(room_b, "allow", reply_to=by_reply["event_id"])
+    await ghost_says(alice, room_b, ghost_b, by_reply["event_id"], f"Let through by {ALICE}")
+    await queued(bridge, b.lower(), 1)
+    assert context_of(await answer_to(hooks, pre_tool_use(b))).endswith("\n> by reply")
     assert [(m[1][:12], m[2]) for m in await messages_of(bridge, b)] == [
         ("B: the tests", "delivered"),
         ("and this too", "rejected"),
         ("one more", "withdrawn"),
+        ("by reply", "delivered"),
     ]
     audit = await bridge.db.fetch(
         "SELECT actor, action FROM audit_log WHERE thread_id=$1 AND action LIKE 'handoff%' "
@@ -462,6 +480,8 @@ async def test_a_hand_off_waits_for_an_operator_and_says_which_claude_wrote_it(
         (f"@claude-{a.lower()}:localhost", "handoff proposed"),
         (ALICE, "handoff rejected"),
         (f"@claude-{a.lower()}:localhost", "handoff proposed"),
+        (f"@claude-{a.lower()}:localhost", "handoff proposed"),
+        (ALICE, "handoff approved"),
     ]
 
 
