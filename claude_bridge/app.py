@@ -1,4 +1,5 @@
-"""The composition root: builds the parts from the config, starts them in order, stops them.
+"""The composition root: :func:`build` wires the parts from the config; :class:`Bridge` starts
+them in order and stops them in reverse.
 
 It wires; the parts do the work.
 """
@@ -7,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import signal
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mautrix.util.async_db import Database
 
 from claude_bridge.catchup import CatchUp, with_catchup_marker
 from claude_bridge.config import Config
@@ -36,173 +41,213 @@ from claude_bridge.router import ThreadRouter
 from claude_bridge.spaces import ProjectSpaces
 from claude_bridge.store import MatrixEventStore, Outbox, ThreadStore, create_database
 from claude_bridge.store.checkpoints import WalCheckpoints
-from claude_bridge.store.lock import leader_lock
+from claude_bridge.store.lock import LeaderLock, leader_lock
 from claude_bridge.store.spaces import SpaceStore
 from claude_bridge.token_access import TokenAccess
 
 log = get_logger("app")
 
 
+@dataclass
 class Bridge:
-    def __init__(self, config: Config, config_dir: Path) -> None:
-        self.config = config
-        scrub_logs_with(outgoing_scrubber(config).value)
-        self.db = create_database(config.database_url(config_dir))
-        self.checkpoints = WalCheckpoints(self.db)
-        self.lock = leader_lock(config.database_url(config_dir))
-        self.threads = ThreadStore(self.db)
-        self.outbox = Outbox(self.db, group_commit=config.hooks.group_commit)
-        self.matrix_events = MatrixEventStore(self.db)
-        self.permissions = Permissions(config.bridge.permissions)
-        self.access = TokenAccess(config.hooks)
-        echoes = EchoFilter(self.is_bridge_user)
-        self.inbound = InboundProcessor(self.matrix_events, echoes=echoes)
-        self.appservice = BridgeAppService(
-            config,
-            self.matrix_events,
-            on_events=self.inbound.notify,
-            query_alias=lambda alias: self.router.query_alias(alias),
-            query_user=lambda user_id: self.router.query_user(user_id),
-            echoes=echoes,
-            on_store_failure=lambda: self.recovery.transaction_failed(),
-        )
-        # The client needs the appservice's HTTP session, which exists once it has started.
-        self.client: MatrixClient
-        self.router: ThreadRouter
-        self.delivery: Delivery
-        self.hooks: HookServer
-        self.recovery: RecoveryWatch
+    """The parts of one bridge process, as :func:`build` wired them, and their start and stop."""
 
-    def is_bridge_user(self, user_id: str) -> bool:
-        localpart, _, domain = user_id[1:].partition(":")
-        return domain == self.config.homeserver.domain and (
-            localpart == self.config.appservice.bot_username
-            or localpart.startswith(self.config.bridge.ghost_prefix)
-        )
+    config: Config
+    lock: LeaderLock
+    db: Database
+    checkpoints: WalCheckpoints
+    threads: ThreadStore
+    outbox: Outbox
+    matrix_events: MatrixEventStore
+    permissions: Permissions
+    access: TokenAccess
+    appservice: BridgeAppService
+    inbound: InboundProcessor
+    client: MatrixClient
+    recovery: RecoveryWatch
+    router: ThreadRouter
+    control: Control
+    delivery: Delivery
+    hooks: HookServer
+    ops: Operations
+    _running: contextlib.AsyncExitStack = field(
+        default_factory=contextlib.AsyncExitStack, repr=False
+    )
 
     async def start(self) -> None:
+        """Start the parts in order. Each part's stop goes on the stack just before it starts
+        (every stop is safe on a part that did not, or only half, start), so :meth:`stop` undoes
+        what started, in reverse, after a failed or cancelled start too."""
+        config, running = self.config, self._running
         # One active bridge per database. A second process waits here, before it migrates the
         # schema or binds a port (its hook and appservice ports are the active one's), and takes
         # over when the active one dies.
-        try:
-            await self.lock.acquire()
-        except Exception as e:
-            raise FatalError(f"database {self.config.database!r}: {e}", ExitCode.DATABASE) from e
-        try:
-            await self.db.start()
-            await settle_owners(self.threads, self.access)  # before any hook: renamed tokens
-        except Exception as e:
-            raise FatalError(f"database {self.config.database!r}: {e}", ExitCode.DATABASE) from e
+        running.push_async_callback(self.lock.release)
+        await self._database(self.lock.acquire())
+        running.push_async_callback(self.db.stop)
+        running.push_async_callback(self.outbox.close)
+        await self._database(self.db.start())
+        await self._database(settle_owners(self.threads, self.access))  # renamed tokens, first
+        running.push_async_callback(self.checkpoints.stop)
         self.checkpoints.start()
-        await self.appservice.start(self.config.appservice.hostname, self.config.appservice.port)
-        self.client = MatrixClient(
-            self.appservice.http_session,
-            self.config.homeserver.address,
-            self.config.appservice.as_token,
-            self.appservice.bot_mxid,
-            timeout=self.config.homeserver.request_timeout,
-            scrub=outgoing_scrubber(self.config),
-        )
-        self.recovery = RecoveryWatch(
-            self.client,
-            self.config.appservice.id,
-            probe_db=lambda: self.db.fetchval("SELECT 1"),
-            on_recovered=self._resume,
-        )
-        spaces = ProjectSpaces(
-            SpaceStore(self.db),
-            self.client,
-            self.permissions,
-            bot_mxid=self.appservice.bot_mxid,
-            domain=self.config.homeserver.domain,
-        )
-        self.router = ThreadRouter(self.config, self.threads, self.client, self.permissions, spaces)
-        self.control = Control(
-            self.config,
-            self.db,
-            self.threads,
-            self.router,
-            self.client,
-            self.permissions,
-            self.is_bridge_user,
-        )
-        self.delivery = Delivery(
-            self.outbox,
-            self.threads,
-            self.router,
-            self.client,
-            self.control.renderer(with_catchup_marker(render_event)),
-            mirror=self.config.bridge.mirror,
-            on_failure=self.recovery.failed,
-        )
-        ingest = Ingest(
-            self.db,
-            self.threads,
-            self.outbox,
-            self.router,
-            self.delivery.notify,
-            access=self.access,
-            new_threads_per_minute=self.config.hooks.new_threads_per_minute,
-            catchup=CatchUp(self.config.hooks.catchup, self.db),
-        )
-        self.hooks = HookServer(
-            self.config.hooks, ingest, respond=self.control.respond, access=self.access
-        )
-        self.control.add_routes(self.hooks)
-        self.inbound.register(self.control.handle)
-        self.ops = Operations(self)  # /health, /metrics, the threads API, retention
+        running.push_async_callback(self.appservice.stop)
+        await self.appservice.start(config.appservice.hostname, config.appservice.port)
+        running.push_async_callback(self.control.stop)
         await self.control.start()
+        running.push_async_callback(self.hooks.stop)
+        running.callback(self.control.release)  # held hook answers end, or the server waits
         # Hooks are accepted (durably) even while the homeserver is still unreachable.
         await self.hooks.start()
-        await wait_for_homeserver(self.client, self.config.homeserver.address)
-        await check_appservice(self.client, self.config)
-        await self.recovery.start()
-        await self.delivery.start()
-        await self.inbound.start()
-        await self.control.room_sweep.start()
-        self.ops.started()
+        await wait_for_homeserver(self.client, config.homeserver.address)
+        await check_appservice(self.client, config)
+        for part in (self.recovery, self.delivery, self.inbound):
+            running.push_async_callback(part.stop)
+            await part.start()
+        await self.control.room_sweep.start()  # control.stop stops it
+        # On the way down the bridge first stops taking work, as clients see it: not ready, held
+        # hook answers ended, the hook listener closed; then the parts stop in reverse.
+        running.push_async_callback(self.hooks.stop)
+        running.callback(self.control.release)
+        running.push_async_callback(self.ops.stop)
+        self.ops.start()
         # What start-up built (modules, config, models) lives as long as the process: frozen,
         # it is no longer walked by every full collection, a pause of 20+ ms that hook requests
         # would wait out.
         gc.collect()
         gc.freeze()
-        log.info(
-            "bridge ready",
-            hooks=self.config.hooks.listen,
-            appservice=self.config.appservice.address,
-        )
+        log.info("bridge ready", hooks=config.hooks.listen, appservice=config.appservice.address)
 
-    def _resume(self) -> None:
-        self.delivery.resume()
-        self.inbound.notify()
+    async def _database(self, step: Awaitable[Any]) -> None:
+        try:
+            await step
+        except Exception as e:
+            raise FatalError(f"database {self.config.database!r}: {e}", ExitCode.DATABASE) from e
 
     async def stop(self) -> None:
-        self.appservice.ready = False
-        if hasattr(self, "ops"):
-            await self.ops.stop()
-        if hasattr(self, "control"):
-            self.control.release()  # held hook answers end now, or the server waits for them
-        if hasattr(self, "hooks"):
-            await self.hooks.stop()
-        if hasattr(self, "recovery"):
-            await self.recovery.stop()
-        if hasattr(self, "delivery"):
-            await self.delivery.stop()
-        if hasattr(self, "control"):
-            await self.control.stop()
-        await self.inbound.stop()
-        if hasattr(self.appservice, "runner"):  # mautrix sets it in start() only
-            await self.appservice.stop()
-        await self.checkpoints.stop()
-        await self.outbox.close()
-        await self.db.stop()
-        await self.lock.release()
+        await self._running.aclose()
         log.info("bridge stopped")
+
+
+def build(config: Config, config_dir: Path) -> Bridge:
+    """Every part, wired; nothing started yet (no connection, listener or task)."""
+    scrub_logs_with(outgoing_scrubber(config).value)
+    url = config.database_url(config_dir)
+    db = create_database(url)
+    threads = ThreadStore(db)
+    outbox = Outbox(db, group_commit=config.hooks.group_commit)
+    matrix_events = MatrixEventStore(db)
+    permissions = Permissions(config.bridge.permissions)
+    access = TokenAccess(config.hooks)
+    bridge_user = functools.partial(is_bridge_user, config)
+    echoes = EchoFilter(bridge_user)
+    inbound = InboundProcessor(matrix_events, echoes=echoes)
+    # The appservice asks the router (aliases, users) and tells the recovery watch (a failed
+    # transaction); both need the client, which needs the appservice's session: built below.
+    appservice = BridgeAppService(
+        config,
+        matrix_events,
+        on_events=inbound.notify,
+        query_alias=lambda alias: router.query_alias(alias),
+        query_user=lambda user_id: router.query_user(user_id),
+        echoes=echoes,
+        on_store_failure=lambda: recovery.transaction_failed(),
+    )
+    client = MatrixClient(
+        lambda: appservice.http_session,
+        config.homeserver.address,
+        config.appservice.as_token,
+        appservice.bot_mxid,
+        timeout=config.homeserver.request_timeout,
+        scrub=outgoing_scrubber(config),
+    )
+
+    def resume() -> None:  # the homeserver is back: retries and waiting Matrix events go now
+        delivery.resume()
+        inbound.notify()
+
+    recovery = RecoveryWatch(
+        client, config.appservice.id, probe_db=lambda: db.fetchval("SELECT 1"), on_recovered=resume
+    )
+    spaces = ProjectSpaces(
+        SpaceStore(db),
+        client,
+        permissions,
+        bot_mxid=appservice.bot_mxid,
+        domain=config.homeserver.domain,
+    )
+    router = ThreadRouter(config, threads, client, permissions, spaces)
+    control = Control(config, db, threads, router, client, permissions, bridge_user)
+    delivery = Delivery(
+        outbox,
+        threads,
+        router,
+        client,
+        control.renderer(with_catchup_marker(render_event)),
+        mirror=config.bridge.mirror,
+        on_failure=recovery.failed,
+    )
+    ingest = Ingest(
+        db,
+        threads,
+        outbox,
+        router,
+        delivery.notify,
+        access=access,
+        new_threads_per_minute=config.hooks.new_threads_per_minute,
+        catchup=CatchUp(config.hooks.catchup, db),
+    )
+    ops = Operations(
+        config.bridge,
+        db,
+        threads=threads,
+        outbox=outbox,
+        matrix_events=matrix_events,
+        probes=appservice,
+        client=client,
+        router=router,
+        access=access,
+        delivery=delivery,
+    )
+    hooks = HookServer(
+        config.hooks, ingest, respond=control.respond, health=ops.health.report, access=access
+    )
+    control.add_routes(hooks)  # the background waiter's long-poll
+    ops.add_routes(hooks.app)  # /metrics, the threads API
+    inbound.register(control.handle)
+    return Bridge(
+        config=config,
+        lock=leader_lock(url),
+        db=db,
+        checkpoints=WalCheckpoints(db),
+        threads=threads,
+        outbox=outbox,
+        matrix_events=matrix_events,
+        permissions=permissions,
+        access=access,
+        appservice=appservice,
+        inbound=inbound,
+        client=client,
+        recovery=recovery,
+        router=router,
+        control=control,
+        delivery=delivery,
+        hooks=hooks,
+        ops=ops,
+    )
+
+
+def is_bridge_user(config: Config, user_id: str) -> bool:
+    """The bot or one of the session ghosts."""
+    localpart, _, domain = user_id[1:].partition(":")
+    return domain == config.homeserver.domain and (
+        localpart == config.appservice.bot_username
+        or localpart.startswith(config.bridge.ghost_prefix)
+    )
 
 
 async def run_bridge(config: Config, config_dir: Path) -> int:
     """Run until SIGTERM or SIGINT; then finish in-flight work and exit."""
-    bridge = Bridge(config, config_dir)
+    bridge = build(config, config_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

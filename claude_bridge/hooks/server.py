@@ -84,7 +84,10 @@ class HookServer:
         self.ingest = ingest
         self.respond = respond
         self.health = health
-        self.app = web.Application(client_max_size=config.max_body_bytes)
+        # The metrics time every hook request, the ones refused before they parsed too.
+        self.app = web.Application(
+            client_max_size=config.max_body_bytes, middlewares=[metrics.hook_metrics_middleware]
+        )
         self.app.router.add_post("/claude/v1/hooks", self.handle_hook)
         self.app.router.add_get("/health", self.handle_health)
         self._runner: web.AppRunner | None = None
@@ -194,3 +197,4 @@ class HookServer:
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+            self._runner = None

@@ -79,6 +79,8 @@ class BridgeAppService(AppService):
                 "middlewares": [self._auth_middleware],
             },
         )
+        # mautrix sets it in start() only; stop() before (a failed start-up) has none to clean up.
+        self.runner = None
 
     # mautrix's own check accepts any token after our middleware ran; it is never reached otherwise.
     def _check_token(self, request: web.Request) -> bool:

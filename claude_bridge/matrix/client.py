@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import quote as _quote
@@ -48,7 +49,7 @@ class MatrixError(Exception):
 class MatrixClient:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | Callable[[], aiohttp.ClientSession],
         base_url: str,
         as_token: str,
         bot_mxid: str,
@@ -56,13 +57,19 @@ class MatrixClient:
         timeout: float = 30.0,
         scrub: Scrubber | None = None,
     ) -> None:
-        self.session = session
+        self._session = session
         self.base_url = base_url.rstrip("/")
         self.as_token = as_token
         self.bot_mxid = bot_mxid
         self.timeout = timeout
         self.scrub = scrub or scrubber_for(RedactConfig(), (as_token,))
         self._default_room_version: str | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The appservice opens its session when it starts, after the client is built: the
+        client may be given a function that returns it."""
+        return self._session() if callable(self._session) else self._session
 
     async def request(
         self,

@@ -74,6 +74,7 @@ class HealthReporter:
         """The start-up checks passed: from now on readiness follows the database."""
         self.delivery = delivery
         self.started = True
+        self.probes.ready = True
 
     async def report(self) -> dict[str, Any]:
         database = await self._database()

@@ -1,53 +1,61 @@
-"""The service-side parts the composition root attaches to a bridge: ``/health``, ``/metrics``,
-the threads API on the hook server, and retention. Kept here so ``app.py`` needs three lines.
-"""
+"""What the composition root attaches for operators and tools: the health report (``/health`` and
+mautrix's probes), ``/metrics`` and the threads API on the hook server, and retention."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from aiohttp import web
+from mautrix.util.async_db import Database
 
 from claude_bridge.api import ThreadsAPI, register_routes
+from claude_bridge.config.sections.bridge import BridgeConfig
 from claude_bridge.history import ThreadHistory
-from claude_bridge.metrics import MetricsEndpoint, hook_metrics_middleware
-from claude_bridge.ops.health import HealthReporter
+from claude_bridge.matrix.client import MatrixClient
+from claude_bridge.metrics import MetricsEndpoint
+from claude_bridge.ops.health import DeliveryStats, HealthReporter, Probes
 from claude_bridge.retention import RetentionPruner
-
-if TYPE_CHECKING:
-    from claude_bridge.app import Bridge
+from claude_bridge.router import ThreadRouter
+from claude_bridge.store import MatrixEventStore, Outbox, ThreadStore
+from claude_bridge.token_access import TokenAccess
 
 
 class Operations:
-    def __init__(self, bridge: Bridge) -> None:
-        """Call after the hook server is built and before it starts (routes freeze at start)."""
-        self.bridge = bridge
-        self.health = HealthReporter(
-            bridge.db, bridge.outbox, bridge.matrix_events, bridge.appservice
-        )
-        self.health.watch_homeserver(bridge.client)
+    def __init__(
+        self,
+        config: BridgeConfig,
+        db: Database,
+        *,
+        threads: ThreadStore,
+        outbox: Outbox,
+        matrix_events: MatrixEventStore,
+        probes: Probes,
+        client: MatrixClient,
+        router: ThreadRouter,
+        access: TokenAccess,
+        delivery: DeliveryStats,
+    ) -> None:
+        self.delivery = delivery
+        self.health = HealthReporter(db, outbox, matrix_events, probes)
+        self.health.watch_homeserver(client)
         self.metrics = MetricsEndpoint([self.health.refresh_metrics])
-        app = bridge.hooks.app
-        bridge.hooks.health = self.health.report
-        app.middlewares.append(hook_metrics_middleware)
-        app.router.add_get("/metrics", self.metrics.handle)
-        register_routes(
-            app,
-            ThreadsAPI(
-                threads=bridge.threads,
-                history=ThreadHistory(bridge.db, bridge.client.scrub),
-                router=bridge.router,
-                client=bridge.client,
-                access=bridge.access,
-                scrub=bridge.client.scrub,
-                handoffs=bridge.config.bridge.control.handoffs,
-            ),
+        self.api = ThreadsAPI(
+            threads=threads,
+            history=ThreadHistory(db, client.scrub),
+            router=router,
+            client=client,
+            access=access,
+            scrub=client.scrub,
+            handoffs=config.control.handoffs,
         )
-        days = bridge.config.bridge.retention
-        self.retention = RetentionPruner(bridge.db, days) if days else None
+        self.retention = RetentionPruner(db, config.retention) if config.retention else None
 
-    def started(self) -> None:
-        """The start-up checks passed."""
-        self.health.mark_started(self.bridge.delivery)
-        self.bridge.appservice.ready = True
+    def add_routes(self, app: web.Application) -> None:
+        """``/metrics`` and the threads API, on the hook server (before it starts)."""
+        app.router.add_get("/metrics", self.metrics.handle)
+        register_routes(app, self.api)
+
+    def start(self) -> None:
+        """The start-up checks passed: ready, and the background checks and pruning run."""
+        self.health.mark_started(self.delivery)
         self.health.start_monitor()
         if self.retention:
             self.retention.start()

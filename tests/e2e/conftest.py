@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from ruamel.yaml import YAML
 
-from claude_bridge.app import Bridge
+from claude_bridge.app import Bridge, build
 from claude_bridge.config import Config, PermissionLevel, parse_config
 from claude_bridge.devenv.synapse import LocalSynapse, free_port
 from claude_bridge.registration import build_registration, new_token
@@ -115,7 +115,7 @@ async def start_bridge(stack: Stack, store_url: str, tmp_path: Path) -> AsyncIte
     started: list[Bridge] = []
 
     async def start(**overrides: Any) -> Bridge:
-        bridge = Bridge(stack.bridge_config(store_url, **overrides), tmp_path)
+        bridge = build(stack.bridge_config(store_url, **overrides), tmp_path)
         try:
             await bridge.start()
         except BaseException:

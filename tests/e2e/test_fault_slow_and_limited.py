@@ -27,7 +27,7 @@ import aiohttp
 import pytest
 from ruamel.yaml import YAML
 
-from claude_bridge.app import Bridge
+from claude_bridge.app import Bridge, build
 from claude_bridge.config import parse_config
 from claude_bridge.devenv.synapse import LocalSynapse
 from claude_bridge.registration import build_registration, new_token
@@ -171,7 +171,7 @@ async def test_rate_limits_are_honoured(
     proxy = await HomeserverProxy(synapse.url).start()
     config = {**limited["config"], "database": store_url}
     config["homeserver"] = {**config["homeserver"], "address": proxy.url}
-    bridge = Bridge(parse_config(config), tmp_path)
+    bridge = build(parse_config(config), tmp_path)
     await bridge.start()
     hooks = HookPoster(f"http://{config['hooks']['listen']}")
     try:

@@ -19,7 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
-from claude_bridge.app import Bridge
+from claude_bridge.app import build
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.e2e.conftest import HOOK_TOKEN, Stack
 
@@ -71,7 +71,7 @@ class ThreadedBridge:
         if self.store == "postgres":
             url = await create_pg_database()
         overrides = {"hooks": {"new_threads_per_minute": 0}}
-        bridge = Bridge(self.stack.bridge_config(url, **overrides), self.workdir)
+        bridge = build(self.stack.bridge_config(url, **overrides), self.workdir)
         try:
             await bridge.start()
             self._ready.set()

@@ -19,7 +19,7 @@ from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
 from claude_bridge import backup
-from claude_bridge.app import Bridge
+from claude_bridge.app import Bridge, build
 from claude_bridge.cli import main
 from claude_bridge.registration import build_registration
 from tests.conftest import create_pg_database, drop_pg_database
@@ -394,7 +394,7 @@ async def test_moving_the_store_keeps_threads_and_rooms(
         if store_url.startswith("sqlite:")
         else (f"sqlite:{tmp_path / 'moved.db'}")
     )
-    source = Bridge(stack.bridge_config(store_url), tmp_path)
+    source = build(stack.bridge_config(store_url), tmp_path)
     await source.start()
     try:
         session, room_id = await _session_with_room(hooks, source, "before the move")
@@ -405,7 +405,7 @@ async def test_moving_the_store_keeps_threads_and_rooms(
     try:
         result = await backup.migrate(store_url, target)  # what `claude-bridge migrate-db` runs
         assert result.threads >= 1
-        moved = Bridge(stack.bridge_config(target), tmp_path)
+        moved = build(stack.bridge_config(target), tmp_path)
         await moved.start()
         try:
             exported = await backup.export_threads(moved.db, [session.lower()])

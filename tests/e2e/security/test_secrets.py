@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from claude_bridge.app import Bridge
+from claude_bridge.app import Bridge, build
 from claude_bridge.cli import main
 from claude_bridge.mcp_server import BridgeAPI, format_messages, format_threads
 from tests.e2e.conftest import (
@@ -268,7 +268,7 @@ async def test_the_database_is_private_and_doctor_says_when_it_is_not(
     database = f"sqlite:{data / 'bridge.db'}"
     text = config_path.read_text().replace(f"sqlite:{tmp_path / 'doctor.db'}", database)
     config_path.write_text(text)
-    bridge = Bridge(stack.bridge_config(database), tmp_path)
+    bridge = build(stack.bridge_config(database), tmp_path)
     try:
         await bridge.start()
         session = new_session()
