@@ -83,9 +83,12 @@ def format_threads(body: dict[str, Any], own: str | None) -> str:
     for t in threads:
         mine = " (this session)" if t["id"] == own else ""
         title = f' "{t["title"]}"' if t.get("title") else ""
+        # One line per thread, whatever its title or path holds (framing.name).
         lines.append(
-            f"- {t['id']}{mine} · {t.get('project') or '?'} · {t['status']}{title} · "
-            f"{t.get('project_path') or ''} · last activity {_when(t.get('updated_at'))}"
+            framing.name(
+                f"- {t['id']}{mine} · {t.get('project') or '?'} · {t['status']}{title} · "
+                f"{t.get('project_path') or ''} · last activity {_when(t.get('updated_at'))}"
+            )
         )
     if body.get("next_offset") is not None:
         lines.append(f"More: call again with offset={body['next_offset']}.")
@@ -95,8 +98,10 @@ def format_threads(body: dict[str, Any], own: str | None) -> str:
 def format_messages(body: dict[str, Any]) -> str:
     thread = body.get("thread") or {}
     lines = [
-        f"Thread {thread.get('id')} · {thread.get('project') or '?'} · {thread.get('status')} · "
-        f"room {thread.get('alias')}"
+        framing.name(
+            f"Thread {thread.get('id')} · {thread.get('project') or '?'} · "
+            f"{thread.get('status')} · room {thread.get('alias')}"
+        )
     ]
     names = {"user": "prompt", "assistant": "claude", "tool": "tool", "system": "·"}
     for m in body.get("messages") or []:

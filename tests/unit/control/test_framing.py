@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from claude_bridge.control import decisions, framing
 from claude_bridge.control.messages import compose
-from claude_bridge.mcp_server import format_messages
+from claude_bridge.mcp_server import format_messages, format_threads
 from claude_bridge.store.approvals import Approval
 from claude_bridge.store.session_messages import SessionMessage
 
@@ -179,3 +179,19 @@ def test_the_mcp_reading_of_a_room_quotes_every_text(said: list[tuple[str, str]]
         assert unquote(got[1:end]) == normalized(text)
         got = got[end:]
     assert got == []
+
+
+@given(st.lists(st.tuples(nasty_text, nasty_text, nasty_text), min_size=1, max_size=4))
+@settings(max_examples=200)
+def test_the_mcp_list_of_threads_is_one_line_per_thread(
+    threads: list[tuple[str, str, str]],
+) -> None:
+    body = {
+        "threads": [
+            {"id": f"t{i}", "project": p, "status": "active", "title": t, "project_path": path}
+            for i, (p, t, path) in enumerate(threads)
+        ]
+    }
+    got = lines(format_threads(body, None))
+    assert len(got) == 1 + len(threads)
+    assert [line.split(" ", 2)[1] for line in got[1:]] == [f"t{i}" for i in range(len(threads))]
