@@ -3,7 +3,7 @@
     python -m bench run [--postgres] [--quick] [--no-coalesce] [--out FILE] [--only NAME,…]
                         [--profile DIR]
     python -m bench compare OLD.json NEW.json
-    python -m bench table RESULT.json          (the README's Markdown table)
+    python -m bench table RESULT.json          (the Markdown table of docs/benchmarks.md)
     python -m bench profile DIR/*.collapsed.txt
 
 ``run`` starts a throwaway Synapse and the bridge (SQLite, or a fresh Postgres database with
@@ -11,7 +11,7 @@
 writes it as JSON (default ``bench/results/<date>-<store>[-quick].json``). Bridge figures are
 compared with the raw ceiling, i.e. Synapse measured in the same run with the same content,
 and raw and bridge measurements alternate so both see the same machine. About 5–10 minutes
-(``--quick``: about 2, fewer samples and one repeat: for checking the suite, not for the README).
+(``--quick``: about 2, fewer samples and one repeat: for checking the suite, not for docs/benchmarks.md).
 
 Benchmarks (``--only`` names): latency, throughput, creation, ack, load, burst, control, shim, scale
 (scale also reports memory; run it last, after the burst, as the full run does).
@@ -667,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="ratios between two result files")
     c.add_argument("old", type=Path)
     c.add_argument("new", type=Path)
-    t = sub.add_parser("table", help="a result file as the README's Markdown table")
+    t = sub.add_parser("table", help="a result file as a Markdown table (docs/benchmarks.md)")
     t.add_argument("file", type=Path)
     p = sub.add_parser("profile", help="summarise py-spy collapsed stacks")
     p.add_argument("files", nargs="+")

@@ -116,7 +116,7 @@ def compare(old_path: Path, new_path: Path) -> str:
 
 
 def markdown(path: Path) -> str:
-    """The README's table: machine, date, store, then one line per row, then the noise."""
+    """The table docs/benchmarks.md shows: machine, date, store, then one line per row, then the noise."""
     data = json.loads(path.read_text())
     meta, rows = data["meta"], data["rows"]
     m = meta["machine"]

@@ -377,7 +377,7 @@ async def register_ghost(stack: Stack, localpart: str) -> MatrixTestClient:
 
 
 def machine() -> dict[str, Any]:
-    """What this ran on, for the README table."""
+    """What this ran on, for the table in docs/benchmarks.md."""
     model = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         for line in f:

@@ -1,27 +1,9 @@
-"""The hook-ingest HTTP server (Claude Code → bridge).
+"""The hook-ingest HTTP server (Claude Code → bridge): ``POST /claude/v1/hooks``.
 
-Response contract of ``POST /claude/v1/hooks`` (also in ``openapi.yaml``):
-
-======  ==================================================================================
-200     stored durably; the body is the hook output JSON for Claude Code (``{}``: nothing)
-400     not a hook input: body not UTF-8 JSON, not an object, nested deeper than 64 levels; or an
-        ``Idempotency-Key`` that is not 1–64 of ``A-Za-z0-9._-``
-401     missing or unknown hook token
-403     the session belongs to another hook token (only its owner, or an ``admin`` token, may post
-        its events), or the token owns ``max_threads`` threads already and this is a new session
-409     the session id maps to another session's thread (they differ only in case)
-413     body larger than ``hooks.max_body_bytes``
-422     a hook input with a missing or wrongly typed field, a NUL or lone surrogate in
-        ``session_id``/``hook_event_name``/``cwd``, or a ``session_id`` too long for a Matrix id
-429     the token opened ``hooks.new_threads_per_minute`` new sessions already, or holds
-        ``max_held_approvals`` permission requests open already (``Retry-After``)
-503     the database cannot store it right now (the command shim spools and retries)
-======  ==================================================================================
-
-Every error body is ``{"error": "<what is wrong>"}``.
-
-An ``Idempotency-Key`` header (the shim sends one per event, the same on each replay) makes a
-repeat of an event the thread already stored answer 200 without storing it again.
+What it answers, status by status, is the contract in ``openapi.yaml`` (``postHookEvent``);
+``tests/e2e/test_openapi.py`` holds this server to it. In short: 200 only once the event is
+committed (the body is the hook output), a clear ``{"error": …}`` otherwise, and an
+``Idempotency-Key`` the thread already stored answers 200 without storing the event again.
 """
 
 from __future__ import annotations

@@ -465,13 +465,13 @@ async def until_drained(database_url: str, what: str, timeout: float = 60.0) -> 
 
 
 def env_seconds(name: str, default: float) -> float:
-    """A fault's duration, overridable for the long runs the README documents."""
+    """A fault's duration, overridable for the long runs docs/reliability.md documents."""
     return float(os.environ.get(name, default))
 
 
 def report(name: str, **figures: Any) -> None:
     """Print a test's figures (``pytest -s`` shows them) and append them to the JSON-lines file
-    ``$CLAUDE_BRIDGE_FIGURES`` when set; the README's Reliability table quotes them."""
+    ``$CLAUDE_BRIDGE_FIGURES`` when set; docs/reliability.md quotes them."""
     line = {"test": name, **figures}
     print(f"\nFIGURE {json.dumps(line)}")
     path = os.environ.get("CLAUDE_BRIDGE_FIGURES")

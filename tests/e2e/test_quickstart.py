@@ -149,7 +149,7 @@ async def gone(pids: set[int]) -> None:
 async def test_the_quickstart_runs_again_in_the_same_folder(
     quickstart: Start, tmp_path: Path
 ) -> None:
-    """The rerun the README invites: it reuses the folder, its ports and its login."""
+    """The rerun docs/quickstart.md invites: it reuses the folder, its ports and its login."""
     data = tmp_path / "data"
     first = await quickstart(data, *ports())
     await first.until(READY)

@@ -1,7 +1,7 @@
 """Start-up checks, each with its own exit code: the bridge as a process against a real Synapse.
 
-The README promises distinct exit codes for fatal start-up errors: 10 a bad config, 11 the
-homeserver rejects ``as_token`` (``test_foundation.py``), 12 another appservice claims the
+docs/configuration.md promises distinct exit codes for fatal start-up errors: 10 a bad config,
+11 the homeserver rejects ``as_token`` (``test_foundation.py``), 12 another appservice claims the
 namespace, 13 Synapse cannot reach the appservice, 14 the database (``test_fault_failover.py``);
 and a bridge started before its homeserver waits for it, taking hooks meanwhile.
 """

@@ -529,7 +529,7 @@ def test_one_claude_code_version_for_the_installer_the_tests_and_the_readme(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """scripts/install-claude-code pins the version install-hooks assumes without ``claude``
-    on PATH, and the README names that one."""
+    on PATH, and the README and docs/ name that one."""
     repo = Path(__file__).resolve().parents[2]
     import subprocess
 
@@ -540,7 +540,8 @@ def test_one_claude_code_version_for_the_installer_the_tests_and_the_readme(
     assert pinned == installer.CLAUDE_CODE_VERSION
     readme = (repo / "README.md").read_text()
     assert f"(pinned, {pinned})" in readme
-    mentioned = set(re.findall(r"Claude Code CLI \((?:pinned, )?(\d+\.\d+\.\d+)", readme))
+    docs = readme + "".join(p.read_text() for p in sorted((repo / "docs").glob("*.md")))
+    mentioned = set(re.findall(r"Claude Code CLI \(?(?:pinned, )?(\d+\.\d+\.\d+)", docs))
     assert mentioned == {pinned}
 
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no claude

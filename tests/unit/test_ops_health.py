@@ -179,9 +179,9 @@ async def test_metrics_endpoint_survives_a_failing_refresher_and_names_are_docum
     text = response.body.decode()  # type: ignore[union-attr]
     ours = sorted(set(re.findall(r"^# TYPE (claude_bridge_\w+) ", text, re.M)))
     assert len(ours) == 15
-    readme = (ROOT / "README.md").read_text()
+    operations = (ROOT / "docs" / "operations.md").read_text()
     for name in ours:
-        assert f"`{name}" in readme, f"{name} is not in the README's metrics table"
+        assert f"`{name}" in operations, f"{name} is not in docs/operations.md's metrics table"
 
 
 async def test_approvals_and_messages_to_claude_are_counted_from_their_tables(
