@@ -73,12 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument("-o", "--output", type=Path, default=None)
     example.set_defaults(func=cmd_example_config)
 
-    from claude_bridge import installer
+    from claude_bridge.cli import install_hooks, operations
 
-    installer.add_subcommand(sub)
-    from claude_bridge.cli.operations import add_subcommands
-
-    add_subcommands(sub)
+    install_hooks.add_subcommand(sub)
+    operations.add_subcommands(sub)
     return parser
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from claude_bridge import installer
+from claude_bridge.cli import install_hooks
 from claude_bridge.events.catalogue import HELD
 
 URL = "http://127.0.0.1:29341"
@@ -86,7 +87,7 @@ def _all_ours(data: dict[str, Any], event: str) -> list[dict[str, Any]]:
 def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="claude-bridge")
     sub = parser.add_subparsers(required=True)
-    installer.add_subcommand(sub)
+    install_hooks.add_subcommand(sub)
     args = parser.parse_args(list(argv))
     result: int = args.func(args)
     return result
