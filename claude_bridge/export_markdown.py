@@ -1,6 +1,8 @@
 """``export --format markdown``: an export document as a transcript a person can read or share.
 
-Pure: it works from the export document (see ``backup.py``), not the database.
+Each hook event reads as it does in the room (``render/transcript.py``): tool calls with their
+output and diffs, MCP tools by their friendly names, replies as Markdown. Pure: it works from
+the export document (see ``backup.py``), not the database.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ import json
 import time
 from typing import Any
 
-from claude_bridge.events.catalogue import kind_of
-from claude_bridge.history import describe_hook_event
+from claude_bridge.events.catalogue import POST_TOOL_USE, POST_TOOL_USE_FAILURE, PRE_TOOL_USE
+from claude_bridge.render.transcript import transcript_entry
 
-_ROLE = {"user": "👤 prompt", "assistant": "🤖 Claude", "tool": "🔧 tool", "system": "·"}
+_OUTCOMES = (POST_TOOL_USE.name, POST_TOOL_USE_FAILURE.name)
 
 
 def _when(ms: Any) -> str:
@@ -23,26 +25,55 @@ def _quote(text: str) -> str:
     return "\n".join(f"> {line}" if line else ">" for line in text.splitlines() or [""])
 
 
+def _payload(raw: Any) -> dict[str, Any]:
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def _finished_calls(
+    rows: list[dict[str, Any]], payloads: dict[Any, dict[str, Any]]
+) -> dict[Any, Any]:
+    """PostToolUse(Failure) row id → its PreToolUse row id. A finished call is one entry, at its
+    outcome, which repeats the call's line; the PreToolUse's Matrix ids go with it."""
+    pre: dict[str, Any] = {}
+    found: dict[Any, Any] = {}
+    for row in rows:
+        use_id = payloads[row["id"]].get("tool_use_id")
+        if not isinstance(use_id, str) or not use_id:
+            continue
+        if row["event_name"] == PRE_TOOL_USE.name:
+            pre[use_id] = row["id"]
+        elif row["event_name"] in _OUTCOMES and use_id in pre:
+            found[row["id"]] = pre.pop(use_id)
+    return found
+
+
 def thread_entries(entry: dict[str, Any]) -> list[tuple[int, str]]:
     """(time, Markdown) for each hook event, Matrix message and approval, in time order."""
     tables = entry.get("tables", {})
+    project = entry.get("thread", {}).get("project_path")
     sent: dict[Any, list[str]] = {}
     for row in tables.get("sent_event", []):
         sent.setdefault(row["hook_event_id"], []).append(row["event_id"])
     own_events = {e for ids in sent.values() for e in ids}
     out: list[tuple[int, str]] = []
-    for row in tables.get("hook_event", []):
-        if not kind_of(row["event_name"]).in_history:
+    rows = tables.get("hook_event", [])
+    payloads = {row["id"]: _payload(row["payload"]) for row in rows}
+    calls = _finished_calls(rows, payloads)
+    skipped = set(calls.values())
+    for row in rows:
+        if row["id"] in skipped:
             continue
-        role, text = describe_hook_event(row["event_name"], row["payload"])
-        ids = ", ".join(f"`{e}`" for e in sent.get(row["id"], [])) or "not in Matrix yet"
-        out.append(
-            (
-                int(row["received_at"]),
-                f"**{_ROLE.get(role, role)}** · {_when(row['received_at'])} · "
-                f"{row['event_name']} → {ids}\n\n{_quote(text)}",
-            )
-        )
+        shown = transcript_entry(row["event_name"], payloads[row["id"]], project)
+        if shown is None:
+            continue
+        hooks = [calls[row["id"]], row["id"]] if row["id"] in calls else [row["id"]]
+        ids = ", ".join(f"`{e}`" for hook in hooks for e in sent.get(hook, []))
+        text = f"{shown.title} · {_when(row['received_at'])} · {ids or 'not in Matrix yet'}"
+        out.append((int(row["received_at"]), text + (f"\n\n{shown.body}" if shown.body else "")))
     for row in tables.get("matrix_event", []):
         if row["event_type"] != "m.room.message" or row["event_id"] in own_events:
             continue

@@ -25,18 +25,39 @@ _PATH_LISTS = frozenset({"Grep", "Glob", "LS"})
 
 def tool_output(event: PostToolUse, env: Env) -> Shown | None:
     """What to show of a successful call's output; None: nothing."""
-    shown = _shown(event, env)
+    return shaped_output(
+        event.tool_name,
+        event.tool_input,
+        event.tool_response,
+        project_dir(event, env),
+        diffs=env.opts.show_diffs,
+        context=env.opts.diff_context_lines,
+    )
+
+
+def shaped_output(
+    name: str,
+    tool_input: dict[str, Any],
+    response: Any,
+    cwd: str | None,
+    *,
+    diffs: bool = True,
+    context: int = 3,
+) -> Shown | None:
+    """What to show of a call's output (the room's and the Markdown export's); None: nothing.
+    ``diffs``: edits as unified diffs with ``context`` lines around each change."""
+    shown = _shown(name, tool_input, response, cwd, diffs, context)
     if shown is None:
         return None
     text, frame, _ = shown
     return shown if text.strip() or frame.tail_body else None
 
 
-def _shown(event: PostToolUse, env: Env) -> Shown | None:
-    name, tool_input, response = event.tool_name, event.tool_input, event.tool_response
-    cwd = project_dir(event, env)
-    if env.opts.show_diffs and name in EDIT_TOOLS:
-        diff = unified_diff(name, tool_input, cwd, env.opts.diff_context_lines, response)
+def _shown(
+    name: str, tool_input: dict[str, Any], response: Any, cwd: str | None, diffs: bool, context: int
+) -> Shown | None:
+    if diffs and name in EDIT_TOOLS:
+        diff = unified_diff(name, tool_input, cwd, context, response)
         if diff:
             return diff, Frame(language="diff"), "diff"
     if name == "TodoWrite" and todo_text(tool_input):

@@ -143,7 +143,7 @@ async def test_markdown_reads_as_a_transcript(db: Database) -> None:
     text = render_markdown(await backup.export_threads(db, ["t1"]))
     assert "## demo · t1" in text
     assert "> fix the parser" in text and "`$prompt`" in text
-    assert "> Fixed it." in text
+    assert "🤖 **Claude** · " in text and "`$stop`\n\nFixed it." in text  # as Claude wrote it
     assert "**@alice:hs**" in text and "> please add a test too" in text
     assert text.count("fix the parser") == 1  # the ghost's own Matrix event is not repeated
     assert "not a thread room" not in text

@@ -507,7 +507,7 @@ def test_markdown_exports_are_scrubbed_json_exports_verbatim(tmp_path: Path) -> 
     )
     assert main(["export", "-c", str(config), "--database", url, "--all", "-o", str(js)]) == 0
     text = md.read_text()
-    assert "👤 prompt" in text and "[redacted]" in text
+    assert "🧑‍💻 **Prompt**" in text and "[redacted]" in text
     assert [p.kind for p in planted if leaked(p, text)] == []
     row = json.loads(js.read_text())["threads"][0]["tables"]["hook_event"][0]
     assert json.loads(row["payload"])["prompt"] == "\n".join(p.text for p in planted)
