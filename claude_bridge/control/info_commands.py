@@ -10,6 +10,7 @@ from claude_bridge.config import PermissionLevel
 from claude_bridge.control.commands import MANAGEMENT, Caller, CommandError, CommandSet, Reply
 from claude_bridge.control.decisions import tool_summary
 from claude_bridge.control.parts import Parts
+from claude_bridge.control.roles import effective_level
 from claude_bridge.store import Thread
 from claude_bridge.store.database import now_ms
 
@@ -73,19 +74,26 @@ class InfoCommands:
             arguments=[(("thread",), {"help": "thread id, #alias or session id prefix"})],
         )
 
-    async def welcome(self) -> str:
+    async def welcome(self, user_id: str) -> str:
         return (
             "👋 I put every Claude Code session into a room of its own. Send `help` for what you "
             "can do here, `join <thread>` to get into a session's room.\n\n"
-            + await self._overview()
+            + await self._overview(user_id)
         )
+
+    async def _visible(self, user_id: str, threads: list[Thread]) -> list[Thread]:
+        """The threads whose room ``user_id`` may be in: someone shut out of one (``!claude
+        invite … none``) must not read its title, project or activity in the bot's chat."""
+        base = self.p.roles.global_level(user_id)
+        overrides = await self.p.roles.members.of_user(user_id)
+        return [t for t in threads if effective_level(base, overrides.get(t.id)) is not None]
 
     async def help(self, caller: Caller, args: argparse.Namespace) -> Reply:
         return Reply(self.commands.help(caller, args.command))
 
     async def status(self, caller: Caller, args: argparse.Namespace) -> Reply:
         if caller.thread is None:
-            return Reply(await self._overview())
+            return Reply(await self._overview(caller.user_id))
         thread = caller.thread
         control = await self.p.controls.get(thread.id)
         last = await self.p.controls.last_event(thread.id)
@@ -118,10 +126,12 @@ class InfoCommands:
             lines.append(f"**Archived** by {control.archived_by} {ago(control.archived_at, now)}")
         return Reply("\n\n".join(lines))
 
-    async def _overview(self) -> str:
-        live = [t for t in await self.p.threads.list(1000) if t.status != "ended"]
-        pending = await self.p.approval_store.pending()
-        queued = await self.p.inbox.count_queued()
+    async def _overview(self, user_id: str) -> str:
+        threads = await self.p.threads.list(1000)
+        live = [t for t in await self._visible(user_id, threads) if t.status != "ended"]
+        ids = {t.id for t in live}
+        pending = [a for a in await self.p.approval_store.pending() if a.thread_id in ids]
+        queued = sum([await self.p.inbox.count_queued(t.id) for t in live])
         head = (
             f"{len(live)} live session(s), {queued} message(s) queued, "
             f"{len(pending)} approval(s) pending."
@@ -139,7 +149,7 @@ class InfoCommands:
         return "\n".join(lines)
 
     async def threads(self, caller: Caller, args: argparse.Namespace) -> Reply:
-        threads = await self.p.threads.list(1000)
+        threads = await self._visible(caller.user_id, await self.p.threads.list(1000))
         if not args.all:
             threads = [t for t in threads if t.status != "ended"]
         if not threads:

@@ -184,7 +184,7 @@ class RoomGuard:
         if problem is not None:
             await self._bot_leave(event.room_id, problem, answering=event.event_id)
             return
-        welcome = await self.info.welcome()
+        welcome = await self.info.welcome(event.sender)
         await self.replies.send(None, event.room_id, event.event_id, welcome, as_reply=False)
 
     async def _bot_leave(self, room_id: str, why: str, answering: str) -> None:

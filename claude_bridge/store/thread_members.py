@@ -39,3 +39,10 @@ class ThreadMembers:
             thread_id,
         )
         return {r["user_id"]: r["level"] for r in rows}
+
+    async def of_user(self, user_id: str) -> dict[str, str]:
+        """Every override ``user_id`` has: thread id → level."""
+        rows = await self.db.fetch(
+            "SELECT thread_id, level FROM thread_member WHERE user_id=$1", user_id
+        )
+        return {r["thread_id"]: r["level"] for r in rows}
