@@ -17,7 +17,7 @@ from mautrix.util.async_db import Database
 
 from claude_bridge import metrics
 from claude_bridge.log import get_logger
-from claude_bridge.store import MatrixEventStore, Outbox
+from claude_bridge.store import MatrixEventStore, Outbox, ThreadStore
 from claude_bridge.store.approvals import ApprovalStore
 from claude_bridge.store.session_messages import SessionInbox
 
@@ -54,6 +54,7 @@ class HealthReporter:
         self.db = db
         self.outbox = outbox
         self.matrix_events = matrix_events
+        self.threads = ThreadStore(db)
         self.approvals = ApprovalStore(db)
         self.session_messages = SessionInbox(db)
         self.probes = probes
@@ -139,12 +140,12 @@ class HealthReporter:
 
     async def _queues(self) -> tuple[dict[str, Any], dict[str, Any]]:
         count, oldest = await self.outbox.backlog()
-        active = await self.db.fetchval("SELECT COUNT(*) FROM thread WHERE status <> 'ended'")
+        active = await self.threads.count_active()
         outbound = {
             "backlog": count,
             "oldest_age_seconds": None if oldest is None else round(time.time() - oldest / 1000, 3),
             "delivery_workers": self.delivery.active_threads if self.delivery else 0,
-            "threads_active": int(active or 0),
+            "threads_active": active,
         }
         return outbound, {"unprocessed": await self.matrix_events.count_unprocessed()}
 

@@ -137,6 +137,10 @@ class ThreadStore:
     async def touch(self, thread_id: str) -> None:
         await self.db.execute("UPDATE thread SET updated_at=$2 WHERE id=$1", thread_id, now_ms())
 
+    async def count_active(self) -> int:
+        """Threads whose session has not ended."""
+        return int(await self.db.fetchval("SELECT COUNT(*) FROM thread WHERE status <> 'ended'"))
+
     # Ownership: ``token_name`` is the hook token that opened the thread (its owner).
 
     async def count_owned(self, owner: str) -> int:
