@@ -60,7 +60,9 @@ async def test_a_session_becomes_a_room(stack: Stack, bridge: Bridge, hooks: Hoo
     bodies = [e["content"]["body"] for e in timeline]
     assert len(bodies) == 3, bodies
     assert "demo-app" in bodies[0]  # the SessionStart notice names the project
-    assert "add a **test** for the parser" in bodies[1]
+    # The plain body reads as text (room-list previews); the emphasis lives in the HTML.
+    assert "add a test for the parser" in bodies[1]
+    assert "<strong>test</strong>" in timeline[1]["content"]["formatted_body"]
     assert stop["content"]["body"] == bodies[2]
     html = stop["content"]["formatted_body"]
     assert "<li>" in html and "<code>test_parser.py</code>" in html
