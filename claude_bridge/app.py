@@ -186,6 +186,7 @@ def build(config: Config, config_dir: Path) -> Bridge:
         mirror=config.bridge.mirror,
         on_failure=recovery.failed,
     )
+    control.receipts.show_denied = delivery.denials.show  # a call denied here: mark its line
     ingest = Ingest(
         db,
         threads,

@@ -28,6 +28,7 @@ from claude_bridge.store.approvals import PENDING, Approval
 from claude_bridge.store.matrix_events import ReceivedEvent
 
 FORWARDED_MSGTYPES = frozenset({"m.text", "m.emote"})
+HINTS_KEPT = 10_000
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -53,6 +54,9 @@ class InboundHandler:
         self.replies = replies
         self.guard = guard
         self.handoffs = Handoffs(parts, replies)
+        # Prompts whose unknown reaction was answered. In memory: a restart ends every held
+        # request (``Control.start``), so none outlives it.
+        self._hinted: set[int] = set()
 
     async def __call__(self, event: ReceivedEvent) -> None:
         # Membership, room settings and encryption are the guard's; an encrypted room's events
@@ -168,7 +172,10 @@ class InboundHandler:
         if relates.get("rel_type") != "m.annotation" or not isinstance(target, str):
             return
         decision = decisions.from_reaction(key) if isinstance(key, str) else None
-        if decision is None or await self.handoffs.react(event, thread, target, decision):
+        if decision is None:
+            await self._unknown_reaction(event, thread, target, key)
+            return
+        if await self.handoffs.react(event, thread, target, decision):
             return
         approval = await self.p.approval_store.for_matrix_event(target)
         if approval is None or approval.thread_id != thread.id:
@@ -176,6 +183,28 @@ class InboundHandler:
         level = await self.p.roles.level(event.sender, thread.id)
         if allows(level, PermissionLevel.OPERATOR):
             await self._decide(event, thread, approval, decision, None, reply_to=target)
+
+    async def _unknown_reaction(
+        self, event: ReceivedEvent, thread: Thread, target: str, key: object
+    ) -> None:
+        """A reaction that decides nothing, on a prompt still waiting for a decision, by
+        someone who may decide: say once which reactions do (not once per reaction: a second
+        unknown one on the same prompt is ignored)."""
+        if not isinstance(key, str) or self.p.roles.is_bridge_user(event.sender):
+            return
+        approval = await self.p.approval_store.for_matrix_event(target)
+        if approval is None or approval.thread_id != thread.id or approval.state != PENDING:
+            return
+        if approval.hook_event_id in self._hinted:
+            return
+        level = await self.p.roles.level(event.sender, thread.id)
+        if not allows(level, PermissionLevel.OPERATOR):
+            return
+        if len(self._hinted) >= HINTS_KEPT:  # held requests end within the approval timeout
+            self._hinted.clear()
+        self._hinted.add(approval.hook_event_id)
+        hint = decisions.unknown_reaction(key)
+        await self.replies.send(thread, event.room_id, event.event_id, hint, reply_to=target)
 
     async def _decide(
         self,

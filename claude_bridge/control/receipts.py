@@ -3,7 +3,9 @@
 * A message Claude received gets a ✓ reaction from the session's ghost on the operator's own
   message, so the sender sees Claude got it.
 * A settled approval's request message is edited (``m.replace``, by whoever sent it: the session's
-  ghost or a subagent's) to lead with the outcome and who decided.
+  ghost or a subagent's): the outcome, who decided (by their display name, linked), over the
+  request; the instructions go. A call denied here also gets its tool line marked 🚫
+  (``delivery/denials.py``), since Claude Code sends nothing that would.
 
 Both are durable (``shown_at`` columns) and use deterministic transaction ids, so a restart or a
 retry never shows anything twice. A request message that delivery has not posted yet (homeserver
@@ -14,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from claude_bridge.control import decisions
+from claude_bridge.ids import ThreadID
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError, quote
 from claude_bridge.matrix.relations import edit_content
-from claude_bridge.store import ThreadStore
+from claude_bridge.render.text import one_line
+from claude_bridge.store import Thread, ThreadStore
 from claude_bridge.store.approvals import Approval, ApprovalStore
 from claude_bridge.store.database import now_ms
 from claude_bridge.store.session_messages import SessionInbox, SessionMessage
@@ -31,6 +36,9 @@ DELIVERED_KEY = "✓"
 RETRY = 1.0
 BACKOFF_MAX = 30.0
 ORPHAN_AFTER_MS = 10 * 60 * 1000
+NAME_CHARS = 60
+
+ShowDenied = Callable[[ThreadID, int, str], Awaitable[bool]]
 
 
 class Receipts(Worker):
@@ -53,6 +61,8 @@ class Receipts(Worker):
         self.threads = threads
         self.client = client
         self.approval_timeout = approval_timeout
+        self.show_denied: ShowDenied | None = None
+        """Marks a denied call's tool line (the delivery's, set once delivery exists)."""
 
     async def _run(self) -> None:
         delay: float | None = None
@@ -104,7 +114,8 @@ class Receipts(Worker):
             if thread is None or thread.room_id is None:
                 await self.approvals.mark_shown(approval.hook_event_id)  # no room to tell
                 return True
-            content = decisions.settled_content(approval, {}, self.approval_timeout)
+            who = await self._name(thread, thread.room_id, approval.decided_by)
+            content = decisions.settled_content(approval, {}, self.approval_timeout, who)
             await self._send(
                 thread.ghost_mxid,
                 thread.room_id,
@@ -125,13 +136,33 @@ class Receipts(Worker):
             except MatrixError as e:
                 if e.temporary:
                     raise
-            new = decisions.settled_content(approval, original, self.approval_timeout)
+            who = await self._name(thread, thread.room_id, approval.decided_by)
+            new = decisions.settled_content(approval, original, self.approval_timeout, who)
             edit = edit_content(target, new)
             await self._send(
                 sender, thread.room_id, "m.room.message", edit, "perm", approval.hook_event_id
             )
+        if approval.state == decisions.DENY and self.show_denied is not None:
+            note = decisions.denied_note(approval, who)
+            await self.show_denied(ThreadID(thread.id), approval.hook_event_id, note)
         await self.approvals.mark_shown(approval.hook_event_id)
         return True
+
+    async def _name(self, thread: Thread, room_id: str, user_id: str | None) -> str | None:
+        """How the room names ``user_id``: their display name there, else their localpart."""
+        if not user_id:
+            return None
+        try:
+            member = await self.client.state_event(
+                thread.ghost_mxid, room_id, "m.room.member", user_id
+            )
+        except MatrixError as e:
+            if e.temporary:
+                raise
+            member = None
+        name = member.get("displayname") if isinstance(member, dict) else None
+        name = one_line(name, NAME_CHARS) if isinstance(name, str) else ""
+        return name or user_id.removeprefix("@").split(":", 1)[0] or user_id
 
     async def _send(
         self, sender: str, room_id: str, event_type: str, content: dict, kind: str, key: int

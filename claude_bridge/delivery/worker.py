@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from claude_bridge import metrics
 from claude_bridge.config.sections.mirror import mirror_options
 from claude_bridge.delivery.backlog import BacklogCap
 from claude_bridge.delivery.context import ContextReader
+from claude_bridge.delivery.denials import Denials
 from claude_bridge.delivery.merging import Merger, Rendered, Renderer
 from claude_bridge.delivery.sending import Sender
 from claude_bridge.events.catalogue import MESSAGE_DISPLAY
@@ -77,6 +79,14 @@ class Delivery:
             max_content_bytes=options.max_content_bytes,
         )
         self.backlog = BacklogCap(outbox, options.backlog_events)
+        # Held while a thread's worker delivers an event, and by anything else that edits the
+        # thread's messages (a merged message's lines are read, changed and sent as one).
+        self._locks: weakref.WeakValueDictionary[ThreadID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self.denials = Denials(
+            outbox, threads, self.contexts, self.sender, client, render, self.thread_lock
+        )
         self._workers: dict[ThreadID, asyncio.Task[None]] = {}
         self._dirty: set[ThreadID] = set()
         self._stopping = False
@@ -141,7 +151,8 @@ class Delivery:
                     thread = await self.threads.get(thread_id)
                     i = 0
                     while i < len(batch) and not self._stopping:
-                        i += await self._deliver_next(batch, i, thread)
+                        async with self.thread_lock(thread_id):
+                            i += await self._deliver_next(batch, i, thread)
         except Exception:
             log.exception(
                 "delivery worker crashed; the thread's events stay queued", thread_id=thread_id
@@ -151,6 +162,12 @@ class Delivery:
             # Work that arrived while we were leaving must not wait for the next event.
             if thread_id in self._dirty and not self._stopping:
                 self.notify(thread_id)
+
+    def thread_lock(self, thread_id: ThreadID) -> asyncio.Lock:
+        lock = self._locks.get(thread_id)
+        if lock is None:
+            lock = self._locks[thread_id] = asyncio.Lock()
+        return lock
 
     async def _fetch(self, thread_id: ThreadID) -> list[PendingEvent]:
         delay = BACKOFF_START

@@ -86,6 +86,10 @@ class EventKind:
     """A room far behind may fold it (stored, not sent); False for what a person must see."""
     follows_call: bool = False
     """Output of a tool call: folded along with the calls before it."""
+    echoes_approval: str | None = None
+    """The ``notification_type`` with which an event of this kind only repeats a pending
+    permission request (Claude Code's "Claude needs your permission", sent when its dialog has
+    waited a few seconds): it is folded into the request's prompt, which pinged already."""
 
 
 UNKNOWN = EventKind("")
@@ -226,6 +230,7 @@ NOTIFICATION = _add(
         Install(matcher=True),
         shows_activity=False,
         foldable=False,
+        echoes_approval="permission_prompt",
     )
 )
 MESSAGE_DISPLAY = _add(

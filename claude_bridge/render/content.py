@@ -71,9 +71,10 @@ def project_dir(event: HookEvent, env: Env) -> str | None:
     return None
 
 
-def pill(user_id: str) -> str:
-    """An HTML mention of ``user_id``, shown as its localpart."""
-    label = user_id[1:].split(":", 1)[0] if user_id.startswith("@") else user_id
+def pill(user_id: str, name: str | None = None) -> str:
+    """An HTML link to ``user_id`` (a pill in clients), shown as ``name`` or its localpart. It
+    pings nobody by itself: who is mentioned is the content's ``m.mentions``."""
+    label = name or (user_id[1:].split(":", 1)[0] if user_id.startswith("@") else user_id)
     href = "https://matrix.to/#/" + quote(user_id, safe="@:")
     return f'<a href="{esc(href)}">{esc(label or user_id)}</a>'
 

@@ -18,6 +18,7 @@ from claude_bridge.events.models import HookEvent
 
 # Imported for their @renders registrations.
 from claude_bridge.render import (  # noqa: F401
+    approval,
     compaction,
     conversation,
     lifecycle,

@@ -1,9 +1,10 @@
 """Session lifecycle and attention events: start/end, notifications, failures (compaction is
 in compaction.py).
 
-Pings: Notification and StopFailure are the only messages that mention the operators. They are
-``m.text``, not ``m.notice``: the default push rule ``.m.rule.suppress_notices`` silences every
-notice, mentions included, so a pinging notice would never notify anyone.
+Pings: Notification and StopFailure mention the operators (and the approval prompt,
+``render/approval.py``). They are ``m.text``, not ``m.notice``: the default push rule
+``.m.rule.suppress_notices`` silences every notice, mentions included, so a pinging notice would
+never notify anyone. A Notification that only repeats an open permission request shows nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from claude_bridge.events.catalogue import (
     NOTIFICATION,
+    PERMISSION_REQUEST,
     SESSION_END,
     SESSION_START,
     STOP_FAILURE,
@@ -108,6 +110,15 @@ def _ping(env: Env, body: str, html: str) -> OutboundMessage:
 
 @renders(NOTIFICATION)
 def render_notification(event: Notification, env: Env) -> list[OutboundMessage]:
+    if (
+        event.notification_type == NOTIFICATION.echoes_approval
+        and env.ctx.extra.get("echoes_approval")
+        and env.opts.enabled(PERMISSION_REQUEST.name)
+    ):
+        # Claude Code's "needs your permission" for a request whose prompt is in the room and
+        # pinged already: a second ping, and a line left stale once it is decided. Kept in the
+        # store and the history; the prompt says it all.
+        return []
     icon = _NOTIFY_ICONS.get(event.notification_type or "", "🔔")
     text = shorten(event.message.strip(), _NOTE_CHARS)
     title = one_line(event.title or "", 120)

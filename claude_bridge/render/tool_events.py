@@ -13,7 +13,6 @@ from typing import Any
 
 from claude_bridge.events.catalogue import (
     PERMISSION_DENIED,
-    PERMISSION_REQUEST,
     POST_TOOL_BATCH,
     POST_TOOL_USE,
     POST_TOOL_USE_FAILURE,
@@ -21,15 +20,13 @@ from claude_bridge.events.catalogue import (
 )
 from claude_bridge.events.models import (
     HookEvent,
-    PermissionRequest,
     PostToolBatch,
     PostToolUse,
     PostToolUseFailure,
     PreToolUse,
 )
-from claude_bridge.render.blocks import Frame, code, long_text
-from claude_bridge.render.content import Env, message, operators, pill, project_dir, speaker
-from claude_bridge.render.diff import EDIT_TOOLS, unified_diff
+from claude_bridge.render.blocks import Frame, long_text
+from claude_bridge.render.content import Env, message, project_dir, speaker
 from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, first_line
@@ -139,65 +136,6 @@ def render_post_tool_use_failure(event: PostToolUseFailure, env: Env) -> list[Ou
         language="console" if event.tool_name == "Bash" else None,
     )
     return out + _reply(event, env, text, frame, "error", after_line=out[0].replaces is None)
-
-
-PERMISSION_HELP = "React ✅ allow once · 🔁 allow for this session · ❌ deny — or reply allow / always / deny <reason>"
-_PERMISSION_DETAIL_LINES = 30
-
-
-def permission_anchor(hook_event_id: object) -> str:
-    """The anchor of the approval prompt a PermissionRequest posts (control finds it by this)."""
-    return f"perm:{hook_event_id}"
-
-
-@renders(PERMISSION_REQUEST)
-def render_permission_request(event: PermissionRequest, env: Env) -> list[OutboundMessage]:
-    """The approval prompt: what Claude wants to do, the command or diff, operators pinged."""
-    line = _line(event, env)
-    lead_body = f"🔐 Claude asks to use {line.content['body']}"
-    lead_html = (
-        f"🔐 Claude asks to use {line.content.get('formatted_body') or esc(line.content['body'])}"
-    )
-    detail, language = _permission_detail(event, env)
-    body_parts, html_parts = [lead_body], [f"<p>{lead_html}</p>"]
-    if detail:
-        lines = detail.splitlines()
-        if len(lines) > _PERMISSION_DETAIL_LINES:
-            hidden = len(lines) - _PERMISSION_DETAIL_LINES
-            detail = "\n".join([*lines[:_PERMISSION_DETAIL_LINES], f"… ({hidden} more lines)"])
-        detail = detail[:4000]
-        block_body, block_html = code(detail, language)
-        body_parts.append(block_body)
-        html_parts.append(block_html)
-    ops = operators(env)
-    help_body = PERMISSION_HELP + (" — " + ", ".join(ops) if ops else "")
-    help_html = esc(PERMISSION_HELP) + (" — " + ", ".join(pill(u) for u in ops) if ops else "")
-    body_parts.append(help_body)
-    html_parts.append(f"<p>{help_html}</p>")
-    hook_event_id = env.ctx.extra.get("hook_event_id")
-    return [
-        OutboundMessage(
-            content=message(
-                "\n".join(body_parts), "".join(html_parts), msgtype="m.text", mentions=ops
-            ),
-            sender=line.sender,
-            sender_displayname=line.sender_displayname,
-            anchor=permission_anchor(hook_event_id) if hook_event_id is not None else None,
-        )
-    ]
-
-
-def _permission_detail(event: PermissionRequest, env: Env) -> tuple[str, str | None]:
-    if event.tool_name == "Bash" and isinstance(event.tool_input.get("command"), str):
-        return event.tool_input["command"], "console"
-    if event.tool_name in EDIT_TOOLS:
-        diff = unified_diff(
-            event.tool_name, event.tool_input, project_dir(event, env), env.opts.diff_context_lines
-        )
-        if diff:
-            return diff, "diff"
-    text = output_text(event.tool_input) if event.tool_input else ""
-    return text, None
 
 
 @renders(PERMISSION_DENIED)

@@ -60,6 +60,12 @@ def _shown(
         diff = unified_diff(name, tool_input, cwd, context, response)
         if diff:
             return diff, Frame(language="diff"), "diff"
+        content = tool_input.get("content")
+        if name == "Write" and isinstance(content, str) and content.strip():
+            # Over a file whose old content is unknown: what it holds now, not a made-up diff.
+            path = tool_input.get("file_path")
+            language = language_for(path) if isinstance(path, str) else None
+            return content.rstrip("\n"), Frame(language=language), "content"
     if name == "TodoWrite" and todo_text(tool_input):
         return todo_text(tool_input), Frame(style="plain"), "todos"
     if name == "Bash":

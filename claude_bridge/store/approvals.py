@@ -169,6 +169,18 @@ class ApprovalStore:
         )
         return [Approval._from_row(r) for r in rows]
 
+    async def open_since(self, thread_id: str, before_id: int, since_ms: int) -> bool:
+        """Whether the thread has a request from before hook event ``before_id`` that was still
+        pending at ``since_ms`` (or still is)."""
+        found = await self.db.fetchval(
+            "SELECT 1 FROM approval WHERE thread_id=$1 AND hook_event_id<$2 "
+            "AND (decided_at IS NULL OR decided_at>=$3) LIMIT 1",
+            thread_id,
+            before_id,
+            since_ms,
+        )
+        return found is not None
+
     async def request_message(self, hook_event_id: int) -> str | None:
         """The Matrix event that shows the request: the ``perm:<id>`` anchor, else its first part."""
         return await self.db.fetchval(

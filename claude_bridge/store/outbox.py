@@ -327,12 +327,25 @@ class Outbox:
     ) -> tuple[int, str, str] | None:
         """(id, event name, payload) of the thread's newest event of ``event_names`` before the
         event ``before``; ``None`` if there is none."""
-        marks = ", ".join(f"${i + 3}" for i in range(len(event_names)))
-        row = await self.db.fetchrow(
+        found = await self.recent_of(thread_id, event_names, before, 1)
+        return found[0] if found else None
+
+    async def recent_of(
+        self, thread_id: str, event_names: tuple[str, ...], before: int, limit: int
+    ) -> list[tuple[int, str, str]]:
+        """(id, event name, payload) of the thread's newest ``limit`` events of ``event_names``
+        before the event ``before``, newest first."""
+        marks = ", ".join(f"${i + 4}" for i in range(len(event_names)))
+        rows = await self.db.fetch(
             "SELECT id, event_name, payload FROM hook_event WHERE thread_id=$1 AND id<$2 "
-            f"AND event_name IN ({marks}) ORDER BY id DESC LIMIT 1",
+            f"AND event_name IN ({marks}) ORDER BY id DESC LIMIT $3",
             thread_id,
             before,
+            limit,
             *event_names,
         )
-        return (int(row["id"]), str(row["event_name"]), str(row["payload"])) if row else None
+        return [(int(r["id"]), str(r["event_name"]), str(r["payload"])) for r in rows]
+
+    async def payload(self, hook_event_id: int) -> str | None:
+        value = await self.db.fetchval("SELECT payload FROM hook_event WHERE id=$1", hook_event_id)
+        return str(value) if value is not None else None

@@ -157,14 +157,16 @@ async def test_an_idle_terminal_session_is_woken_from_matrix(
         await delivered_mark(alice, room, f"@claude-{session}:localhost", sent)
 
 
-@pytest.mark.parametrize("decider", ["matrix", "terminal"])
+@pytest.mark.parametrize("decider", ["matrix", "terminal", "denied"])
 async def test_a_permission_dialog_is_decided_in_the_room_or_the_terminal(
     stack: Stack, bridge: Bridge, model: FakeAnthropic, tmp_path: Path, decider: str
 ) -> None:
     """In the terminal UI a Bash call that writes asks for permission. The PermissionRequest
     hook posts it to the room and holds its answer while the terminal shows its own dialog:
     alice's ✅ lets the command run, or the person at the terminal answers first and the room's
-    prompt says so."""
+    prompt says so. Or alice denies it, after Claude Code's own "needs your permission" (about
+    6 s in: folded into the prompt, no second ping); Claude Code sends nothing about a call
+    its hook denied, so the bridge marks the call's line."""
     claude = await claude_code(stack, model, tmp_path)
     session = str(uuid.uuid4())
     async with claude.terminal("--session-id", session, "--permission-mode", "default") as term:
@@ -172,6 +174,10 @@ async def test_a_permission_dialog_is_decided_in_the_room_or_the_terminal(
         await term.wait_for("❯")
         await term.submit("RUN: touch decided-elsewhere")
         ghost = f"@claude-{session}:localhost"
+        line = await alice.wait_for(
+            lambda e: e["sender"] == ghost and body_of(e) == "💻 Bash: touch decided-elsewhere",
+            room_id=room,
+        )
         prompt = await alice.wait_for(
             lambda e: (
                 e["sender"] == ghost
@@ -187,7 +193,11 @@ async def test_a_permission_dialog_is_decided_in_the_room_or_the_terminal(
 
         if decider == "matrix":
             await alice.react(room, prompt["event_id"], "✅")
-            outcome = f"Allowed once by {ALICE}"
+            outcome = "Allowed once by alice\n"
+        elif decider == "denied":
+            await _until(lambda: notification_sent(bridge, session), "Claude Code's notification")
+            await alice.react(room, prompt["event_id"], "❌")
+            outcome = "Denied by alice\n"
         else:
             # "1. Yes". A new dialog ignores keys for a moment (typed-ahead text must not
             # answer it): press until it is taken.
@@ -197,9 +207,42 @@ async def test_a_permission_dialog_is_decided_in_the_room_or_the_terminal(
                     await _until(ran, "the dialog answered", timeout=0.2)
                     break
             outcome = "answered in the terminal"
-        await _until(ran, "the allowed command's result back at the model")
-        assert (claude.project / "decided-elsewhere").exists()
+        await _until(ran, "the command's result (or its denial) back at the model")
+        assert (claude.project / "decided-elsewhere").exists() == (decider != "denied")
         await settled_edit(alice, room, prompt["event_id"], outcome)
+        if decider != "denied":
+            return
+        marked = await alice.wait_for(
+            lambda e: (
+                e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"
+                and e["content"]["m.relates_to"]["event_id"] == line["event_id"]
+            ),
+            room_id=room,
+        )
+        assert marked["content"]["m.new_content"]["body"] == (
+            "🚫 Bash: touch decided-elsewhere — denied by alice"
+        )
+        # In a room of two every m.text notifies (the prompt's mirror too); a ping is a
+        # highlight, a mention: one, the prompt.
+        data = await alice.request(
+            "GET", "/_matrix/client/v3/notifications", params={"limit": "100"}
+        )
+        highlights = [
+            n["event"]["event_id"]
+            for n in data["notifications"]
+            if n["room_id"] == room and {"set_tweak": "highlight"} in n["actions"]
+        ]
+        assert highlights == [prompt["event_id"]]
+        assert "needs your permission" not in str(await alice.messages(room))
+
+
+async def notification_sent(bridge: Bridge, session: str) -> bool:
+    sent = await bridge.db.fetchval(
+        "SELECT COUNT(*) FROM hook_event WHERE thread_id=$1 "
+        "AND event_name='Notification' AND state='sent'",
+        session,
+    )
+    return bool(sent)
 
 
 @dataclass

@@ -303,7 +303,8 @@ async def test_approval_by_reaction_and_by_reply(
             }
         },
     )
-    body = await settled_edit(alice, room, prompt, "Allowed once by @alice:localhost")
+    # The decider by name (their display name, here the localpart Synapse gave), not user id.
+    body = await settled_edit(alice, room, prompt, "Allowed once by alice\n")
     assert cmd in body  # the request stays readable under the outcome
 
     # 🔁 allows for the session with Claude Code's own suggestion.
@@ -312,7 +313,7 @@ async def test_approval_by_reaction_and_by_reply(
     decision = (await asyncio.wait_for(task, 30))[1]["hookSpecificOutput"]["decision"]
     suggestions = hook_payload("PermissionRequest", session)["permission_suggestions"]
     assert decision == {"behavior": "allow", "updatedPermissions": suggestions}
-    await settled_edit(alice, room, prompt, "Allowed for this session by @admin:localhost")
+    await settled_edit(alice, room, prompt, "Allowed for this session by admin\n")
 
     # ❌ denies; a reply "deny <reason>" denies with the reason for Claude.
     task, prompt, _ = await held_request(stack, bridge, hooks, session, room, ghost)
@@ -326,7 +327,7 @@ async def test_approval_by_reaction_and_by_reply(
         "behavior": "deny",
         "message": "Denied by @alice:localhost via Matrix. Their reason:\n> use a dry run first",
     }
-    await settled_edit(alice, room, prompt, "Denied by @alice:localhost: use a dry run first")
+    await settled_edit(alice, room, prompt, "Denied by alice: use a dry run first\n")
     rows = await bridge.db.fetch(
         "SELECT state, decided_by FROM approval WHERE thread_id=$1 ORDER BY hook_event_id",
         session.lower(),

@@ -45,7 +45,10 @@ def msg(n: int, body: str, sender: str = "@alice:x") -> SessionMessage:
 @pytest.mark.parametrize(
     ("key", "want"),
     [("✅", "allowed"), ("👍", "allowed"), ("🔁", "allowed_always"), ("♾️", "allowed_always"),
-     ("❌", "denied"), ("👎", "denied"), ("🎉", None), ("✓", None)],
+     ("❌", "denied"), ("👎", "denied"), ("🎉", None), ("✓", None),
+     # What clients offer first, with the variation selector or a skin tone they may add.
+     ("❎", "denied"), ("✔️", "allowed"), ("👍🏽", "allowed"), ("👍️", "allowed"),
+     ("👎🏿", "denied"), (" ✅ ", "allowed"), ("✅✅", None), ("😄", None)],
 )  # fmt: skip
 def test_reaction_keys(key: str, want: str | None) -> None:
     assert decisions.from_reaction(key) == want
@@ -93,15 +96,42 @@ def test_hook_answers_per_outcome() -> None:
 
 def test_outcome_lines_and_the_edited_request() -> None:
     assert decisions.outcome(approval("allowed"), 300) == "✅ Allowed once by @alice:x"
+    assert decisions.outcome(approval("allowed"), 300, "Alice") == "✅ Allowed once by Alice"
     assert decisions.outcome(approval("timed_out"), 300).startswith("⌛ No decision within 5 min")
     assert "answered in the terminal" in decisions.outcome(approval("answered_elsewhere"), 300)
+    # A prompt from before the request part was kept: the outcome goes over all of it.
     original = {"body": "🔐 Claude asks to use Bash", "formatted_body": "<p>🔐 <b>Bash</b></p>"}
-    edited = decisions.settled_content(approval("denied", reason="<no>"), original, 300)
-    assert edited["body"] == "❌ Denied by @alice:x: <no>\n🔐 Claude asks to use Bash"
-    assert edited["formatted_body"].startswith("<p><b>❌ Denied by @alice:x: &lt;no&gt;</b></p>")
+    edited = decisions.settled_content(approval("denied", reason="<no>"), original, 300, "Al")
+    assert edited["body"] == "❌ Denied by Al: <no>\n🔐 Claude asks to use Bash"
+    assert edited["formatted_body"] == (
+        '<p><b>❌ Denied by <a href="https://matrix.to/#/@alice:x">Al</a>: &lt;no&gt;</b></p>'
+        "<p>🔐 <b>Bash</b></p>"
+    )
     assert edited["m.mentions"] == {}  # an edit never pings again
+    assert edited["msgtype"] == "m.text"  # as readable as the prompt was
     lone = decisions.settled_content(approval("allowed"), {}, 300)
-    assert lone["body"] == "✅ Allowed once by @alice:x — Bash: npm test"
+    assert lone["body"] == "✅ Allowed once by @alice:x\nBash: npm test"
+    assert '<a href="https://matrix.to/#/@alice:x">@alice:x</a>' in lone["formatted_body"]
+    # Nobody decided: no pill.
+    ended = decisions.settled_content(approval("timed_out", decided_by=None), original, 300)
+    assert "<a " not in ended["formatted_body"]
+
+
+def test_a_denied_calls_note_names_who_and_why() -> None:
+    assert decisions.denied_note(approval("denied"), "Alice") == "denied by Alice"
+    why = approval("denied", reason="use a\ndry run first")
+    assert decisions.denied_note(why, None) == "denied by @alice:x: use a dry run first"
+
+
+def test_an_unknown_reaction_is_answered_with_every_key_that_decides() -> None:
+    hint = decisions.unknown_reaction("🎉")
+    assert hint.startswith("🎉 does not decide this request.")
+    for key in decisions.REACTIONS:
+        assert key in hint
+    assert "`deny <reason>`" in hint
+    # Whatever a client sends as the key, the answer stays one short line of text.
+    odd = decisions.unknown_reaction("`x`\n" + "y" * 500)
+    assert "\n" not in odd and "`x`" not in odd and len(odd) < 300
 
 
 def test_call_key_identifies_one_call() -> None:

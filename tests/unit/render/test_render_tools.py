@@ -121,8 +121,8 @@ def test_multi_edit_diff_and_attachment_name() -> None:
         tool_input={"file_path": f"{CWD}/m.py", "edits": edits},
     )
     msg, file = render(ev)
-    # 12 lines: two edits of five (---, +++, @@, -, +) and the next one's header.
-    assert msg.content["body"].count("\n-a") + msg.content["body"].count("\n+b") == 4
+    # 12 lines: the file's header (---, +++), three edits of three (@@, -, +), the next @@.
+    assert msg.content["body"].count("\n-a") + msg.content["body"].count("\n+b") == 6
     assert file.attachment is not None and file.attachment.filename == "m.py.diff"
 
 
@@ -143,22 +143,6 @@ def test_permission_denied_marks_the_line() -> None:
     (msg,) = render(ev)
     assert msg.replaces == "tool:t"
     assert msg.content["body"] == "🚫 Bash: rm -rf / — Blocked by auto mode"
-
-
-def test_permission_request_is_the_anchored_approval_prompt() -> None:
-    ev = event(
-        "PermissionRequest", tool_name="Bash", tool_use_id="t", tool_input={"command": "ls -la"}
-    )
-    (msg,) = render(ev, operators=OPERATORS, extra={"hook_event_id": 42})
-    assert msg.anchor == "perm:42" and msg.replaces is None
-    body = msg.content["body"]
-    assert body.startswith("🔐 Claude asks to use 💻 Bash: ls -la")
-    assert "```console\nls -la\n```" in body
-    assert "✅" in body and "deny <reason>" in body
-    assert msg.content["m.mentions"] == {"user_ids": list(OPERATORS)}
-    # Without a hook event id (no delivery context) there is nothing to anchor.
-    (plain,) = render(ev)
-    assert plain.anchor is None
 
 
 def test_a_read_says_which_lines_in_which_language() -> None:
