@@ -6,7 +6,8 @@ PostCompact before the SessionStart). PreCompact posts the notice, anchored ``co
 event id>``; the other two edit it: "Compacting the conversation…" becomes "Conversation
 compacted", then shows the summary with Claude's ``<analysis>``/``<summary>`` tags stripped and
 its Markdown rendered. A summary longer than a few lines goes into the notice's thread instead,
-so the timeline keeps one line.
+so the timeline keeps one line; like a tool's output it is previewed there (``max_inline_lines``)
+with the whole summary attached, since many clients show thread replies in the timeline.
 
 Delivery tells the later events which notice is theirs (``ctx.extra["compaction"]``, see
 ``delivery/context.py``). Without it (no PreCompact recorded), PostCompact posts a notice of its
@@ -98,8 +99,9 @@ def render_post_compact(event: PostCompact, env: Env) -> list[OutboundMessage]:
     content = message(body + where, html + esc(where))
     notice_msg = OutboundMessage(content, anchor=anchor, replaces=replaces)
     frame = Frame(lead_body="🗜️ Summary", lead_html="🗜️ <b>Summary</b>", style="markdown")
+    # As short as a tool's output: clients that show thread replies in the timeline show this.
     summary_msgs = long_text(
-        env, summary, frame, attach_as="compact-summary.md", limited=False, thread_root=notice
+        env, summary, frame, attach_as="compact-summary.md", thread_root=notice
     )
     return [notice_msg, *summary_msgs]
 

@@ -60,29 +60,24 @@ def test_when_post_compact_came_first_session_start_adds_nothing() -> None:
 
 
 def test_a_long_summary_goes_into_the_notices_thread() -> None:
-    summary = (
-        "<summary>\n" + "\n".join(f"## {i}. Part\n- point {i}" for i in range(20)) + "\n</summary>"
-    )
+    """Previewed there like a tool's output (12 lines), the whole summary attached: nheko and
+    older Element X show thread replies in the timeline."""
+    parts = "\n".join(f"## {i}. Part\n- point {i}" for i in range(20))
+    summary = f"<analysis>a</analysis>\n<summary>\n{parts}\n</summary>"
     data = {**load_recorded("PostCompact.json"), "compact_summary": summary}
-    notice, reply = render(data, extra={"hook_event_id": 9, "compaction": PENDING})
-    assert_valid([notice, reply])
+    notice, reply, file = render(data, extra={"hook_event_id": 9, "compaction": PENDING})
+    assert_valid([notice, reply, file])
     assert notice.replaces == "compact:7"
     assert notice.content["body"] == (
         "🗜️ Conversation compacted (manual) — summary in the thread (40 lines)"
     )
     assert reply.thread_root == "compact:7" and reply.replaces is None
     assert reply.content["body"].startswith("🗜️ Summary\n0. Part\n\n• point 0\n\n1. Part")
-    assert "<p><strong>19. Part</strong></p>" in reply.content["formatted_body"]
-
-
-def test_a_huge_summary_is_attached() -> None:
-    summary = "\n\n".join(f"paragraph {i} " + "word " * 60 for i in range(400))
-    data = {**load_recorded("PostCompact.json"), "compact_summary": summary}
-    notice, reply, file = render(data, extra={"hook_event_id": 9, "compaction": PENDING})
-    assert_valid([notice, reply, file])
-    assert "full text attached" in reply.content["body"]
+    assert "5. Part" in reply.content["body"] and "6. Part" not in reply.content["body"]
+    assert reply.content["body"].endswith("… (truncated, 28 more lines — full text attached)")
+    assert "<p><strong>5. Part</strong></p>" in reply.content["formatted_body"]
     assert file.thread_root == "compact:7" and file.content["body"] == "compact-summary.md"
-    assert file.attachment is not None and file.attachment.data.decode() == summary.strip()
+    assert file.attachment is not None and file.attachment.data.decode() == parts
 
 
 def test_without_a_pre_compact_post_compact_is_the_notice() -> None:
