@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from claude_bridge.app import Bridge
-from tests.e2e.conftest import HookPoster, Stack
+from tests.e2e.conftest import HookPoster, Stack, hook_payload
 from tests.e2e.security.rooms import WAIT, open_room
 from tests.matrix_client import MatrixTestClient
 
@@ -66,3 +66,24 @@ async def test_a_person_shut_out_of_a_room_cannot_read_it_in_the_bot_chat(
     for what, text in answers.items():
         assert open_session.lower() in text, (what, text)
         assert secret_session.lower() not in text, (what, text)
+
+
+SLACK_TOKEN = "xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx"
+
+
+@ONE_STORE
+async def test_a_session_id_cannot_carry_a_secret_behind_the_redaction_mark(
+    stack: Stack, bridge: Bridge, hooks: HookPoster
+) -> None:
+    """The session id becomes the ghost's user id and the room alias, which are never scrubbed,
+    so one holding a secret is refused. The check looked for ``[redacted]`` in the scrubbed id
+    and not in the original: an id that already held ``[redacted]`` passed with a Slack token
+    (all lowercase, so the alias keeps it whole) beside it."""
+    for session in (f"[redacted]{SLACK_TOKEN}", f"a[redacted]-{SLACK_TOKEN}"):
+        status, body = await hooks.post(hook_payload("SessionStart", session))
+        assert status == 422 and "session_id" in body["error"], (session, status, body)
+        assert await bridge.threads.for_session(session) is None
+    assert await bridge.db.fetchval("SELECT COUNT(*) FROM thread") == 0
+    # An ordinary id still opens its thread (so the asserts above can fail).
+    assert (await hooks.post(hook_payload("SessionStart", "ordinary-session")))[0] == 200
+    assert await bridge.threads.for_session("ordinary-session") is not None
