@@ -41,6 +41,7 @@ from claude_bridge.router import ThreadRouter
 from claude_bridge.spaces import ProjectSpaces
 from claude_bridge.store import MatrixEventStore, Outbox, ThreadStore, create_database
 from claude_bridge.store.checkpoints import WalCheckpoints
+from claude_bridge.store.database import ping
 from claude_bridge.store.lock import LeaderLock, leader_lock
 from claude_bridge.store.spaces import SpaceStore
 from claude_bridge.token_access import TokenAccess
@@ -166,7 +167,7 @@ def build(config: Config, config_dir: Path) -> Bridge:
         inbound.notify()
 
     recovery = RecoveryWatch(
-        client, config.appservice.id, probe_db=lambda: db.fetchval("SELECT 1"), on_recovered=resume
+        client, config.appservice.id, probe_db=lambda: ping(db), on_recovered=resume
     )
     spaces = ProjectSpaces(
         SpaceStore(db),

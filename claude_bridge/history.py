@@ -32,8 +32,7 @@ from claude_bridge.events.catalogue import (
     kind_of,
 )
 from claude_bridge.render.scrub import Scrubber, scrubber_for
-from claude_bridge.store import Thread
-from claude_bridge.store.threads import _COLUMNS as THREAD_COLUMNS
+from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore
 
 MAX_TEXT = 4000
 _END = 2**62  # "after everything" for cursor comparisons
@@ -146,42 +145,22 @@ def describe_hook_event(name: str, payload: str) -> tuple[str, str]:
 class ThreadHistory:
     def __init__(self, db: Database, scrub: Scrubber | None = None) -> None:
         self.db = db
+        self.threads = ThreadStore(db)
+        self.outbox = Outbox(db, group_commit=False)
+        self.matrix = MatrixEventStore(db)
         # Raw hook payloads are scrubbed before _clip cuts them: a key cut in half would be too
         # short for its pattern when the API's serialiser scrubs the answer.
         self.scrub = scrub or scrubber_for(RedactConfig())
 
     async def list_threads(self, f: ThreadFilter) -> list[Thread]:
-        where: list[str] = []
-        args: list[Any] = []
-        if f.owner is not None:
-            args.append(f.owner)
-            where.append(f"token_name = ${len(args)}")
-        if f.project:
-            args.append(_like(f.project))
-            n = len(args)
-            where.append(
-                f"(LOWER(COALESCE(project_name, '')) LIKE ${n} ESCAPE '\\' "
-                f"OR LOWER(COALESCE(project_path, '')) LIKE ${n} ESCAPE '\\')"
-            )
-        if f.status:
-            args.append(f.status)
-            where.append(f"status = ${len(args)}")
-        if f.text:
-            args.append(_like(f.text))
-            n = len(args)
-            cols = ("title", "project_name", "project_path", "session_id", "id")
-            where.append(
-                "("
-                + " OR ".join(f"LOWER(COALESCE({c}, '')) LIKE ${n} ESCAPE '\\'" for c in cols)
-                + ")"
-            )
-        args += [f.limit, f.offset]
-        sql = (
-            f"SELECT {THREAD_COLUMNS} FROM thread"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + f" ORDER BY updated_at DESC, id LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        return await self.threads.search(
+            owner=f.owner,
+            project_like=_like(f.project) if f.project else None,
+            status=f.status or None,
+            text_like=_like(f.text) if f.text else None,
+            limit=f.limit,
+            offset=f.offset,
         )
-        return [Thread._from_row(r) for r in await self.db.fetch(sql, *args)]
 
     async def messages(
         self, thread: Thread, *, limit: int = 50, before: str | None = None
@@ -204,18 +183,8 @@ class ThreadHistory:
         return list(reversed(page)), (page[-1].cursor if more and page else None)
 
     async def _hook_messages(self, thread: Thread, ts: int, key: int, limit: int) -> list[Message]:
-        skip = ", ".join(f"'{name}'" for name in sorted(NOT_IN_HISTORY))
-        rows = await self.db.fetch(
-            "SELECT id, event_name, payload, received_at FROM hook_event "
-            f"WHERE thread_id=$1 AND event_name NOT IN ({skip}) "
-            "AND (received_at < $2 OR (received_at = $2 AND id < $3)) "
-            "ORDER BY received_at DESC, id DESC LIMIT $4",
-            thread.id,
-            ts,
-            key,
-            limit,
-        )
-        sent = await self._sent_event_ids([r["id"] for r in rows])
+        rows = await self.outbox.history_before(thread.id, NOT_IN_HISTORY, ts, key, limit)
+        sent = await self.outbox.sent_event_ids([r["id"] for r in rows])
         out = []
         for r in rows:
             role, text = describe_hook_event(r["event_name"], r["payload"])
@@ -233,36 +202,12 @@ class ThreadHistory:
             )
         return out
 
-    async def _sent_event_ids(self, hook_ids: list[int]) -> dict[int, list[str]]:
-        if not hook_ids:
-            return {}
-        marks = ", ".join(f"${i}" for i in range(1, len(hook_ids) + 1))
-        rows = await self.db.fetch(
-            f"SELECT hook_event_id, event_id FROM sent_event WHERE hook_event_id IN ({marks}) "
-            "ORDER BY hook_event_id, part",
-            *hook_ids,
-        )
-        found: dict[int, list[str]] = {}
-        for r in rows:
-            found.setdefault(r["hook_event_id"], []).append(r["event_id"])
-        return found
-
     async def _matrix_messages(
         self, thread: Thread, ts: int, key: str, limit: int
     ) -> list[Message]:
         if not thread.room_id:
             return []
-        rows = await self.db.fetch(
-            "SELECT m.event_id, m.sender, m.event, m.received_at FROM matrix_event m "
-            "WHERE m.room_id=$1 AND m.event_type='m.room.message' "
-            "AND NOT EXISTS (SELECT 1 FROM sent_event s WHERE s.event_id = m.event_id) "
-            "AND (m.received_at < $2 OR (m.received_at = $2 AND m.event_id < $3)) "
-            "ORDER BY m.received_at DESC, m.event_id DESC LIMIT $4",
-            thread.room_id,
-            ts,
-            key,
-            limit,
-        )
+        rows = await self.matrix.messages_before(thread.room_id, ts, key, limit)
         out = []
         for r in rows:
             content = json.loads(r["event"]).get("content") or {}

@@ -14,6 +14,7 @@ import contextlib
 from mautrix.util.async_db import Database
 
 from claude_bridge.log import get_logger
+from claude_bridge.store import MatrixEventStore, Outbox
 from claude_bridge.store.database import now_ms
 
 log = get_logger("retention")
@@ -28,37 +29,13 @@ async def prune(
     """Retention: drop the payloads of hook events delivered more than ``days`` ago, and processed
     Matrix events and transaction ids as old. Threads and event-id mappings stay."""
     cutoff = (now or now_ms()) - days * DAY_MS
-    pruned = {"hook_event": 0, "matrix_event": 0, "appservice_txn": 0}
-    while True:  # in batches, so a first run on a big store does not hold one long transaction
-        ids = await db.fetch(
-            "SELECT id FROM hook_event WHERE state IN ('sent', 'folded') AND received_at < $1 "
-            "AND payload <> $2 "
-            "LIMIT $3",
-            cutoff,
-            PRUNED_PAYLOAD,
-            batch,
-        )
-        if not ids:
-            break
-        marks = ", ".join(f"${i + 2}" for i in range(len(ids)))
-        await db.execute(
-            f"UPDATE hook_event SET payload=$1 WHERE id IN ({marks})",
-            PRUNED_PAYLOAD,
-            *(r["id"] for r in ids),
-        )
-        pruned["hook_event"] += len(ids)
-    pruned["matrix_event"] = await _delete_count(
-        db, "matrix_event", "processed_at IS NOT NULL AND received_at < $1", cutoff
-    )
-    pruned["appservice_txn"] = await _delete_count(db, "appservice_txn", "received_at < $1", cutoff)
-    return pruned
-
-
-async def _delete_count(db: Database, table: str, where: str, cutoff: int) -> int:
-    n = int(await db.fetchval(f"SELECT COUNT(*) FROM {table} WHERE {where}", cutoff) or 0)
-    if n:
-        await db.execute(f"DELETE FROM {table} WHERE {where}", cutoff)
-    return n
+    return {
+        "hook_event": await Outbox(db, group_commit=False).prune_delivered_payloads(
+            cutoff, PRUNED_PAYLOAD, batch
+        ),
+        "matrix_event": await MatrixEventStore(db).delete_processed_before(cutoff),
+        "appservice_txn": await MatrixEventStore(db).delete_transactions_before(cutoff),
+    }
 
 
 class RetentionPruner:

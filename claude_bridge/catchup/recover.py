@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from claude_bridge.events.catalogue import (
 )
 from claude_bridge.events.models import HookEvent
 from claude_bridge.log import get_logger
-from claude_bridge.store import now_ms
+from claude_bridge.store import Outbox, now_ms
 
 log = get_logger("catchup")
 
@@ -84,6 +85,10 @@ class CatchUp:
         self.db = db
         self.roots = [Path(d).expanduser().resolve() for d in config.transcript_dirs]
 
+    @cached_property
+    def outbox(self) -> Outbox:  # reads only: the hook path's own Outbox does the writing
+        return Outbox(self.db, group_commit=False)
+
     def transcript_file(self, event: HookEvent) -> Path | None:
         """The event's transcript if it is one we may read: a *.jsonl file under a root."""
         if not event.transcript_path or "\x00" in event.transcript_path:
@@ -98,12 +103,10 @@ class CatchUp:
 
     async def boot_window(self) -> GapWindow:
         """The gap a restart may have left: since the last event the previous run stored."""
-        row = await self.db.fetchrow(
-            "SELECT id, received_at FROM hook_event ORDER BY id DESC LIMIT 1"
-        )
-        if row is None:
+        last = await self.outbox.last_stored()
+        if last is None:
             return GapWindow(now_ms(), 0)
-        return GapWindow(int(row["received_at"]), int(row["id"]))
+        return GapWindow(last[1], int(last[0]))
 
     async def recover(
         self, thread_id: str, event: HookEvent, current: dict[str, Any], window: GapWindow
@@ -125,12 +128,8 @@ class CatchUp:
         ]
         if not items:
             return []
-        rows = await self.db.fetch(
-            "SELECT payload FROM hook_event WHERE thread_id=$1 AND id>$2 ORDER BY id",
-            thread_id,
-            window.since_id - LOOKBACK_ROWS,
-        )
-        gap = missing_items(items, shown_by(_decoded(r["payload"] for r in rows)), current)
+        payloads = await self.outbox.payloads_after(thread_id, window.since_id - LOOKBACK_ROWS)
+        gap = missing_items(items, shown_by(_decoded(payloads)), current)
         if not gap:
             return []
         kept = gap[-self.config.max_items :]

@@ -14,7 +14,12 @@ from claude_bridge.files import open_to_others
 from claude_bridge.log import mau_logger
 from claude_bridge.ownership import orphans
 from claude_bridge.registration import build_registration
-from claude_bridge.store.database import create_private_sqlite, load_migrations, sqlite_path
+from claude_bridge.store.database import (
+    create_private_sqlite,
+    load_migrations,
+    schema_version,
+    sqlite_path,
+)
 from claude_bridge.store.threads import ThreadStore
 from claude_bridge.token_access import TokenAccess
 
@@ -133,7 +138,7 @@ async def check_database(url: str) -> Check:
                 return Check(
                     "database", True, "reachable, empty: the bridge creates the schema at start"
                 )
-            version = int(await db.fetchval("SELECT version FROM schema_version") or 0)
+            version = await schema_version(db)
     except Exception as e:
         detail = "timed out" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
         return Check("database", False, f"cannot open {_redact(url)}: {detail}", fix)

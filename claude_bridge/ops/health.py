@@ -19,6 +19,7 @@ from claude_bridge import metrics
 from claude_bridge.log import get_logger
 from claude_bridge.store import MatrixEventStore, Outbox, ThreadStore
 from claude_bridge.store.approvals import ApprovalStore
+from claude_bridge.store.database import ping
 from claude_bridge.store.session_messages import SessionInbox
 
 log = get_logger("health")
@@ -57,6 +58,7 @@ class HealthReporter:
         self.threads = ThreadStore(db)
         self.approvals = ApprovalStore(db)
         self.session_messages = SessionInbox(db)
+        self.threads = ThreadStore(db)
         self.probes = probes
         self.timeout = timeout
         self.homeserver_cache_seconds = homeserver_cache_seconds
@@ -116,7 +118,7 @@ class HealthReporter:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
-                await self.db.fetchval("SELECT 1")
+                await ping(self.db)
         except Exception as e:
             return {"ok": False, "error": repr(e) if not isinstance(e, TimeoutError) else "timeout"}
         return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}

@@ -137,5 +137,10 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
     )
 
 
+async def ping(db: Database) -> None:
+    """One round trip: raises if the database cannot answer."""
+    await db.fetchval("SELECT 1")
+
+
 async def schema_version(db: Database) -> int:
     return int(await db.fetchval("SELECT version FROM schema_version") or 0)

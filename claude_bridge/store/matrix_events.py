@@ -115,3 +115,36 @@ class MatrixEventStore:
         return int(
             await self.db.fetchval("SELECT COUNT(*) FROM matrix_event WHERE processed_at IS NULL")
         )
+
+    async def messages_before(self, room_id: str, ts: int, before_id: str, limit: int) -> list[Any]:
+        """Rows (event_id, sender, event, received_at) of the room's ``m.room.message`` events
+        older than (``ts``, ``before_id``) that the bridge did not send itself, newest first."""
+        return list(
+            await self.db.fetch(
+                "SELECT m.event_id, m.sender, m.event, m.received_at FROM matrix_event m "
+                "WHERE m.room_id=$1 AND m.event_type='m.room.message' "
+                "AND NOT EXISTS (SELECT 1 FROM sent_event s WHERE s.event_id = m.event_id) "
+                "AND (m.received_at < $2 OR (m.received_at = $2 AND m.event_id < $3)) "
+                "ORDER BY m.received_at DESC, m.event_id DESC LIMIT $4",
+                room_id,
+                ts,
+                before_id,
+                limit,
+            )
+        )
+
+    async def delete_processed_before(self, before: int) -> int:
+        """Retention: forget processed events received before ``before`` (ms); how many."""
+        where = "processed_at IS NOT NULL AND received_at < $1"
+        return await _delete_counted(self.db, "matrix_event", where, before)
+
+    async def delete_transactions_before(self, before: int) -> int:
+        """Retention: forget transaction ids received before ``before`` (ms); how many."""
+        return await _delete_counted(self.db, "appservice_txn", "received_at < $1", before)
+
+
+async def _delete_counted(db: Database, table: str, where: str, arg: int) -> int:
+    n = int(await db.fetchval(f"SELECT COUNT(*) FROM {table} WHERE {where}", arg) or 0)
+    if n:
+        await db.execute(f"DELETE FROM {table} WHERE {where}", arg)
+    return n

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mautrix.util.async_db import Database, PostgresDatabase
 from mautrix.util.async_db.database import conn_var
@@ -349,3 +350,76 @@ class Outbox:
     async def payload(self, hook_event_id: int) -> str | None:
         value = await self.db.fetchval("SELECT payload FROM hook_event WHERE id=$1", hook_event_id)
         return str(value) if value is not None else None
+
+    async def last_stored(self) -> tuple[HookEventID, int] | None:
+        """Id and receive time (ms) of the newest hook event stored; ``None`` on a new store."""
+        row = await self.db.fetchrow(
+            "SELECT id, received_at FROM hook_event ORDER BY id DESC LIMIT 1"
+        )
+        return (HookEventID(row["id"]), int(row["received_at"])) if row else None
+
+    async def payloads_after(self, thread_id: str, after_id: int) -> list[str]:
+        """The thread's payloads stored after event ``after_id``, oldest first."""
+        rows = await self.db.fetch(
+            "SELECT payload FROM hook_event WHERE thread_id=$1 AND id>$2 ORDER BY id",
+            thread_id,
+            after_id,
+        )
+        return [r["payload"] for r in rows]
+
+    async def history_before(
+        self, thread_id: str, skip: Collection[str], ts: int, before_id: int, limit: int
+    ) -> list[Any]:
+        """Rows (id, event_name, payload, received_at) of the thread's events older than
+        (``ts``, ``before_id``) whose name is not in ``skip`` (constants), newest first."""
+        names = ", ".join(f"'{name}'" for name in sorted(skip))
+        return list(
+            await self.db.fetch(
+                "SELECT id, event_name, payload, received_at FROM hook_event "
+                f"WHERE thread_id=$1 AND event_name NOT IN ({names}) "
+                "AND (received_at < $2 OR (received_at = $2 AND id < $3)) "
+                "ORDER BY received_at DESC, id DESC LIMIT $4",
+                thread_id,
+                ts,
+                before_id,
+                limit,
+            )
+        )
+
+    async def sent_event_ids(self, hook_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The Matrix event ids each of ``hook_ids`` became, in part order."""
+        if not hook_ids:
+            return {}
+        marks = ", ".join(f"${i}" for i in range(1, len(hook_ids) + 1))
+        rows = await self.db.fetch(
+            f"SELECT hook_event_id, event_id FROM sent_event WHERE hook_event_id IN ({marks}) "
+            "ORDER BY hook_event_id, part",
+            *hook_ids,
+        )
+        found: dict[int, list[str]] = {}
+        for r in rows:
+            found.setdefault(r["hook_event_id"], []).append(r["event_id"])
+        return found
+
+    async def prune_delivered_payloads(self, before: int, pruned: str, batch: int) -> int:
+        """Retention: replace with ``pruned`` the payloads of events delivered (or folded) and
+        received before ``before`` (ms), in batches so no transaction grows long; how many."""
+        count = 0
+        while True:
+            ids = await self.db.fetch(
+                "SELECT id FROM hook_event WHERE state IN ('sent', 'folded') AND received_at < $1 "
+                "AND payload <> $2 "
+                "LIMIT $3",
+                before,
+                pruned,
+                batch,
+            )
+            if not ids:
+                return count
+            marks = ", ".join(f"${i + 2}" for i in range(len(ids)))
+            await self.db.execute(
+                f"UPDATE hook_event SET payload=$1 WHERE id IN ({marks})",
+                pruned,
+                *(r["id"] for r in ids),
+            )
+            count += len(ids)

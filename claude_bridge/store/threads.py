@@ -114,6 +114,54 @@ class ThreadStore:
         )
         return [Thread._from_row(r) for r in rows]
 
+    async def search(
+        self,
+        *,
+        owner: str | None = None,
+        project_like: str | None = None,
+        status: str | None = None,
+        text_like: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[Thread]:
+        """Threads matching every filter given, newest first. ``*_like`` are lower-case LIKE
+        patterns (``\\`` escapes); ``text_like`` is tried on title, project, session and id."""
+        where: builtins.list[str] = []
+        args: builtins.list[Any] = []
+        if owner is not None:
+            args.append(owner)
+            where.append(f"token_name = ${len(args)}")
+        if project_like:
+            args.append(project_like)
+            n = len(args)
+            where.append(
+                f"(LOWER(COALESCE(project_name, '')) LIKE ${n} ESCAPE '\\' "
+                f"OR LOWER(COALESCE(project_path, '')) LIKE ${n} ESCAPE '\\')"
+            )
+        if status:
+            args.append(status)
+            where.append(f"status = ${len(args)}")
+        if text_like:
+            args.append(text_like)
+            n = len(args)
+            cols = ("title", "project_name", "project_path", "session_id", "id")
+            where.append(
+                "("
+                + " OR ".join(f"LOWER(COALESCE({c}, '')) LIKE ${n} ESCAPE '\\'" for c in cols)
+                + ")"
+            )
+        args += [limit, offset]
+        sql = (
+            f"SELECT {_COLUMNS} FROM thread"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + f" ORDER BY updated_at DESC, id LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        )
+        return [Thread._from_row(r) for r in await self.db.fetch(sql, *args)]
+
+    async def count_active(self) -> int:
+        """Threads whose session has not ended."""
+        return int(await self.db.fetchval("SELECT COUNT(*) FROM thread WHERE status <> 'ended'"))
+
     async def set_room(self, thread_id: str, room_id: str) -> None:
         await self.db.execute(
             "UPDATE thread SET room_id=$2, updated_at=$3 WHERE id=$1", thread_id, room_id, now_ms()
