@@ -2,7 +2,7 @@
 
 Each hook event reads as it does in the room (``render/transcript.py``): tool calls with their
 output and diffs, MCP tools by their friendly names, replies as Markdown. Pure: it works from
-the export document (see ``backup.py``), not the database.
+the export document (see ``store/backup.py``), not the database.
 """
 
 from __future__ import annotations

@@ -69,8 +69,8 @@ def _write(output: Path | None, text: str) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from claude_bridge.backup import BackupError, export_threads
     from claude_bridge.export_markdown import render_markdown
+    from claude_bridge.store.backup import BackupError, export_threads
 
     try:
         url = _database_url(args)
@@ -106,7 +106,7 @@ def _markdown_scrubber(args: argparse.Namespace) -> Any:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from claude_bridge.backup import BackupError, import_threads
+    from claude_bridge.store.backup import BackupError, import_threads
 
     try:
         doc = json.loads(args.file.read_text())
@@ -122,7 +122,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate_db(args: argparse.Namespace) -> int:
-    from claude_bridge.backup import BackupError, migrate
+    from claude_bridge.store.backup import BackupError, migrate
 
     try:
         result = asyncio.run(migrate(database_url(args.source), database_url(args.target)))

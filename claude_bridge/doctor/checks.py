@@ -20,6 +20,7 @@ from claude_bridge.store.database import (
     schema_version,
     sqlite_path,
 )
+from claude_bridge.store.sqlite import use_bridge_connections
 from claude_bridge.store.threads import ThreadStore
 from claude_bridge.token_access import TokenAccess
 
@@ -130,6 +131,7 @@ def check_file_modes(config: Config, config_path: Path, registration_path: Path)
 async def check_database(url: str) -> Check:
     fix = "check 'database' in the config: the server must be up and the credentials right"
     create_private_sqlite(url)  # a database doctor creates is private like the bridge's
+    use_bridge_connections()  # the connections the bridge reads its store with
     db = Database.create(url, log=mau_logger("doctor.db"))  # no upgrade table: look, don't migrate
     try:
         async with asyncio.timeout(10):
@@ -163,6 +165,7 @@ async def check_thread_owners(config: Config, url: str) -> Check:
     """Threads whose owning hook token is not configured (renamed or removed): refused on every
     path until it is back or a token lists it under ``renamed_from``."""
     name = "thread owners"
+    use_bridge_connections()  # the connections the bridge reads its store with
     db = Database.create(url, log=mau_logger("doctor.db"))
     try:
         async with asyncio.timeout(10):

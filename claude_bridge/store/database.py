@@ -20,7 +20,7 @@ from claude_bridge.files import create_private
 from claude_bridge.log import mau_logger
 
 # Importing it also makes SQLiteConnection the pool's connection class.
-from claude_bridge.store.sqlite import CONNECTION_PRAGMAS
+from claude_bridge.store.sqlite import CONNECTION_PRAGMAS, use_bridge_connections
 
 _HEADER = re.compile(r"^--\s*v(\d+):\s*(.+)$")
 _ONLY = re.compile(r"--\s*only:\s*(postgres|sqlite)\s*$")
@@ -111,6 +111,7 @@ def create_private_sqlite(url: str) -> None:
 def create_database(url: str, *, pool_size: int = 10) -> Database:
     """A mautrix ``Database`` over asyncpg or aiosqlite; ``start()`` applies migrations."""
     create_private_sqlite(url)
+    use_bridge_connections()
     # SQLite in WAL mode: a few connections let a hook's INSERT run while delivery reads or
     # writes on another, instead of queueing behind it for the pool's single connection.
     args: dict[str, object] = {

@@ -128,5 +128,12 @@ class SQLiteConnection(mautrix_sqlite.TxnConnection):
             mautrix_sqlite.in_transaction.reset(token)
 
 
-# mautrix's pool builds its connections from this module attribute.
-mautrix_sqlite.TxnConnection = SQLiteConnection  # type: ignore[misc]
+def use_bridge_connections() -> None:
+    """Make mautrix's SQLite pools build :class:`SQLiteConnection`; idempotent.
+
+    mautrix's pool takes its connection class from the module attribute ``TxnConnection`` and
+    has no parameter for it, so this swaps the attribute for the whole process. It is called
+    where a database is created (``create_database``, ``doctor``), not at import: importing the
+    store changes nothing.
+    """
+    mautrix_sqlite.TxnConnection = SQLiteConnection  # type: ignore[misc]

@@ -18,10 +18,10 @@ from ruamel.yaml import YAML
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from claude_bridge import backup
 from claude_bridge.app import Bridge, build
 from claude_bridge.cli import main
 from claude_bridge.registration import build_registration
+from claude_bridge.store import backup
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, free_port, hook_payload, new_session
 from tests.e2e.test_foundation import _until, _wait_for_room

@@ -12,10 +12,17 @@ from typing import Any
 import pytest
 from mautrix.util.async_db import Database
 
-from claude_bridge import backup, retention
+from claude_bridge import retention
 from claude_bridge.cli import main
 from claude_bridge.export_markdown import render_markdown
-from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import (
+    MatrixEventStore,
+    Outbox,
+    Thread,
+    ThreadStore,
+    backup,
+    create_database,
+)
 from claude_bridge.store.database import migrations_dir, now_ms
 from tests.conftest import create_pg_database, drop_pg_database
 

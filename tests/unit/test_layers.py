@@ -30,7 +30,6 @@ LAYERS: list[set[str]] = [
         "provision",
         "devenv",
         "installer",
-        "backup",
         "export_markdown",
         "mcp_server",
     },

@@ -149,3 +149,26 @@ async def test_transactions_of_only_echoes_write_nothing(store_url: str) -> None
     assert await matrix_events.store_transaction("t1", [{"no": "id"}]) == 0
     assert await database.fetchval("SELECT COUNT(*) FROM appservice_txn") == 0
     await database.stop()
+
+
+def test_importing_the_store_leaves_mautrix_alone_until_a_database_is_created(
+    tmp_path: Path,
+) -> None:
+    """The connection class is swapped by ``create_database``, not as a side effect of import."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from mautrix.util.async_db import aiosqlite as m\n"
+        "import claude_bridge.store.database as d, claude_bridge.store.backup\n"
+        "from claude_bridge.store.sqlite import SQLiteConnection as S\n"
+        "print(m.TxnConnection is S)\n"
+        f"d.create_database('sqlite:///{tmp_path}/a.db')\n"
+        "print(m.TxnConnection is S)\n"
+        f"d.create_database('sqlite:///{tmp_path}/b.db')\n"
+        "print(m.TxnConnection is S)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False", "True", "True"]
