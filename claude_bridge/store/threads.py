@@ -158,10 +158,6 @@ class ThreadStore:
         )
         return [Thread._from_row(r) for r in await self.db.fetch(sql, *args)]
 
-    async def count_active(self) -> int:
-        """Threads whose session has not ended."""
-        return int(await self.db.fetchval("SELECT COUNT(*) FROM thread WHERE status <> 'ended'"))
-
     async def set_room(self, thread_id: str, room_id: str) -> None:
         await self.db.execute(
             "UPDATE thread SET room_id=$2, updated_at=$3 WHERE id=$1", thread_id, room_id, now_ms()
