@@ -6,7 +6,8 @@ import functools
 import json
 from typing import Any
 
-from claude_bridge.events.catalogue import MESSAGE_DISPLAY, POST_COMPACT, PRE_COMPACT, kind_of
+from claude_bridge.delivery.approval_context import ApprovalContext
+from claude_bridge.events.catalogue import MESSAGE_DISPLAY, POST_COMPACT, PRE_COMPACT
 from claude_bridge.events.models import (
     HookEvent,
     MessageDisplay,
@@ -18,12 +19,6 @@ from claude_bridge.events.models import (
 from claude_bridge.render.messages import RenderContext
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Outbox, PendingEvent, Thread
-from claude_bridge.store.approvals import ApprovalStore
-
-ECHO_GRACE_MS = 60_000
-"""A "needs your permission" arriving this soon after a request was decided is still about it:
-Claude Code sends it when its dialog has waited a few seconds, and may not cancel it when the
-hook's answer closes the dialog."""
 
 
 class ContextReader:
@@ -33,8 +28,8 @@ class ContextReader:
         self.mirror = mirror
 
     @functools.cached_property
-    def approvals(self) -> ApprovalStore:
-        return ApprovalStore(self.outbox.db)
+    def around_approvals(self) -> ApprovalContext:
+        return ApprovalContext(self.outbox)
 
     async def context(self, thread: Thread, hook: HookEvent, event: PendingEvent) -> RenderContext:
         extra: dict[str, Any] = {
@@ -62,8 +57,10 @@ class ContextReader:
             compaction = await self.compaction(thread.id, hook, event.id)
             if compaction is not None:
                 extra["compaction"] = compaction
-        elif await self.echoes_approval(thread.id, hook, event):
+        elif await self.around_approvals.echoes_approval(thread.id, hook, event):
             extra["echoes_approval"] = True
+        elif (seen := await self.around_approvals.seen(thread.id, hook, event)) is not None:
+            extra["seen"] = seen
         return RenderContext(
             thread_id=thread.id,
             project=thread.project_name or "Claude Code",
@@ -96,15 +93,6 @@ class ContextReader:
             "instructions": pre.get("custom_instructions"),
             "done": False,
         }
-
-    async def echoes_approval(self, thread_id: str, hook: HookEvent, event: PendingEvent) -> bool:
-        """Whether ``hook`` only repeats a permission request of the thread that was open when
-        it arrived (the catalogue's ``echoes_approval``): the request's prompt pinged already."""
-        echo = kind_of(hook.hook_event_name).echoes_approval
-        if echo is None or getattr(hook, "notification_type", None) != echo:
-            return False
-        since = event.received_at - ECHO_GRACE_MS
-        return await self.approvals.open_since(thread_id, event.id, since)
 
     async def streams(self, thread_id: str, up_to: int) -> dict[str, tuple[str | None, str]]:
         """MessageDisplay streams so far: message id → (prompt id, text), oldest first."""

@@ -20,7 +20,7 @@ from claude_bridge.events.catalogue import PERMISSION_REQUEST
 from claude_bridge.events.models import PermissionRequest
 from claude_bridge.render.blocks import code
 from claude_bridge.render.content import Env, message, operators, pill, project_dir, speaker
-from claude_bridge.render.diff import EDIT_TOOLS, unified_diff
+from claude_bridge.render.diff import EDIT_TOOLS, Seen, unified_diff
 from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, one_line, plural
@@ -84,7 +84,9 @@ def request_part(event: PermissionRequest, env: Env) -> tuple[str, str, tuple[st
             return (*tool_line(name, tool_input, cwd, width, note=note), None)
         return (*tool_line(name, {}, cwd, width, note=note), _block(command, "bash"))
     if name in EDIT_TOOLS:
-        diff = unified_diff(name, tool_input, cwd, env.opts.diff_context_lines)
+        seen = env.ctx.extra.get("seen")  # what the session last saw of the file
+        seen = seen if isinstance(seen, Seen) else None
+        diff = unified_diff(name, tool_input, cwd, env.opts.diff_context_lines, seen=seen)
         if diff:
             every = "every occurrence" if tool_input.get("replace_all") is True else ""
             return (*tool_line(name, tool_input, cwd, width, note=every), _block(diff, "diff"))

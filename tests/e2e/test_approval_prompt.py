@@ -10,7 +10,9 @@ needs your permission"); after a denial from Matrix it sends nothing about the c
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +33,7 @@ from tests.matrix_client import MatrixTestClient
 pytestmark = pytest.mark.e2e
 
 NAME = "Alice Liddell"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hook-payloads"
 
 
 async def nick(user: MatrixTestClient, room: str, name: str) -> None:
@@ -253,3 +256,38 @@ async def test_a_needs_your_permission_long_after_the_last_decision_still_pings(
     assert ALICE in note["content"]["m.mentions"]["user_ids"]
     notified = {n["event"]["event_id"] for n in await pings(alice, room)}
     assert notified == {prompt, note["event_id"]}
+
+
+async def test_an_edit_prompt_numbers_its_lines_from_what_the_session_read(
+    stack: Stack, bridge: Bridge, hooks: HookPoster
+) -> None:
+    """Recorded from Claude Code 2.1.332: a Read of src/app.py, then an Edit of it. The prompt
+    comes before the edit runs, so Claude Code's structuredPatch is not there yet; the edit
+    applied to what the Read returned gives the same diff."""
+    session, room, ghost = await open_thread(stack, bridge, hooks)
+    read, edit = recorded("PostToolUse.Read.json"), recorded("PostToolUse.Edit.json")
+    assert (await hooks.post({**read, "session_id": session}))[0] == 200
+    request = hook_payload("PermissionRequest", session, tool_name="Edit")
+    task = asyncio.create_task(hooks.post({**request, "tool_input": edit["tool_input"]}))
+    prompt = await stack.users["alice"].wait_for(
+        lambda e: (
+            e["sender"] == ghost
+            and "Edit: src/app.py" in e["content"].get("body", "")
+            and "m.new_content" not in e["content"]
+        ),
+        room_id=room,
+    )
+    assert (
+        "\n```diff\n--- a/src/app.py\n+++ b/src/app.py\n@@ -59,4 +59,4 @@\n line 59\n line 60\n"
+        " def limit(items):\n-    return items[:10]\n+    return items[:n]\n```\nReact"
+    ) in prompt["content"]["body"]
+    await stack.users["alice"].react(room, prompt["event_id"], "✅")
+    await asyncio.wait_for(task, 30)
+    decided = await settled_edit(stack.users["alice"], room, prompt["event_id"], "Allowed")
+    assert decided.startswith("✅ Allowed once by alice\n✏️ Edit: src/app.py\n```diff\n")
+    assert "\n@@ -59,4 +59,4 @@\n" in decided
+
+
+def recorded(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data

@@ -14,6 +14,7 @@ import pytest
 
 from claude_bridge.control import decisions
 from claude_bridge.render.approval import REQUEST_FIELD
+from claude_bridge.render.diff import Seen, applied, seen_in, unified_diff
 from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.store.approvals import Approval
 from tests.unit.control import test_pure as pure
@@ -210,3 +211,81 @@ def test_claude_codes_own_patch_keeps_its_line_numbers_and_indentation() -> None
     removed = {"oldStart": 3, "oldLines": 1, "newStart": 3, "newLines": 0, "lines": ["-gone"]}
     (cut,) = render({**recorded, "tool_response": {"structuredPatch": [removed]}})
     assert "\n@@ -3,1 +2,0 @@\n-gone\n" in cut.content["body"]
+
+
+def recorded(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data
+
+
+def test_an_edit_of_a_file_the_session_read_has_its_real_line_numbers() -> None:
+    """Claude Code reads a file before it edits it: applied to what that Read returned, the
+    prompt's diff is the one Claude Code's own structuredPatch gives once the edit ran."""
+    read, edit = recorded("PostToolUse.Read.json"), recorded("PostToolUse.Edit.json")
+    seen = seen_in(read["tool_name"], read["tool_input"], read["tool_response"])
+    assert seen is not None and seen[0] == edit["tool_input"]["file_path"]
+    ev = event("PermissionRequest", tool_name="Edit", tool_input=edit["tool_input"])
+    (msg,) = render(ev, operators=OPS, extra={"seen": seen[1]})
+    (ran,) = render(edit)  # the PostToolUse, with Claude Code's structuredPatch
+    assert ran.content["body"].startswith("```diff\n--- a/src/app.py\n+++ b/src/app.py\n@@ -59,4")
+    assert msg.content["body"] == (
+        f"🔐 Claude asks to use ✏️ Edit: src/app.py\n{ran.content['body']}\n"
+        "React ✅ allow once · ❌ deny — or reply deny <reason> — @admin:localhost"
+    )
+
+
+def test_what_a_call_shows_or_leaves_of_a_file() -> None:
+    part = recorded("PostToolUse.Read.range.json")  # lines 10–14 of 63
+    path, seen = seen_in(part["tool_name"], part["tool_input"], part["tool_response"]) or ("", None)
+    assert path.endswith("src/app.py") and seen == Seen(
+        "line 10\nline 11\nline 12\nline 13\nline 14", 10, whole=False
+    )
+    edit = recorded("PostToolUse.Edit.json")
+    after = seen_in(edit["tool_name"], edit["tool_input"], edit["tool_response"])
+    assert after is not None and after[1].text.endswith("def limit(items):\n    return items[:n]\n")
+    write = recorded("PostToolUse.Write.json")
+    assert seen_in(write["tool_name"], write["tool_input"], {}) == (
+        write["tool_input"]["file_path"],
+        Seen("print('hi')\n"),
+    )
+    image = {"type": "image", "file": {"base64": "AAAA", "type": "image/png"}}
+    assert seen_in("Read", {"file_path": "/p/x.png"}, image) is None
+    assert seen_in("Bash", {"command": "ls"}, {"stdout": ""}) is None
+
+
+def test_a_partly_read_file_numbers_from_where_the_read_began() -> None:
+    seen = Seen("line 10\nline 11\nline 12\nline 13\nline 14", 10, whole=False)
+    edit = {"file_path": f"{CWD}/a.py", "old_string": "line 12", "new_string": "line twelve"}
+    diff = unified_diff("Edit", edit, CWD, 1, seen=seen)
+    assert (
+        diff
+        == "--- a/a.py\n+++ b/a.py\n@@ -11,3 +11,3 @@\n line 11\n-line 12\n+line twelve\n line 13"
+    )
+    # A Write replaces the whole file: part of it is not enough to diff against.
+    assert (
+        unified_diff("Write", {"file_path": f"{CWD}/a.py", "content": "x"}, CWD, 1, seen=seen)
+        is None
+    )
+    whole = unified_diff(
+        "Write", {"file_path": f"{CWD}/a.py", "content": "a\nc\n"}, CWD, 0, seen=Seen("a\nb\n")
+    )
+    assert whole == "--- a/a.py\n+++ b/a.py\n@@ -2,1 +2,1 @@\n-b\n+c"
+
+
+@pytest.mark.parametrize(
+    ("edit", "after"),
+    [
+        ({"old_string": "c", "new_string": "C"}, "abC b"),
+        ({"old_string": "b", "new_string": "B"}, None),  # two matches: Claude Code refuses
+        ({"old_string": "b", "new_string": "B", "replace_all": True}, "aBc B"),
+        ({"old_string": "zz", "new_string": "y"}, None),  # not in what was seen: it changed
+        ({"old_string": "", "new_string": "y"}, None),
+    ],
+)
+def test_an_edit_applies_as_claude_code_applies_it(edit: dict[str, Any], after: str | None) -> None:
+    assert applied("Edit", edit, Seen("abc b")) == after
+    diff = unified_diff("Edit", {"file_path": "/p/a", **edit}, "/p", 3, seen=Seen("abc b"))
+    if after is None:  # the change alone, under a bare @@: where it goes is not known
+        assert diff is None or "\n@@\n" in diff
+    else:
+        assert diff is not None and "\n@@ -1,1 +1,1 @@\n" in diff
