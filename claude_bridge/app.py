@@ -211,7 +211,12 @@ def build(config: Config, config_dir: Path) -> Bridge:
         delivery=delivery,
     )
     hooks = HookServer(
-        config.hooks, ingest, respond=control.respond, health=ops.health.report, access=access
+        config.hooks,
+        ingest,
+        respond=control.respond,
+        health=ops.health.report,
+        access=access,
+        scrub=outgoing_scrubber(config),
     )
     control.add_routes(hooks)  # the background waiter's long-poll
     ops.add_routes(hooks.app)  # /metrics, the threads API

@@ -27,6 +27,7 @@ from claude_bridge.hooks.limits import NewThreadLimit
 from claude_bridge.hooks.validate import MAX_JSON_DEPTH, finite, not_json, too_deep, unstorable
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
+from claude_bridge.render.scrub import Scrubber
 from claude_bridge.shim import SPOOLED_HEADER
 from claude_bridge.store import Thread
 from claude_bridge.token_access import TokenAccess
@@ -57,8 +58,11 @@ class HookServer:
         respond: HookAnswerer = _no_answer,
         health: HealthProbe | None = None,
         access: TokenAccess | None = None,
+        scrub: Scrubber | None = None,
     ) -> None:
         self.config = config
+        # Checks session ids, which become Matrix ids that are never scrubbed.
+        self.scrub = scrub
         self.access = access or TokenAccess(config)
         self.held = HeldApprovals(
             lambda name: t.max_held_approvals if (t := self.access.settings(name)) else 0
@@ -112,7 +116,7 @@ class HookServer:
             request[metrics.HOOK_EVENT_NAME] = event.hook_event_name
         except HookInputError as e:
             return _error(422, f"not a valid hook input: {e}")
-        if problem := unstorable(event):
+        if problem := unstorable(event, self.scrub):
             return _error(422, f"not a valid hook input: {problem}")
         # A permission request holds its connection until someone decides: capped per token.
         holds = isinstance(event, PermissionRequest) and SPOOLED_HEADER not in request.headers

@@ -11,7 +11,7 @@ from typing import Any
 
 from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.events.models import HookEvent
-from claude_bridge.render.scrub import scrubber_for
+from claude_bridge.render.scrub import Scrubber, scrubber_for
 
 _SCRUB = scrubber_for(RedactConfig())
 
@@ -43,10 +43,12 @@ def too_deep(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-def unstorable(event: HookEvent) -> str | None:
+def unstorable(event: HookEvent, scrub: Scrubber | None = None) -> str | None:
     """A field that goes into a database column but cannot (Postgres refuses NUL and surrogates).
 
     Refused as 422, not 503: a retry cannot succeed, and the shim would spool it for ever.
+    ``scrub`` is the bridge's outgoing scrubber (configured patterns and its own secrets); the
+    default knows only the built-in patterns.
     """
     for name in ("session_id", "hook_event_name", "cwd"):
         value = getattr(event, name)
@@ -61,6 +63,6 @@ def unstorable(event: HookEvent) -> str | None:
     # The session id becomes the ghost's user id and the room alias, which are never scrubbed
     # (rewriting them would break the room): one the scrubber would change at all is refused.
     # (Looking for the replacement in the result alone let "[redacted]<token>" through.)
-    if _SCRUB.text(event.session_id) != event.session_id:
+    if (scrub or _SCRUB).text(event.session_id) != event.session_id:
         return "session_id: looks like it holds a secret (session ids are UUIDs)"
     return None

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from claude_bridge.app import Bridge
-from tests.e2e.conftest import HookPoster, Stack, hook_payload
+from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, hook_payload
 from tests.e2e.security.rooms import WAIT, open_room
 from tests.matrix_client import MatrixTestClient
 
@@ -87,3 +87,17 @@ async def test_a_session_id_cannot_carry_a_secret_behind_the_redaction_mark(
     # An ordinary id still opens its thread (so the asserts above can fail).
     assert (await hooks.post(hook_payload("SessionStart", "ordinary-session")))[0] == 200
     assert await bridge.threads.for_session("ordinary-session") is not None
+
+
+@ONE_STORE
+async def test_a_session_id_cannot_carry_the_bridges_own_secrets(
+    stack: Stack, bridge: Bridge, hooks: HookPoster
+) -> None:
+    """The session-id check uses the bridge's outgoing scrubber, which knows the as_token and
+    the hook tokens (random strings no built-in pattern matches), not the default one."""
+    as_token = stack.config["appservice"]["as_token"]
+    for session in (f"s-{as_token}", f"s-{HOOK_TOKEN}"):
+        status, body = await hooks.post(hook_payload("SessionStart", session))
+        assert status == 422 and "session_id" in body["error"], (session, status, body)
+        assert await bridge.threads.for_session(session) is None
+    assert (await hooks.post(hook_payload("SessionStart", "plain-session")))[0] == 200
