@@ -37,6 +37,7 @@ from claude_bridge.ops.service import Operations
 from claude_bridge.ownership import settle_owners
 from claude_bridge.permissions import Permissions
 from claude_bridge.render import render_event
+from claude_bridge.render.room_status import with_room_status
 from claude_bridge.router import ThreadRouter
 from claude_bridge.spaces import ProjectSpaces
 from claude_bridge.store import MatrixEventStore, Outbox, ThreadStore, create_database
@@ -183,7 +184,7 @@ def build(config: Config, config_dir: Path) -> Bridge:
         threads,
         router,
         client,
-        control.renderer(with_catchup_marker(render_event)),
+        control.renderer(with_catchup_marker(with_room_status(render_event))),
         mirror=config.bridge.mirror,
         on_failure=recovery.failed,
     )

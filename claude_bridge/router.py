@@ -12,9 +12,11 @@ import os.path
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 from claude_bridge.config import Config
 from claude_bridge.events.models import HookEvent
+from claude_bridge.identicon import identicon_png
 from claude_bridge.ids import SessionID, thread_id_for
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
@@ -25,12 +27,19 @@ from claude_bridge.room_policy import (
     initial_state,
     power_levels,
 )
+from claude_bridge.room_state import (
+    THREAD_STATE,
+    WORKING,
+    session_tag,
+    thread_state,
+    topic_content,
+    topic_text,
+)
 from claude_bridge.spaces import ProjectSpaces
 from claude_bridge.store import Thread, ThreadStore
 
 log = get_logger("router")
 
-THREAD_STATE = "org.claude_bridge.thread"
 SPACE_LINK_RETRY = 60.0
 """Seconds between tries at putting a thread's room into its project's space."""
 
@@ -83,26 +92,32 @@ class ThreadRouter:
             token_name=token_name,
         )
 
-    async def ensure_room(self, thread: Thread) -> str:
+    async def ensure_room(self, thread: Thread, starting: str | None = None) -> str:
         """The thread's room id, creating the room (and ghost) on first use; the room goes into
-        its project's space then, or at a later event if that failed."""
-        room_id = thread.room_id or await self._room_for(thread)
+        its project's space then, or at a later event if that failed. ``starting``: where the
+        session stands (``room_state``) by the event the room is made for."""
+        room_id = thread.room_id or await self._room_for(thread, starting or WORKING)
         if self.spaces is not None and thread.space_linked_at is None:
             await self._link_space(thread, self.spaces)
         return room_id
 
-    async def _room_for(self, thread: Thread) -> str:
+    async def _room_for(self, thread: Thread, activity: str) -> str:
         async with self._locks[thread.id]:
             stored = await self.threads.get(thread.id)
             if stored and stored.room_id:
                 thread.room_id, thread.space_linked_at = stored.room_id, stored.space_linked_at
+                thread.activity = stored.activity
                 return stored.room_id
             await self.ensure_ghost(thread.ghost_mxid, self.displayname(thread))
+            # The space first, so the room is made with its link (one line fewer in the room).
+            space = await self.spaces.space_for(thread) if self.spaces is not None else None
             # Straight to createRoom: a room left by a crash between creating it and recording
             # it is found through its alias when createRoom says the alias is taken.
-            room_id = await self._create_room(thread)
-            await self.threads.set_room(thread.id, room_id)
-            thread.room_id = room_id
+            room_id, created = await self._create_room(thread, activity, space)
+            # An adopted room's state is not known: the next change is told whatever it is.
+            known = activity if created else None
+            await self.threads.set_room(thread.id, room_id, known)
+            thread.room_id, thread.activity = room_id, known
             return room_id
 
     async def _link_space(self, thread: Thread, spaces: ProjectSpaces) -> None:
@@ -117,15 +132,30 @@ class ThreadRouter:
             del self._next_link[thread.id]
 
     def displayname(self, thread: Thread, role: str | None = None) -> str:
+        """The ghost's name: the project, and the session's tag, so a hand-off from another
+        session of the project does not look like the room's own Claude."""
         project = thread.project_name or "Claude Code"
-        return f"Claude · {project}" + (f" · {role}" if role else "")
+        name = f"Claude · {project} · {session_tag(thread.session_id)}"
+        return name + (f" · {role}" if role else "")
+
+    def room_name(self, thread: Thread) -> str:
+        """The name a room has until its first prompt names it (``render/conversation``)."""
+        project = thread.project_name or "Claude Code"
+        return f"Session {session_tag(thread.session_id)} · {project}"
 
     async def ensure_ghost(self, mxid: str, displayname: str) -> None:
+        """Register the ghost and give it its name and avatar (an identicon, uploaded once:
+        a ghost that has an avatar keeps it); asked once per process."""
         if (mxid, "") in self._ready_ghosts:
             return
         localpart = mxid[1:].split(":", 1)[0]
         await self.client.register(localpart)
-        await self.client.set_displayname(mxid, displayname)
+        profile = await self.client.profile(mxid)
+        if not profile.get("avatar_url"):
+            url = await self.client.upload(mxid, identicon_png(mxid), "avatar.png", "image/png")
+            await self.client.set_avatar_url(mxid, url)
+        if profile.get("displayname") != displayname:
+            await self.client.set_displayname(mxid, displayname)
         self._ready_ghosts.add((mxid, ""))
 
     async def ensure_member(self, thread: Thread, mxid: str, displayname: str) -> None:
@@ -138,33 +168,48 @@ class ThreadRouter:
         await self.client.join(mxid, thread.room_id)
         self._ready_ghosts.add((mxid, thread.room_id))
 
-    async def _create_room(self, thread: Thread) -> str:
-        """Create the thread's room, or adopt the one behind its alias; its room id."""
-        invite = self.permissions.invitees()
-        project = thread.project_name or "Claude Code"
+    def room_body(
+        self, thread: Thread, activity: str, space: str | None, version: str, invite: list[str]
+    ) -> dict[str, Any]:
+        """The createRoom request of a thread's room: everything it starts with, so the room
+        shows few lines before the first prompt (``activity``: what its topic says at once)."""
         # The ghost creates the room; from room version 12 on that makes it all-powerful.
-        version = await self.client.default_room_version()
         creators = {thread.ghost_mxid} if creators_privileged(version) else set()
         bot = f"@{self.config.appservice.bot_username}:{self.domain}"
-        body = {
+        state = [
+            {
+                "type": THREAD_STATE,
+                "state_key": "",
+                "content": self.thread_state(thread, activity),
+            },
+            *initial_state(THREAD_JOIN_RULE),
+            {"type": "m.room.topic", "state_key": "", "content": self.topic(thread, activity)},
+        ]
+        if space is not None:
+            link = {"via": [self.domain], "canonical": True}
+            state.append({"type": "m.space.parent", "state_key": space, "content": link})
+        return {
             "room_alias_name": thread.alias[1:].split(":", 1)[0],
-            "name": f"{project} · Claude session {thread.session_id[:8]}",
-            "topic": self.topic(thread, "active"),
+            "name": self.room_name(thread),
             "preset": "private_chat",
             "room_version": version,
+            # Room version 11 dropped ``creator``; clients such as nheko 0.11 still read it.
+            "creation_content": {"creator": thread.ghost_mxid},
             "invite": invite,
-            "initial_state": [
-                {
-                    "type": THREAD_STATE,
-                    "state_key": "",
-                    "content": self.thread_state(thread, "active"),
-                },
-                *initial_state(THREAD_JOIN_RULE),
-            ],
+            "initial_state": state,
             "power_level_content_override": power_levels(
                 None, bridge=(bot, thread.ghost_mxid), operators=invite, creators=creators
             ),
         }
+
+    async def _create_room(
+        self, thread: Thread, activity: str, space: str | None
+    ) -> tuple[str, bool]:
+        """Create the thread's room, or adopt the one behind its alias: its room id, and
+        whether it was created now."""
+        invite = self.permissions.invitees()
+        version = await self.client.default_room_version()
+        body = self.room_body(thread, activity, space, version, invite)
         try:
             room_id = await self.client.create_room(thread.ghost_mxid, body)
         except MatrixError as e:
@@ -184,22 +229,27 @@ class ThreadRouter:
                     if e.temporary:
                         raise  # delivery tries again
                     log.warning("not invited to the adopted room", user=user, error=str(e))
-            return found
+            return found, False
         log.info("created thread room", thread_id=thread.id, room_id=room_id, invited=invite)
-        return room_id
+        return room_id, True
 
-    def topic(self, thread: Thread, status: str) -> str:
-        parts = [thread.project_name or "Claude Code", thread.project_path or "", thread.session_id]
-        lead = "Ended" if status == "ended" else "Claude Code session"
-        return " · ".join([lead, *(p for p in parts if p)])
+    def topic(self, thread: Thread, activity: str, *, archived: bool = False) -> dict[str, Any]:
+        """``m.room.topic`` content saying where the session stands (``room_state``)."""
+        text = topic_text(
+            activity, thread.project_name, thread.session_id, thread.project_path, archived=archived
+        )
+        return topic_content(text)
 
-    def thread_state(self, thread: Thread, status: str) -> dict[str, str | None]:
-        return {
-            "status": status,
-            "session_id": thread.session_id,
-            "project": thread.project_name,
-            "cwd": thread.project_path,
-        }
+    def thread_state(
+        self, thread: Thread, activity: str | None, *, archived: bool = False
+    ) -> dict[str, Any]:
+        return thread_state(
+            session_id=thread.session_id,
+            project=thread.project_name,
+            cwd=thread.project_path,
+            activity=activity,
+            archived=archived,
+        )
 
     async def query_alias(self, alias: str) -> bool:
         """Synapse asks about an alias in our namespace: create the room if it is a thread's."""

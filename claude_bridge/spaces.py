@@ -47,6 +47,18 @@ class ProjectSpaces:
     def project_key(thread: Thread) -> str | None:
         return thread.project_path or thread.project_name
 
+    async def space_for(self, thread: Thread) -> str | None:
+        """The room id of the thread's project space, made if need be; None when the thread has
+        no project or the homeserver failed (``link`` tries again later)."""
+        key = self.project_key(thread)
+        if key is None:
+            return None
+        try:
+            return await self._ensure_space(key, thread.project_name or key)
+        except MatrixError as e:
+            log.warning("no project space for the new room yet", thread_id=thread.id, error=str(e))
+            return None
+
     async def link(self, thread: Thread) -> bool:
         """Put the thread's room into its project's space (both links are idempotent state).
 
@@ -95,7 +107,9 @@ class ProjectSpaces:
                     "preset": "private_chat",
                     "room_version": version,
                     "invite": invite,
-                    "creation_content": {"type": "m.space"},
+                    # Room version 11 dropped ``creator``; nheko 0.11 still reads it, and without
+                    # it shows the space as an empty chat room.
+                    "creation_content": {"type": "m.space", "creator": self.bot_mxid},
                     "initial_state": initial_state(SPACE_JOIN_RULE),
                     # Only the bot changes the space; people with a level may look.
                     "power_level_content_override": power_levels(

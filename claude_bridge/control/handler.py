@@ -23,12 +23,24 @@ from claude_bridge.control.roles import allows
 from claude_bridge.control.room import RoomReplies
 from claude_bridge.control.room_guard import RoomGuard
 from claude_bridge.control.signals import thread_key
+from claude_bridge.events.catalogue import SESSION_END
+from claude_bridge.room_state import resume_command
 from claude_bridge.store import Thread
 from claude_bridge.store.approvals import PENDING, Approval
 from claude_bridge.store.matrix_events import ReceivedEvent
 
 FORWARDED_MSGTYPES = frozenset({"m.text", "m.emote"})
 HINTS_KEPT = 10_000
+
+
+def ended_note(thread: Thread) -> str:
+    """The answer to a message written into an ended session's room."""
+    where = f" (in `{thread.project_path}`)" if thread.project_path else ""
+    return (
+        "⏹️ This session has ended: Claude is not reading this room now. To go on, run "
+        f"`{resume_command(thread.session_id)}` on the host{where}. Your message waits and "
+        "reaches Claude when the session is back; redact it to withdraw it."
+    )
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -154,7 +166,17 @@ class InboundHandler:
             return
         if await self.p.inbox.queue(event.event_id, thread.id, event.room_id, event.sender, text):
             await self.p.audit.record(thread.id, event.sender, "message", event.event_id)
+            if await self.ended(thread):
+                # Kept for a resume, but nobody reads it now: say so at once, not never.
+                await self.replies.send(thread, event.room_id, event.event_id, ended_note(thread))
+                return
             self.p.signals.fire(thread_key(thread.id))
+
+    async def ended(self, thread: Thread) -> bool:
+        """Whether the session has ended: its latest hook event says so (the thread's status
+        follows only once delivery has caught up); without events, the status."""
+        last = await self.p.controls.last_event(thread.id)
+        return last[0] == SESSION_END.name if last is not None else thread.status == "ended"
 
     async def _reply_decision(
         self, event: ReceivedEvent, thread: Thread, approval: Approval, text: str

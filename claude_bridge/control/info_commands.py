@@ -11,10 +11,13 @@ from claude_bridge.control.commands import MANAGEMENT, Caller, CommandError, Com
 from claude_bridge.control.decisions import tool_summary
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.roles import effective_level
+from claude_bridge.room_state import resume_command
 from claude_bridge.store import Thread
 from claude_bridge.store.database import now_ms
 
 LIST_LIMIT = 20
+OVER = frozenset({"ended", "archived"})
+"""Statuses of sessions that are not live."""
 
 
 def ago(ms: int | None, now: int | None = None) -> str:
@@ -105,6 +108,11 @@ class InfoCommands:
             f"**Project** {thread.project_name or '?'} (`{thread.project_path or '?'}`)",
             "**Last activity** " + (f"{ago(last[1], now)} ({last[0]})" if last else "none yet"),
             f"**Queue** {len(queued)} message(s) waiting for Claude"
+            + (
+                f" (the session has ended: `{resume_command(thread.session_id)}` goes on with it)"
+                if queued and thread.status == "ended"
+                else ""
+            )
             + "".join(f"\n  - {m.sender}: {m.body[:80]}" for m in queued),
             f"**Pending approvals** {len(pending)}"
             + "".join(f"\n  - {tool_summary(a)} (asked {ago(a.created_at, now)})" for a in pending),
@@ -127,15 +135,20 @@ class InfoCommands:
         return Reply("\n\n".join(lines))
 
     async def _overview(self, user_id: str) -> str:
-        threads = await self.p.threads.list(1000)
-        live = [t for t in await self._visible(user_id, threads) if t.status != "ended"]
+        threads = await self._visible(user_id, await self.p.threads.list(1000))
+        live = [t for t in threads if t.status not in OVER]
         ids = {t.id for t in live}
         pending = [a for a in await self.p.approval_store.pending() if a.thread_id in ids]
-        queued = sum([await self.p.inbox.count_queued(t.id) for t in live])
+        counts = await self.p.inbox.queued_by_thread()
+        # Messages written into ended sessions wait for a resume: not queued for a live one.
+        queued = sum(counts.get(t.id, 0) for t in live)
+        held = sum(counts.get(t.id, 0) for t in threads if t.status == "ended")
         head = (
             f"{len(live)} live session(s), {queued} message(s) queued, "
             f"{len(pending)} approval(s) pending."
         )
+        if held:
+            head += f" {held} message(s) wait for an ended session to be resumed."
         return head + ("\n\n" + self._list(live) if live else "")
 
     def _list(self, threads: list[Thread]) -> str:
@@ -151,7 +164,7 @@ class InfoCommands:
     async def threads(self, caller: Caller, args: argparse.Namespace) -> Reply:
         threads = await self._visible(caller.user_id, await self.p.threads.list(1000))
         if not args.all:
-            threads = [t for t in threads if t.status != "ended"]
+            threads = [t for t in threads if t.status not in OVER]
         if not threads:
             return Reply("No sessions yet." if args.all else "No live sessions.")
         return Reply(self._list(threads))

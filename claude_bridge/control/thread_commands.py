@@ -15,7 +15,7 @@ from claude_bridge.control.roles import OVERRIDE_LEVELS
 from claude_bridge.control.signals import thread_key
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixError
-from claude_bridge.router import THREAD_STATE
+from claude_bridge.room_state import ENDED, THREAD_STATE
 from claude_bridge.store import Thread
 from claude_bridge.store.database import now_ms
 
@@ -131,10 +131,10 @@ class ThreadCommands:
         await self.p.audit.record(thread.id, caller.user_id, "archive", f"{withdrawn} withdrawn")
         router = self.p.router
         await self.p.client.send_state(
-            ghost, room_id, THREAD_STATE, "", router.thread_state(thread, "ended")
+            ghost, room_id, "m.room.topic", "", router.topic(thread, ENDED, archived=True)
         )
         await self.p.client.send_state(
-            ghost, room_id, "m.room.topic", "", {"topic": router.topic(thread, "ended")}
+            ghost, room_id, THREAD_STATE, "", router.thread_state(thread, ENDED, archived=True)
         )
         self.p.signals.fire(thread_key(thread.id))
 

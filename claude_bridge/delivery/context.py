@@ -37,6 +37,7 @@ class ContextReader:
             "session_id": thread.session_id,
             "cwd": thread.project_path,
             "title": thread.title,
+            "activity": thread.activity,  # what the room says now (render/room_status)
         }
         if isinstance(hook, MessageDisplay):
             streams = await self.streams(thread.id, event.id)

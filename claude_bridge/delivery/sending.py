@@ -11,6 +11,7 @@ from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.matrix.relations import edit_content
 from claude_bridge.matrix.txn_lookup import find_sent
 from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.room_state import THREAD_STATE, merged
 from claude_bridge.router import ThreadRouter
 from claude_bridge.slots import SendSlots
 from claude_bridge.store import Outbox, PendingEvent, Thread, ThreadStore
@@ -59,6 +60,10 @@ class Sender:
                 content["url"] = await self.client.upload(
                     sender, att.data, att.filename, att.mimetype
                 )
+            if message.event_type == THREAD_STATE and message.state_key == "":
+                # Merged into what the room holds: a writer that knows less erases nothing.
+                current = await self.client.state_event(sender, room_id, THREAD_STATE)
+                content = merged(current, content)
             if message.state_key is not None:
                 state_id = await self.client.send_state(
                     sender, room_id, message.event_type, message.state_key, content
@@ -157,8 +162,9 @@ class Sender:
         if message.event_type == "m.room.name" and message.state_key == "":
             thread.title = str(message.content.get("name", ""))
             await self.threads.set_title(thread.id, thread.title)
-        elif message.event_type == "org.claude_bridge.thread" and message.state_key == "":
-            status = message.content.get("status")
+        elif message.event_type == THREAD_STATE and message.state_key == "":
+            status, activity = message.content.get("status"), message.content.get("activity")
             if isinstance(status, str):
                 thread.status = status
-                await self.threads.set_status(thread.id, status)
+                thread.activity = activity if isinstance(activity, str) else thread.activity
+                await self.threads.set_status(thread.id, status, thread.activity)

@@ -24,6 +24,7 @@ from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.ids import ThreadID
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
+from claude_bridge.room_state import starting_activity
 from claude_bridge.router import ThreadRouter
 from claude_bridge.slots import SendSlots
 from claude_bridge.store import Outbox, PendingEvent, Thread, ThreadStore
@@ -188,7 +189,8 @@ class Delivery:
         if i + 1 < len(batch) and self.merger.max_lines > 1 and thread is not None:
             run, rendered = await self.merger.plan(batch[i:], thread)
             if run:
-                room_id = await self.router.ensure_room(thread)
+                starting = starting_activity(run[0].rendered[0])
+                room_id = await self.router.ensure_room(thread, starting)
                 bind_contextvars(session_id=thread.session_id, room_id=room_id)
                 root = await self.merger.send_lines(run, thread, room_id)
                 if root is not None:
@@ -286,7 +288,8 @@ class Delivery:
             if self._superseded(hook, nxt):
                 await self.outbox.mark_sent(event.id)
                 return
-        room_id = await self.router.ensure_room(thread)
+        first = hook if hook is not None else (rendered[0] if rendered is not None else None)
+        room_id = await self.router.ensure_room(thread, starting_activity(first))
         bind_contextvars(session_id=thread.session_id, room_id=room_id)
         if event.folded is not None:  # the notice of a folded backlog, not the event it was
             messages = self.backlog.notice(event)

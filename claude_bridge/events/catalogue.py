@@ -55,6 +55,15 @@ class Settles(Enum):
     """The tool call finished or was denied: the request for that call."""
 
 
+class Standing(Enum):
+    """Where a session stands, as its room shows it (``room_state``)."""
+
+    WORKING = "working"
+    WAITING = "waiting_for_user"
+    APPROVAL = "waiting_for_approval"
+    ENDED = "ended"
+
+
 @dataclass(frozen=True, eq=False)  # identity: ``kind is STOP``
 class EventKind:
     name: str
@@ -90,6 +99,9 @@ class EventKind:
     """The ``notification_type`` with which an event of this kind only repeats a pending
     permission request (Claude Code's "Claude needs your permission", sent when its dialog has
     waited a few seconds): it is folded into the request's prompt, which pinged already."""
+    standing: Standing | None = None
+    """Where the session stands after it; None: it does not say (``room_state`` reads a
+    Notification's type and a SessionStart's source besides)."""
 
 
 UNKNOWN = EventKind("")
@@ -139,6 +151,7 @@ SESSION_START = _add(
         Install(matcher=True, http=False),
         idle_after=True,
         foldable=False,
+        standing=Standing.WAITING,
     )
 )
 SETUP = _add(EventKind("Setup", install=Install(matcher=True, http=False)))
@@ -153,6 +166,7 @@ USER_PROMPT_SUBMIT = _add(
         mid_turn=True,
         settles_approvals=Settles.TURN,
         foldable=False,
+        standing=Standing.WORKING,
     )
 )
 USER_PROMPT_EXPANSION = _add(
@@ -166,6 +180,7 @@ PRE_TOOL_USE = _add(
         mid_turn=True,
         stoppable=True,
         muted=True,
+        standing=Standing.WORKING,
     )
 )
 PERMISSION_REQUEST = _add(
@@ -175,6 +190,7 @@ PERMISSION_REQUEST = _add(
         Install(matcher=True, timeout=HELD),
         stoppable=True,
         foldable=False,
+        standing=Standing.APPROVAL,
     )
 )
 PERMISSION_DENIED = _add(
@@ -184,6 +200,7 @@ PERMISSION_DENIED = _add(
         settles_approvals=Settles.CALL,
         muted=True,
         foldable=False,
+        standing=Standing.WORKING,
     )
 )
 POST_TOOL_USE = _add(
@@ -197,6 +214,7 @@ POST_TOOL_USE = _add(
         muted=True,
         in_history=False,  # repeats its call
         follows_call=True,
+        standing=Standing.WORKING,
     )
 )
 POST_TOOL_USE_FAILURE = _add(
@@ -209,6 +227,7 @@ POST_TOOL_USE_FAILURE = _add(
         settles_approvals=Settles.CALL,
         muted=True,
         follows_call=True,
+        standing=Standing.WORKING,
     )
 )
 POST_TOOL_BATCH = _add(
@@ -221,6 +240,7 @@ POST_TOOL_BATCH = _add(
         muted=True,
         in_history=False,
         follows_call=True,
+        standing=Standing.WORKING,
     )
 )
 NOTIFICATION = _add(
@@ -242,9 +262,12 @@ MESSAGE_DISPLAY = _add(
         shows_activity=False,
         in_history=False,  # streamed chunks repeat the final reply
         foldable=False,
+        standing=Standing.WORKING,
     )
 )
-SUBAGENT_START = _add(EventKind("SubagentStart", m.SubagentStart, Install(matcher=True)))
+SUBAGENT_START = _add(
+    EventKind("SubagentStart", m.SubagentStart, Install(matcher=True), standing=Standing.WORKING)
+)
 SUBAGENT_STOP = _add(
     EventKind(
         "SubagentStop",
@@ -265,6 +288,7 @@ STOP = _add(
         idle_after=True,
         settles_approvals=Settles.TURN,
         foldable=False,
+        standing=Standing.WAITING,
     )
 )
 STOP_FAILURE = _add(
@@ -275,6 +299,7 @@ STOP_FAILURE = _add(
         idle_after=True,
         settles_approvals=Settles.TURN,
         foldable=False,
+        standing=Standing.WAITING,
     )
 )
 TEAMMATE_IDLE = _add(EventKind("TeammateIdle", install=Install(matcher=False)))
@@ -317,6 +342,7 @@ SESSION_END = _add(
         idle_after=True,
         settles_approvals=Settles.SESSION,
         foldable=False,
+        standing=Standing.ENDED,
     )
 )
 

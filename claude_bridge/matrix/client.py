@@ -182,6 +182,25 @@ class MatrixClient:
             user_id=user_id,
         )
 
+    async def profile(self, user_id: str) -> dict[str, Any]:
+        """The user's global profile (``displayname``, ``avatar_url``); {} when it has none."""
+        try:
+            return await self.request(
+                "GET", f"/_matrix/client/v3/profile/{quote(user_id)}", user_id=user_id
+            )
+        except MatrixError as e:
+            if e.status == 404:
+                return {}
+            raise
+
+    async def set_avatar_url(self, user_id: str, url: str) -> None:
+        await self.request(
+            "PUT",
+            f"/_matrix/client/v3/profile/{quote(user_id)}/avatar_url",
+            {"avatar_url": url},
+            user_id=user_id,
+        )
+
     async def default_room_version(self) -> str:
         """The version new rooms get (it decides whether their creator may be listed in power
         levels); asked once per process."""

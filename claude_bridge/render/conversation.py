@@ -55,14 +55,16 @@ def render_user_prompt_submit(event: UserPromptSubmit, env: Env) -> list[Outboun
 
 
 def room_name(env: Env, prompt: str) -> str:
-    """``<project>: <first prompt>``, or ``""`` when the prompt makes a poor title (empty, or a
-    bare slash command such as ``/clear``)."""
+    """``<first prompt> · <project>``, or ``""`` when the prompt makes a poor title (empty, or a
+    bare slash command such as ``/clear``). What the session is about leads, since a phone's room
+    list shows only the start of a name; the project follows (it is also the room's space)."""
     words = one_line(prompt, 2 * env.opts.room_name_length)
     if not words or (words.startswith("/") and " " not in words):
         return ""
-    project = one_line(env.ctx.project, env.opts.room_name_length // 2)
-    name = f"{project}: {words}" if project else words
-    return shorten(name, env.opts.room_name_length)
+    limit = env.opts.room_name_length
+    project = one_line(env.ctx.project, limit // 3)
+    suffix = f" · {project}" if project else ""
+    return shorten(words, max(limit - len(suffix), 1)) + suffix
 
 
 @renders(STOP)

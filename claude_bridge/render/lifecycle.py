@@ -20,7 +20,6 @@ from claude_bridge.events.catalogue import (
     STOP_FAILURE,
 )
 from claude_bridge.events.models import (
-    HookEvent,
     Notification,
     SessionEnd,
     SessionStart,
@@ -32,7 +31,6 @@ from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, one_line, shorten
 
-THREAD_STATE = "org.claude_bridge.thread"
 _NOTE_CHARS = 2_000
 
 _END_REASONS = {
@@ -50,21 +48,6 @@ _NOTIFY_ICONS = {
 }
 
 
-def _state(event_type: str, content: dict[str, Any]) -> OutboundMessage:
-    return OutboundMessage(content=content, event_type=event_type, state_key="")
-
-
-def _topic(env: Env, event: HookEvent, status: str) -> OutboundMessage:
-    cwd = event.cwd or env.ctx.extra.get("cwd")
-    parts = [status, one_line(env.ctx.project, 100), one_line(str(cwd or ""), 200)]
-    parts.append(f"session {one_line(event.session_id, 128)}")
-    text = " · ".join(p for p in parts if p)
-    return _state(
-        "m.room.topic",
-        {"topic": text, "m.topic": [{"mimetype": "text/plain", "body": text}]},
-    )
-
-
 @renders(SESSION_START)
 def render_session_start(event: SessionStart, env: Env) -> list[OutboundMessage]:
     source = event.source or "startup"
@@ -78,11 +61,8 @@ def render_session_start(event: SessionStart, env: Env) -> list[OutboundMessage]
         "clear": "🧹 Conversation cleared",
     }
     body = texts.get(source, f"▶️ Session started ({one_line(source, 40)}){model}")
-    return [
-        OutboundMessage(content=message(body)),
-        _topic(env, event, "Active"),
-        _state(THREAD_STATE, {"status": "active", "source": source}),
-    ]
+    # Where the session stands (topic, thread state) is render/room_status's.
+    return [OutboundMessage(content=message(body))]
 
 
 @renders(SESSION_END)
@@ -90,11 +70,7 @@ def render_session_end(event: SessionEnd, env: Env) -> list[OutboundMessage]:
     reason = event.reason or "other"
     said = _END_REASONS.get(reason, one_line(reason, 60))
     body = "⏹️ Session ended" + ("" if said == "ended" else f" ({said})")
-    return [
-        OutboundMessage(content=message(body)),
-        _topic(env, event, "Ended"),
-        _state(THREAD_STATE, {"status": "ended", "reason": reason}),
-    ]
+    return [OutboundMessage(content=message(body))]
 
 
 def _ping(env: Env, body: str, html: str) -> OutboundMessage:

@@ -163,6 +163,14 @@ class SessionInbox:
             or 0
         )
 
+    async def queued_by_thread(self) -> dict[str, int]:
+        """How many messages each thread has queued (threads with none are left out)."""
+        rows = await self.db.fetch(
+            "SELECT thread_id, COUNT(*) AS n FROM session_message WHERE state='queued' "
+            "GROUP BY thread_id"
+        )
+        return {r["thread_id"]: int(r["n"]) for r in rows}
+
     async def claim_through(
         self, thread_id: str, last_id: int, via: str, hook_event_id: int | None
     ) -> list[SessionMessage]:

@@ -13,7 +13,7 @@ from claude_bridge.store.database import now_ms
 
 _COLUMNS = (
     "id, session_id, room_id, ghost_mxid, alias, project_path, project_name, title, token_name, "
-    "status, created_at, updated_at, space_linked_at"
+    "status, created_at, updated_at, space_linked_at, activity"
 )
 
 
@@ -33,6 +33,8 @@ class Thread:
     updated_at: int = 0
     space_linked_at: int | None = None
     """When the room was put into its project's space (or found to have no project to go in)."""
+    activity: str | None = None
+    """Where the session stands as its room last said (``room_state``); None: not known."""
 
     @classmethod
     def _from_row(cls, row: Any) -> Thread:
@@ -50,6 +52,7 @@ class Thread:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             space_linked_at=row["space_linked_at"],
+            activity=row["activity"],
         )
 
 
@@ -66,7 +69,7 @@ class ThreadStore:
         now = now_ms()
         await self.db.execute(
             f"INSERT INTO thread ({_COLUMNS}) VALUES "
-            "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
+            "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) "
             "ON CONFLICT DO NOTHING",
             thread.id,
             thread.session_id,
@@ -81,6 +84,7 @@ class ThreadStore:
             now,
             now,
             thread.space_linked_at,
+            thread.activity,
         )
         stored = await self.get(thread.id)
         if stored is None or stored.session_id != thread.session_id:
@@ -158,9 +162,13 @@ class ThreadStore:
         )
         return [Thread._from_row(r) for r in await self.db.fetch(sql, *args)]
 
-    async def set_room(self, thread_id: str, room_id: str) -> None:
+    async def set_room(self, thread_id: str, room_id: str, activity: str | None = None) -> None:
         await self.db.execute(
-            "UPDATE thread SET room_id=$2, updated_at=$3 WHERE id=$1", thread_id, room_id, now_ms()
+            "UPDATE thread SET room_id=$2, activity=$3, updated_at=$4 WHERE id=$1",
+            thread_id,
+            room_id,
+            activity,
+            now_ms(),
         )
 
     async def set_space_linked(self, thread_id: str) -> int:
@@ -168,9 +176,15 @@ class ThreadStore:
         await self.db.execute("UPDATE thread SET space_linked_at=$2 WHERE id=$1", thread_id, at)
         return at
 
-    async def set_status(self, thread_id: str, status: str) -> None:
+    async def set_status(self, thread_id: str, status: str, activity: str | None = None) -> None:
+        """The session's status (active, ended, archived) and, when given, where it stands."""
         await self.db.execute(
-            "UPDATE thread SET status=$2, updated_at=$3 WHERE id=$1", thread_id, status, now_ms()
+            "UPDATE thread SET status=$2, activity=COALESCE($3, activity), updated_at=$4 "
+            "WHERE id=$1",
+            thread_id,
+            status,
+            activity,
+            now_ms(),
         )
 
     async def set_title(self, thread_id: str, title: str) -> None:

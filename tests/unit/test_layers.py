@@ -43,10 +43,10 @@ LAYERS: list[set[str]] = [
     # Matrix events up through callbacks, so it never imports a flow.
     {"matrix"},
     # How events look in Matrix, and what is stored.
-    {"render", "store", "permissions", "token_access", "room_policy", "registration"},
+    {"render", "store", "permissions", "token_access", "room_policy", "room_state", "registration"},
     {"worker", "slots"},
     # The vocabulary everything shares.
-    {"events", "config", "metrics", "ids", "log", "errors", "files", "shim", ROOT},
+    {"events", "config", "metrics", "ids", "log", "errors", "files", "shim", "identicon", ROOT},
 ]
 
 ALLOWED_CYCLES: list[set[str]] = []

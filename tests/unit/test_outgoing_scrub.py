@@ -35,7 +35,9 @@ from claude_bridge.matrix.relations import edit_content
 from claude_bridge.permissions import Permissions
 from claude_bridge.render import RenderContext, render_event
 from claude_bridge.render.notices import MINOR_EVENTS
+from claude_bridge.render.room_status import with_room_status
 from claude_bridge.render.scrub import scrubber_for
+from claude_bridge.room_state import starting_activity
 from claude_bridge.router import ThreadRouter
 from claude_bridge.spaces import ProjectSpaces
 from tests.secret_kinds import Planted, example_of_each, leaked, secrets
@@ -308,7 +310,7 @@ def _bases() -> list[dict[str, Any]]:
 
 
 BASES = _bases()
-RENDER = with_catchup_marker(render_event)  # as the bridge's delivery renders
+RENDER = with_catchup_marker(with_room_status(render_event))  # as the bridge's delivery renders
 
 
 def _string_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -369,9 +371,13 @@ async def _mirror(payload: dict[str, Any]) -> Recorder:
     event = parse_hook_event(payload)
     thread = router.new_thread(event, "laptop")
     await router.ensure_ghost(thread.ghost_mxid, router.displayname(thread))
-    thread.room_id = await router._create_room(thread)
+    space = await spaces.space_for(thread)
+    thread.room_id, _ = await router._create_room(thread, starting_activity(event), space)
     await spaces.link(thread)
-    ctx = RenderContext(thread_id=thread.id, project=thread.project_name or "Claude Code")
+    extra = {"session_id": thread.session_id, "cwd": thread.project_path, "activity": None}
+    ctx = RenderContext(
+        thread_id=thread.id, project=thread.project_name or "Claude Code", extra=extra
+    )
     for i, msg in enumerate(RENDER(event, ctx)):
         content = dict(msg.content)
         if msg.attachment is not None:

@@ -122,7 +122,7 @@ class MirrorConfig(BaseModel):
         default=60,
         ge=10,
         le=255,
-        description="Longest room name set from the project and the first prompt.",
+        description="Longest room name set from the first prompt and the project.",
     )
     tool_line_length: int = Field(
         default=160,

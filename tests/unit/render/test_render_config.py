@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from claude_bridge.render import MirrorConfig, RedactConfig
+from claude_bridge.events.parse import parse_hook_event
+from claude_bridge.render import MirrorConfig, RedactConfig, render_event
+from claude_bridge.render.room_status import with_room_status
 
-from .helpers import assert_valid, event, load_payload, render
+from .helpers import assert_valid, event, load_payload, make_ctx, render
 
 POST = load_payload("PostToolUse.json")
 FAIL = {
@@ -65,7 +67,9 @@ def test_without_pre_tool_use_post_posts_the_line_itself() -> None:
 
 def test_disabled_events_keep_room_state() -> None:
     mirror = {"events": {"SessionEnd": False, "UserPromptSubmit": False}}
-    end = render(load_payload("SessionEnd.json"), mirror=mirror)
+    end = with_room_status(render_event)(
+        parse_hook_event(load_payload("SessionEnd.json")), make_ctx(mirror=mirror)
+    )
     assert [m.event_type for m in end] == ["m.room.topic", "org.claude_bridge.thread"]
     prompt = render(load_payload("UserPromptSubmit.json"), mirror=mirror)
     assert [m.event_type for m in prompt] == ["m.room.name"]

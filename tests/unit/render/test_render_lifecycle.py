@@ -6,8 +6,6 @@ import pytest
 
 from .helpers import event, load_payload, render
 
-SESSION = "3eb5f21d-5dcb-43a8-9ab8-939331f73b6b"
-
 
 @pytest.mark.parametrize(
     ("source", "model", "body"),
@@ -21,34 +19,24 @@ SESSION = "3eb5f21d-5dcb-43a8-9ab8-939331f73b6b"
     ],
 )
 def test_session_start(source: str, model: str | None, body: str) -> None:
-    messages = render(event("SessionStart", source=source, model=model))
-    assert messages[0].content["body"] == body
-    states = {m.event_type: m.content for m in messages[1:]}
-    if source == "compact":
-        assert states == {}
-    else:
-        assert states["org.claude_bridge.thread"] == {"status": "active", "source": source}
-        assert states["m.room.topic"]["topic"].startswith("Active · demo-app · ")
+    # One notice: the topic and thread state are render/room_status's (tests/unit/test_room_state).
+    (notice,) = render(event("SessionStart", source=source, model=model))
+    assert notice.content["body"] == body
 
 
-def test_session_end_marks_the_thread_ended() -> None:
-    notice, topic, status = render(load_payload("SessionEnd.json"))
+def test_session_end_is_one_notice() -> None:
+    (notice,) = render(load_payload("SessionEnd.json"))
     assert notice.content["body"] == "⏹️ Session ended"
-    text = f"Ended · demo-app · /home/dev/projects/demo-app · session {SESSION}"
-    assert topic.event_type == "m.room.topic" and topic.state_key == ""
-    assert topic.content == {"topic": text, "m.topic": [{"mimetype": "text/plain", "body": text}]}
-    assert status.event_type == "org.claude_bridge.thread" and status.state_key == ""
-    assert status.content == {"status": "ended", "reason": "other"}
 
 
 @pytest.mark.parametrize(
     ("prompt", "title", "name"),
     [
-        ("say hi", None, "demo-app: say hi"),
-        ("  fix\n\nthe   bug ", None, "demo-app: fix the bug"),
-        ("x" * 200, None, "demo-app: " + "x" * 49 + "…"),
+        ("say hi", None, "say hi · demo-app"),
+        ("  fix\n\nthe   bug ", None, "fix the bug · demo-app"),
+        ("x" * 200, None, "x" * 48 + "… · demo-app"),
         ("/clear", None, None),
-        ("/review PR 12", None, "demo-app: /review PR 12"),
+        ("/review PR 12", None, "/review PR 12 · demo-app"),
         ("say hi", "demo-app: earlier", None),
         ("", None, None),
     ],

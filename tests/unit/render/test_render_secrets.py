@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from claude_bridge.config.sections.mirror import RedactConfig
-from claude_bridge.render import Attachment, MirrorConfig, OutboundMessage
+from claude_bridge.render import Attachment, MirrorConfig, OutboundMessage, render_event
 from claude_bridge.render.content import Env
 from claude_bridge.render.finalize import finalize
+from claude_bridge.render.room_status import with_room_status
 from claude_bridge.render.scrub import scrubber_for
 
 from .helpers import assert_valid, event, everything, make_ctx, render
@@ -98,10 +99,12 @@ def test_secret_named_keys_hide_their_values() -> None:
 
 
 def test_context_and_unknown_event_fields() -> None:
-    messages = render(
+    # The topic and thread state (render/room_status) carry the project and the working directory.
+    messages = with_room_status(render_event)(
         event("SessionEnd", reason="other", cwd=f"/tmp/{GITHUB}"),
-        project=f"demo {ANTHROPIC}",
+        make_ctx(project=f"demo {ANTHROPIC}"),
     )
+    assert [m.event_type for m in messages[1:]] == ["m.room.topic", "org.claude_bridge.thread"]
     _assert_clean(messages)
     _assert_clean(render(event(f"Weird{GITHUB}")))
 
