@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import Any
 
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
@@ -90,6 +91,25 @@ class ProjectSpaces:
             )
             return not e.temporary
 
+    def space_body(self, name: str, key: str, version: str, invite: list[str]) -> dict[str, Any]:
+        """The createRoom request of a project's space."""
+        creators = {self.bot_mxid} if creators_privileged(version) else set()
+        return {
+            "name": name,
+            "topic": f"Claude Code sessions in {key}",
+            "preset": "private_chat",
+            "room_version": version,
+            "invite": invite,
+            # Room version 11 dropped ``creator``; nheko 0.11 still reads it, and without it
+            # shows the space as an empty chat room.
+            "creation_content": {"type": "m.space", "creator": self.bot_mxid},
+            "initial_state": initial_state(SPACE_JOIN_RULE),
+            # Only the bot changes the space; people with a level may look.
+            "power_level_content_override": power_levels(
+                None, bridge=(self.bot_mxid,), operators=invite, creators=creators
+            ),
+        }
+
     async def _ensure_space(self, key: str, project: str) -> str:
         async with self._locks[key]:
             existing = await self.store.get(key)
@@ -98,24 +118,7 @@ class ProjectSpaces:
             invite = self.permissions.invitees()
             name = f"Claude · {project}"
             version = await self.client.default_room_version()
-            creators = {self.bot_mxid} if creators_privileged(version) else set()
-            room_id = await self.client.create_room(
-                self.bot_mxid,
-                {
-                    "name": name,
-                    "topic": f"Claude Code sessions in {key}",
-                    "preset": "private_chat",
-                    "room_version": version,
-                    "invite": invite,
-                    # Room version 11 dropped ``creator``; nheko 0.11 still reads it, and without
-                    # it shows the space as an empty chat room.
-                    "creation_content": {"type": "m.space", "creator": self.bot_mxid},
-                    "initial_state": initial_state(SPACE_JOIN_RULE),
-                    # Only the bot changes the space; people with a level may look.
-                    "power_level_content_override": power_levels(
-                        None, bridge=(self.bot_mxid,), operators=invite, creators=creators
-                    ),
-                },
-            )
+            body = self.space_body(name, key, version, invite)
+            room_id = await self.client.create_room(self.bot_mxid, body)
             log.info("created project space", project=key, room_id=room_id)
             return await self.store.add(key, room_id, name)

@@ -85,9 +85,11 @@ async def test_a_threads_ghost_is_registered_when_synapse_asks(
             if e.status == 404:
                 return False
             raise
-        return bool(found.get("displayname") == "Claude · demo-app")  # named as its thread
+        # Named as its thread, with the session's tag; its avatar is its own identicon.
+        named = found.get("displayname") == f"Claude · demo-app · {session[:6]}"
+        return named and str(found.get("avatar_url", "")).startswith("mxc://")
 
-    await _until(registered, "the ghost registered by the user query, with its name")
+    await _until(registered, "the ghost registered by the user query, with its name and avatar")
     # The invite itself went through (the bridge may have declined it since: not its room).
     members = {s["state_key"] for s in await alice.room_state(room) if s["type"] == "m.room.member"}
     assert ghost in members

@@ -93,9 +93,16 @@ def calls_with_output(session: str, calls: list[tuple[str, str, str]]) -> list[d
     ]
 
 
-async def open_room(bridge: Bridge, stack: Stack, hooks: HookPoster, session: str) -> str:
-    """A session whose room exists, joined by alice, with nothing left to deliver."""
+async def open_room(
+    bridge: Bridge, stack: Stack, hooks: HookPoster, session: str, prompt: str | None = None
+) -> str:
+    """A session whose room exists, joined by alice, with nothing left to deliver. With a
+    ``prompt`` it has had it, so the tool calls that follow find the session working (a change
+    of where the session stands goes out on its own, room_state)."""
     assert (await hooks.post(hook_payload("SessionStart", session, cwd=CWD)))[0] == 200
+    if prompt is not None:
+        submit = hook_payload("UserPromptSubmit", session, cwd=CWD, prompt=prompt)
+        assert (await hooks.post(submit))[0] == 200
     room_id = await _wait_for_room(bridge, session.lower())
     await drained(bridge)
     alice = stack.users["alice"]
@@ -138,7 +145,7 @@ async def test_a_queued_run_of_tool_calls_is_one_message_with_threads_and_edits(
 ) -> None:
     bridge = await start_bridge()  # after the gate: ingest keeps the notify it sees at start
     session = new_session()
-    room_id = await open_room(bridge, stack, hooks, session)
+    room_id = await open_room(bridge, stack, hooks, session, prompt="run the steps")
     before = metrics.COALESCED_LINES._value.get()
     gate.held = True
     await post_all(
@@ -197,7 +204,7 @@ async def test_small_outputs_of_queued_calls_share_one_reply_in_the_thread(
 ) -> None:
     bridge = await start_bridge()
     session = new_session()
-    room_id = await open_room(bridge, stack, hooks, session)
+    room_id = await open_room(bridge, stack, hooks, session, prompt="run the steps")
     big = "\n".join(f"row {i} " + "y" * 60 for i in range(80))  # over the 4 KB a reply may share
     calls = [(f"w{i}", f"echo w{i}", big if i == 4 else f"out w{i}") for i in range(6)]
     gate.held = True
@@ -236,7 +243,7 @@ async def test_a_merged_message_whose_answer_was_lost_is_found_not_sent_again(
     outputs did. Either way each is found in the room, recorded, and not sent again."""
     bridge = await start_bridge()
     session = new_session()
-    room_id = await open_room(bridge, stack, hooks, session)
+    room_id = await open_room(bridge, stack, hooks, session, prompt="run the steps")
     lost: dict[str, str] = {}
 
     def lose_first_answer(name: str) -> None:

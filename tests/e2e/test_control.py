@@ -601,7 +601,8 @@ async def test_archive_mute_and_per_thread_removal(
     assert thread is not None and thread.status == "archived"
     state = {(e["type"], e["state_key"]): e["content"] for e in await admin.room_state(room)}
     assert state[("org.claude_bridge.thread", "")]["status"] == "ended"
-    assert state[("m.room.topic", "")]["topic"].startswith("Ended")
+    assert state[("org.claude_bridge.thread", "")]["archived"] is True
+    assert state[("m.room.topic", "")]["topic"].startswith("📦 Archived")
     # Later events of the archived session are kept but not mirrored (the ghost is gone).
     assert (await hooks.post(hook_payload("UserPromptSubmit", session, prompt="after")))[0] == 200
 

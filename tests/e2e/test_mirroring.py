@@ -190,13 +190,15 @@ async def test_scripted_session_timeline(stack: Stack, bridge: Bridge, hooks: Ho
         assert resp.status == 200
         full = await resp.text()
     assert "line 1999" in full and SECRET not in full and "[redacted]" in full
-    # Room named after the project and the first prompt; the session's end marks the thread.
+    # Room named after the first prompt, then the project; the session's end marks the thread.
     names = [s for s in state if s["type"] == "m.room.name"]
-    assert names and names[0]["content"]["name"].startswith("demo-app")
+    assert names and names[0]["content"]["name"].startswith("fix the parser")
+    assert names[0]["content"]["name"].endswith(" · demo-app")
     topic = next(s for s in state if s["type"] == "m.room.topic")["content"]["topic"]
-    assert topic.startswith("Ended")
+    assert topic.startswith("⏹️ Ended")
     status_state = next(s for s in state if s["type"] == "org.claude_bridge.thread")
     assert status_state["content"]["status"] == "ended"
+    assert status_state["content"]["cwd"] == CWD
     thread = await bridge.threads.get(thread_id)
     assert thread is not None and thread.status == "ended" and thread.title
     # Every event the bridge recorded as sent is in the room as read back through Synapse, and

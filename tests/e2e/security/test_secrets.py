@@ -177,7 +177,7 @@ async def test_no_secret_reaches_synapse_the_api_or_the_mcp_tools(
     timeline = await alice.messages(room, limit=500)
     assert leaks(json.dumps(state), json.dumps(timeline)) == {}
     names = {e["type"]: e["content"] for e in state if e.get("state_key") == ""}
-    assert HIDDEN in names["m.room.topic"]["topic"]
+    assert HIDDEN in names["org.claude_bridge.thread"]["cwd"]
 
 
 async def test_a_retried_send_carries_the_same_scrubbed_bytes_and_lands_once(
