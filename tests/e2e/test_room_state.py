@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from claude_bridge.app import Bridge
-from claude_bridge.devenv.client import MatrixTestClient
 from tests.e2e.conftest import HookPoster, Stack, hook_payload, new_session
 from tests.e2e.test_control import processed
 from tests.e2e.test_foundation import _until, _wait_for_room
+from tests.matrix_client import MatrixTestClient
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from claude_bridge.catchup.recover import synthetic_events
 from claude_bridge.catchup.transcript import parse_items
 from claude_bridge.config import parse_config
 from claude_bridge.delivery.sending import thread_relation
-from claude_bridge.hooks.models import parse_hook_event
+from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.ids import SessionID, ThreadID
 from claude_bridge.matrix.relations import edit_content
 from claude_bridge.permissions import Permissions
