@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import signal
 from collections.abc import Awaitable
@@ -140,8 +139,8 @@ def build(config: Config, config_dir: Path) -> Bridge:
     matrix_events = MatrixEventStore(db)
     permissions = Permissions(config.bridge.permissions)
     access = TokenAccess(config.hooks)
-    bridge_user = functools.partial(is_bridge_user, config)
-    echoes = EchoFilter(bridge_user)
+    names = config.matrix_names()
+    echoes = EchoFilter(names)
     inbound = InboundProcessor(matrix_events, echoes=echoes)
     # The appservice asks the router (aliases, users) and tells the recovery watch (a failed
     # transaction); both need the client, which needs the appservice's session: built below.
@@ -177,8 +176,8 @@ def build(config: Config, config_dir: Path) -> Bridge:
         bot_mxid=appservice.bot_mxid,
         domain=config.homeserver.domain,
     )
-    router = ThreadRouter(config, threads, client, permissions, spaces)
-    control = Control(config, db, threads, router, client, permissions, bridge_user)
+    router = ThreadRouter(config, names, threads, client, permissions, spaces)
+    control = Control(config, db, threads, router, client, permissions, names)
     delivery = Delivery(
         outbox,
         threads,
@@ -241,15 +240,6 @@ def build(config: Config, config_dir: Path) -> Bridge:
         delivery=delivery,
         hooks=hooks,
         ops=ops,
-    )
-
-
-def is_bridge_user(config: Config, user_id: str) -> bool:
-    """The bot or one of the session ghosts."""
-    localpart, _, domain = user_id[1:].partition(":")
-    return domain == config.homeserver.domain and (
-        localpart == config.appservice.bot_username
-        or localpart.startswith(config.bridge.ghost_prefix)
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,6 @@ def new_token() -> str:
 
 
 def build_registration(config: Config) -> dict[str, Any]:
-    domain = re.escape(config.homeserver.domain)
-    ghost = re.escape(config.bridge.ghost_prefix)
-    alias = re.escape(config.bridge.alias_prefix)
     return {
         "id": config.appservice.id,
         "url": config.appservice.address,
@@ -28,17 +24,7 @@ def build_registration(config: Config) -> dict[str, Any]:
         "hs_token": config.appservice.hs_token,
         "sender_localpart": config.appservice.bot_username,
         "rate_limited": False,
-        "namespaces": {
-            "users": [
-                {"regex": f"@{ghost}.*:{domain}", "exclusive": True},
-                {
-                    "regex": f"@{re.escape(config.appservice.bot_username)}:{domain}",
-                    "exclusive": True,
-                },
-            ],
-            "aliases": [{"regex": f"#{alias}.*:{domain}", "exclusive": True}],
-            "rooms": [],
-        },
+        "namespaces": config.matrix_names().namespaces(),
         "de.sorunome.msc2409.push_ephemeral": False,
         "receive_ephemeral": False,
     }

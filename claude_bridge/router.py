@@ -17,7 +17,7 @@ from typing import Any
 from claude_bridge.config import Config
 from claude_bridge.events.models import HookEvent
 from claude_bridge.identicon import identicon_png
-from claude_bridge.ids import SessionID, thread_id_for
+from claude_bridge.ids import MatrixNames, SessionID, thread_id_for
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.permissions import Permissions
@@ -48,6 +48,7 @@ class ThreadRouter:
     def __init__(
         self,
         config: Config,
+        names: MatrixNames,
         threads: ThreadStore,
         client: MatrixClient,
         permissions: Permissions,
@@ -55,25 +56,15 @@ class ThreadRouter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.names = names
         self.clock = clock  # seconds, for the space-link throttle (tests move it on)
         self.spaces = spaces
         self.threads = threads
         self.client = client
         self.permissions = permissions
-        self.domain = config.homeserver.domain
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._ready_ghosts: set[tuple[str, str]] = set()
         self._next_link: dict[str, float] = {}  # thread → earliest next try at its space link
-
-    def ghost_localpart(self, thread_id: str, suffix: str | None = None) -> str:
-        base = f"{self.config.bridge.ghost_prefix}{thread_id}"
-        return f"{base}-{suffix}" if suffix else base
-
-    def ghost_mxid(self, thread_id: str, suffix: str | None = None) -> str:
-        return f"@{self.ghost_localpart(thread_id, suffix)}:{self.domain}"
-
-    def alias_for(self, thread_id: str) -> str:
-        return f"#{self.config.bridge.alias_prefix}{thread_id}:{self.domain}"
 
     def new_thread(self, event: HookEvent, token_name: str | None) -> Thread:
         """The thread row for a session seen for the first time (no I/O)."""
@@ -85,8 +76,8 @@ class ThreadRouter:
         return Thread(
             id=thread_id,
             session_id=SessionID(event.session_id),
-            ghost_mxid=self.ghost_mxid(thread_id),
-            alias=self.alias_for(thread_id),
+            ghost_mxid=self.names.ghost(thread_id),
+            alias=self.names.alias(thread_id),
             project_path=cwd,
             project_name=os.path.basename(shown) if shown else None,
             token_name=token_name,
@@ -175,7 +166,6 @@ class ThreadRouter:
         shows few lines before the first prompt (``activity``: what its topic says at once)."""
         # The ghost creates the room; from room version 12 on that makes it all-powerful.
         creators = {thread.ghost_mxid} if creators_privileged(version) else set()
-        bot = f"@{self.config.appservice.bot_username}:{self.domain}"
         state = [
             {
                 "type": THREAD_STATE,
@@ -186,7 +176,7 @@ class ThreadRouter:
             {"type": "m.room.topic", "state_key": "", "content": self.topic(thread, activity)},
         ]
         if space is not None:
-            link = {"via": [self.domain], "canonical": True}
+            link = {"via": [self.names.domain], "canonical": True}
             state.append({"type": "m.space.parent", "state_key": space, "content": link})
         return {
             "room_alias_name": thread.alias[1:].split(":", 1)[0],
@@ -198,7 +188,10 @@ class ThreadRouter:
             "invite": invite,
             "initial_state": state,
             "power_level_content_override": power_levels(
-                None, bridge=(bot, thread.ghost_mxid), operators=invite, creators=creators
+                None,
+                bridge=(self.names.bot, thread.ghost_mxid),
+                operators=invite,
+                creators=creators,
             ),
         }
 
@@ -253,11 +246,8 @@ class ThreadRouter:
 
     async def query_alias(self, alias: str) -> bool:
         """Synapse asks about an alias in our namespace: create the room if it is a thread's."""
-        localpart, _, domain = alias[1:].partition(":")
-        prefix = self.config.bridge.alias_prefix
-        if domain != self.domain or not localpart.startswith(prefix):
-            return False
-        thread = await self.threads.get(localpart.removeprefix(prefix))
+        thread_id = self.names.thread_of_alias(alias)
+        thread = await self.threads.get(thread_id) if thread_id else None
         if thread is None:
             return False
         if self._locks[thread.id].locked():
@@ -268,11 +258,8 @@ class ThreadRouter:
         return True
 
     async def query_user(self, user_id: str) -> bool:
-        localpart, _, domain = user_id[1:].partition(":")
-        prefix = self.config.bridge.ghost_prefix
-        if domain != self.domain or not localpart.startswith(prefix):
-            return False
-        thread = await self.threads.get(localpart.removeprefix(prefix))
+        thread_id = self.names.thread_of_ghost(user_id)
+        thread = await self.threads.get(thread_id) if thread_id else None
         if thread is None:
             return False
         await self.ensure_ghost(thread.ghost_mxid, self.displayname(thread))

@@ -14,6 +14,7 @@ from claude_bridge.config.sections import (
     LoggingConfig,
     Section,
 )
+from claude_bridge.ids import MatrixNames
 
 
 class Config(Section):
@@ -37,6 +38,15 @@ class Config(Section):
         if not v.startswith(("postgres://", "postgresql://", "sqlite:")):
             raise ValueError("must start with postgres://, postgresql:// or sqlite:")
         return v
+
+    def matrix_names(self) -> MatrixNames:
+        """The bridge's Matrix ids, by this config's domain, prefixes and bot."""
+        return MatrixNames(
+            domain=self.homeserver.domain,
+            ghost_prefix=self.bridge.ghost_prefix,
+            alias_prefix=self.bridge.alias_prefix,
+            bot_localpart=self.appservice.bot_username,
+        )
 
     def database_url(self, base_dir: Path) -> str:
         """The database URL with a relative SQLite path resolved against ``base_dir``."""

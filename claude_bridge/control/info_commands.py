@@ -180,10 +180,7 @@ class InfoCommands:
         return Reply(f"Invited you to {link(thread)}.")
 
     async def find(self, ref: str) -> Thread:
-        ref = ref.strip()
-        prefix = self.p.router.config.bridge.alias_prefix
-        if ref.startswith("#"):
-            ref = ref[1:].split(":", 1)[0].removeprefix(prefix)
+        ref = self.p.router.names.thread_in_reference(ref.strip())
         exact = await self.p.threads.get(ref.lower())
         if exact is not None:
             return exact

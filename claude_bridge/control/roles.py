@@ -7,9 +7,8 @@ can lock the bridge's admins out of a room. The bridge's own users never have a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from claude_bridge.config import PermissionLevel
+from claude_bridge.ids import MatrixNames
 from claude_bridge.permissions import Permissions
 from claude_bridge.store.thread_members import ThreadMembers
 
@@ -37,11 +36,11 @@ class Roles:
         self,
         permissions: Permissions,
         members: ThreadMembers,
-        is_bridge_user: Callable[[str], bool],
+        names: MatrixNames,
     ) -> None:
         self.permissions = permissions
         self.members = members
-        self.is_bridge_user = is_bridge_user
+        self.is_bridge_user = names.is_bridge_user
 
     def global_level(self, user_id: str) -> PermissionLevel | None:
         if self.is_bridge_user(user_id):

@@ -35,6 +35,7 @@ from claude_bridge.control.waiter import WAIT_PATH, Waiter
 from claude_bridge.events.catalogue import CATALOGUE
 from claude_bridge.events.models import HookEvent
 from claude_bridge.hooks.server import HookServer
+from claude_bridge.ids import MatrixNames
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient
 from claude_bridge.permissions import Permissions
@@ -65,7 +66,7 @@ class Control:
         router: ThreadRouter,
         client: MatrixClient,
         permissions: Permissions,
-        is_bridge_user: Callable[[str], bool],
+        names: MatrixNames,
     ) -> None:
         options = config.bridge.control
         self.signals = Signals()
@@ -91,7 +92,7 @@ class Control:
             approval_store=approval_store,
             approvals=approvals,
             members=members,
-            roles=Roles(permissions, members, is_bridge_user),
+            roles=Roles(permissions, members, names),
             audit=AuditLog(db),
             signals=self.signals,
         )

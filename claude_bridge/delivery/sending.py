@@ -151,7 +151,7 @@ class Sender:
         """The ghost that speaks ``message``: the thread's, or a subagent's (joined first)."""
         if not message.sender:
             return thread.ghost_mxid
-        sender = self.router.ghost_mxid(thread.id, message.sender)
+        sender = self.router.names.ghost(thread.id, message.sender)
         await self.router.ensure_member(
             thread, sender, message.sender_displayname or self.router.displayname(thread)
         )

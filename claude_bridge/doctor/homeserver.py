@@ -22,7 +22,7 @@ async def check_homeserver(config: Config, http: aiohttp.ClientSession) -> list[
         http,
         config.homeserver.address,
         config.appservice.as_token,
-        f"@{config.appservice.bot_username}:{config.homeserver.domain}",
+        config.matrix_names().bot,
         timeout=10,
     )
     try:

@@ -28,15 +28,15 @@ from claude_bridge.catchup import CatchUp, GapWatch
 from claude_bridge.events.models import HookEvent
 from claude_bridge.hooks.caps import ThreadCaps
 from claude_bridge.hooks.limits import NewThreadLimit, TokenBuckets
-from claude_bridge.ids import HookEventID, ThreadID, thread_id_for
+from claude_bridge.ids import MAX_AGENT_FRAGMENT, HookEventID, ThreadID, thread_id_for
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import Outbox, Thread, ThreadStore, now_ms
 from claude_bridge.store.threads import ThreadCollision
 from claude_bridge.token_access import TokenAccess
 
 MAX_MXID = 255
-# The longest ghost suffix the bridge uses (a subagent ghost, see render/content.py).
-_LONGEST_SUFFIX = "agent-" + "x" * 48
+# The longest agent id fragment a subagent's ghost holds.
+_LONGEST_AGENT = "x" * MAX_AGENT_FRAGMENT
 
 
 class SessionRejected(Exception):
@@ -129,8 +129,8 @@ class Ingest:
 
     def _check_length(self, thread_id: ThreadID) -> None:
         longest = max(
-            len(self.router.ghost_mxid(thread_id, _LONGEST_SUFFIX).encode()),
-            len(self.router.alias_for(thread_id).encode()),
+            len(self.router.names.subagent_ghost(thread_id, _LONGEST_AGENT).encode()),
+            len(self.router.names.alias(thread_id).encode()),
         )
         if longest > MAX_MXID:
             raise SessionRejected(

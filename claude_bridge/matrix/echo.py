@@ -11,8 +11,9 @@ nothing: their message is an ordinary one, and the ordinary role check applies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
+
+from claude_bridge.ids import MatrixNames
 
 HANDOFF_FIELD = "org.claude_bridge.from_thread"
 
@@ -25,11 +26,11 @@ def handoff_from(event: dict[str, Any]) -> str | None:
 
 
 class EchoFilter:
-    def __init__(self, is_bridge_user: Callable[[str], bool]) -> None:
-        self.is_bridge_user = is_bridge_user
+    def __init__(self, names: MatrixNames) -> None:
+        self.names = names
 
     def is_echo(self, event: dict[str, Any]) -> bool:
         sender = event.get("sender")
-        if not isinstance(sender, str) or not self.is_bridge_user(sender):
+        if not isinstance(sender, str) or not self.names.is_bridge_user(sender):
             return False
         return event.get("type") != "m.room.message" or handoff_from(event) is None

@@ -59,7 +59,7 @@ async def _ping(client: MatrixClient, appservice_id: str) -> int:
 
 async def check_appservice(client: MatrixClient, config: Config) -> None:
     """``whoami`` as the bot, register it, and have the homeserver ping us back."""
-    bot = f"@{config.appservice.bot_username}:{config.homeserver.domain}"
+    bot = client.bot_mxid
     try:
         await client.whoami()
     except MatrixError as e:

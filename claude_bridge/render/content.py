@@ -9,14 +9,12 @@ from urllib.parse import quote
 
 from claude_bridge.config.sections.mirror import MirrorConfig
 from claude_bridge.events.models import HookEvent
-from claude_bridge.ids import thread_id_for
+from claude_bridge.ids import subagent_speaker
 from claude_bridge.render.messages import RenderContext
 from claude_bridge.render.scrub import Scrubber
 from claude_bridge.render.text import esc, one_line
 
 NO_MENTIONS: dict[str, Any] = {}
-# Agent ids are hex in practice; the cap keeps @claude-<thread>-agent-<id> far below 255 bytes.
-_MAX_AGENT_FRAGMENT = 48
 
 
 @dataclass(frozen=True)
@@ -86,12 +84,6 @@ def operators(env: Env) -> list[str]:
     return list(dict.fromkeys(u for u in env.ctx.operators if u))
 
 
-def agent_sender(agent_id: str) -> str:
-    """Ghost suffix for a subagent: ``agent-<id>``, a valid lowercase localpart fragment."""
-    fragment = thread_id_for(agent_id)[:_MAX_AGENT_FRAGMENT].strip("=") or "unknown"
-    return f"agent-{fragment}"
-
-
 def agent_name(agent_type: str | None) -> str:
     return f"{one_line(agent_type, 60)} (subagent)" if agent_type else "Subagent"
 
@@ -102,4 +94,6 @@ def speaker(event: HookEvent) -> tuple[str | None, str | None]:
     if not isinstance(agent_id, str) or not agent_id:
         return None, None
     agent_type = getattr(event, "agent_type", None) or event.extra.get("agent_type")
-    return agent_sender(agent_id), agent_name(agent_type if isinstance(agent_type, str) else None)
+    return subagent_speaker(agent_id), agent_name(
+        agent_type if isinstance(agent_type, str) else None
+    )

@@ -367,7 +367,8 @@ async def _mirror(payload: dict[str, Any]) -> Recorder:
         bot_mxid="@claudebot:localhost",
         domain="localhost",
     )
-    router = ThreadRouter(config, None, client, permissions, spaces)  # type: ignore[arg-type]
+    names = config.matrix_names()
+    router = ThreadRouter(config, names, None, client, permissions, spaces)  # type: ignore[arg-type]
     event = parse_hook_event(payload)
     thread = router.new_thread(event, "laptop")
     await router.ensure_ghost(thread.ghost_mxid, router.displayname(thread))

@@ -130,7 +130,8 @@ def _router() -> tuple[ThreadRouter, ProjectSpaces]:
         bot_mxid="@claudebot:localhost",
         domain="localhost",
     )
-    return ThreadRouter(config, None, None, permissions, spaces), spaces  # type: ignore[arg-type]
+    names = config.matrix_names()
+    return ThreadRouter(config, names, None, None, permissions, spaces), spaces  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("version", ["10", "11", "12"])
@@ -140,8 +141,8 @@ def test_created_rooms_are_valid_by_the_spec(version: str, activity: str) -> Non
     thread = Thread(
         id=ThreadID(SESSION),
         session_id=SessionID(SESSION),
-        ghost_mxid=router.ghost_mxid(SESSION),
-        alias=router.alias_for(SESSION),
+        ghost_mxid=router.names.ghost(SESSION),
+        alias=router.names.alias(SESSION),
         project_path=CWD,
         project_name="demo-app",
     )

@@ -18,10 +18,9 @@ from claude_bridge.config.example import render_example
 from claude_bridge.devenv.quickstart import prepare
 from claude_bridge.history import decode_cursor, encode_cursor
 from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached, ThreadCaps
-from claude_bridge.ids import SUBAGENT_MARK, ThreadID, thread_id_for
+from claude_bridge.ids import SUBAGENT_MARK, ThreadID, subagent_speaker, thread_id_for
 from claude_bridge.ownership import orphans
 from claude_bridge.provision import provision
-from claude_bridge.render.content import agent_sender
 from claude_bridge.token_access import TokenAccess
 
 SECRETS = {"a": "alpha-secret-0123456789", "b": "bravo-secret-0123456789"}
@@ -164,8 +163,8 @@ async def test_thread_cap_counts_sessions_being_opened() -> None:
 def test_no_session_gets_the_ghost_of_anothers_subagent(session: str, agent: str) -> None:
     """A main ghost is ``<thread id>``, a subagent's ``<thread id>-agent-<fragment>``: disjoint."""
     assert SUBAGENT_MARK not in thread_id_for(session)
-    subagent_ghost = f"{thread_id_for(session)}-{agent_sender(agent)}"
-    assert thread_id_for(f"{session}-{agent_sender(agent)}") != subagent_ghost
+    subagent_ghost = f"{thread_id_for(session)}-{subagent_speaker(agent)}"
+    assert thread_id_for(f"{session}-{subagent_speaker(agent)}") != subagent_ghost
     assert thread_id_for(subagent_ghost) != subagent_ghost
 
 

@@ -369,8 +369,8 @@ async def test_threads_stored_before_the_escape_keep_working(
         Thread(
             id=old_id,
             session_id=session,  # type: ignore[arg-type]
-            ghost_mxid=bridge.router.ghost_mxid(old_id),
-            alias=bridge.router.alias_for(old_id),
+            ghost_mxid=bridge.router.names.ghost(old_id),
+            alias=bridge.router.names.alias(old_id),
             token_name="alpha",
         )
     )
