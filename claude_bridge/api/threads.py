@@ -29,7 +29,7 @@ from claude_bridge.history import ThreadFilter, ThreadHistory
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
-from claude_bridge.matrix.echo import HANDOFF_FIELD
+from claude_bridge.matrix.inbound_events import HANDOFF_FIELD
 from claude_bridge.render.markdown import markdown_to_html
 from claude_bridge.render.scrub import Scrubber, scrubber_for
 from claude_bridge.router import ThreadRouter

@@ -11,8 +11,6 @@ is ``room_guard``'s, which sees every event first.
 
 from __future__ import annotations
 
-from typing import Any
-
 from claude_bridge.config import PermissionLevel
 from claude_bridge.control import decisions
 from claude_bridge.control.commands import Caller, CommandError, CommandSet
@@ -24,13 +22,14 @@ from claude_bridge.control.room import RoomReplies
 from claude_bridge.control.room_guard import RoomGuard
 from claude_bridge.control.signals import thread_key
 from claude_bridge.events.catalogue import SESSION_END
+from claude_bridge.matrix.inbound_events import Edit, Inbound, Message, Reaction, Redaction
 from claude_bridge.room_state import resume_command
 from claude_bridge.store import Thread
 from claude_bridge.store.approvals import PENDING, Approval
-from claude_bridge.store.matrix_events import ReceivedEvent
 
 FORWARDED_MSGTYPES = frozenset({"m.text", "m.emote"})
 HINTS_KEPT = 10_000
+OPERATOR = PermissionLevel.OPERATOR
 
 
 def ended_note(thread: Thread) -> str:
@@ -43,12 +42,9 @@ def ended_note(thread: Thread) -> str:
     )
 
 
-def strip_reply_fallback(body: str) -> str:
-    """Drop the ``> <@user> quoted`` lines clients put before a reply's own text."""
-    lines = body.split("\n")
-    while lines and lines[0].startswith(">"):
-        lines.pop(0)
-    return "\n".join(lines).strip()
+def written(event: Message) -> bool:
+    """Whether someone wrote it: a string body, and no notice (the voice of bots, never acted on)."""
+    return event.body is not None and event.msgtype != "m.notice"
 
 
 class InboundHandler:
@@ -70,90 +66,92 @@ class InboundHandler:
         # request (``Control.start``), so none outlives it.
         self._hinted: set[int] = set()
 
-    async def __call__(self, event: ReceivedEvent) -> None:
+    async def __call__(self, event: Inbound) -> None:
         # Membership, room settings and encryption are the guard's; an encrypted room's events
         # stop there too.
         if await self.guard.handle(event):
             return
-        kind = event.event_type
         thread = await self.p.threads.get_by_room(event.room_id)
-        if kind == "m.room.message":
-            await self._message(event, thread)
-        elif thread is not None and kind == "m.reaction":
-            await self._reaction(event, thread)
-        elif thread is not None and kind == "m.room.redaction":
-            await self._redaction(event, thread)
+        match event:
+            case Edit():
+                await self._edit(event, thread)
+            case Message():
+                await self._message(event, thread)
+            case Reaction() if thread is not None:
+                await self._reaction(event, thread)
+            case Redaction() if thread is not None:
+                await self._redaction(event, thread)
 
-    async def _redaction(self, event: ReceivedEvent, thread: Thread) -> None:
+    async def _redaction(self, event: Redaction, thread: Thread) -> None:
         """Withdraw a queued message: by its sender, or by an operator of the thread."""
-        redacts = event.event.get("redacts") or event.event.get("content", {}).get("redacts")
-        message = await self.p.inbox.get(redacts) if isinstance(redacts, str) else None
+        message = await self.p.inbox.get(event.redacts) if event.redacts is not None else None
         if message is None or message.thread_id != thread.id:
             return
         if event.sender != message.sender:
             level = await self.p.roles.level(event.sender, thread.id)
-            if not allows(level, PermissionLevel.OPERATOR):
+            if not allows(level, OPERATOR):
                 return
         if await self.p.inbox.withdraw(message.event_id, thread.id):
             await self.p.audit.record(thread.id, event.sender, "withdraw", message.event_id)
 
-    async def _message(self, event: ReceivedEvent, thread: Thread | None) -> None:
-        content: dict[str, Any] = event.event.get("content") or {}
-        body = content.get("body")
-        if not isinstance(body, str) or content.get("msgtype") == "m.notice":
+    async def _message(self, event: Message, thread: Thread | None) -> None:
+        """A new message: from the bridge's own users, a hand-off or nothing; from a person with
+        a level, a command, an approval's decision or (an operator's) words for Claude."""
+        if not written(event):
             return
         if self.p.roles.is_bridge_user(event.sender):
-            # Only a hand-off gets here from the bridge's own users, and only a genuine one
-            # (its own thread's ghost, a plain new message) goes anywhere.
-            source = await self.handoffs.source_of(event, thread) if thread else None
-            if thread is not None and source is not None and body.strip():
-                await self._queue(event, thread, body.strip(), source=source)
+            if thread is not None:
+                await self._handoff(event, thread)
             return
         level = await self.p.roles.level(event.sender, thread.id if thread else None)
-        if level is None:
+        if level is None or await self._command(event, thread, level):
             return
-        relates = content.get("m.relates_to") or {}
-        if relates.get("rel_type") == "m.replace":
-            new = content.get("m.new_content") or {}
-            if (
-                thread
-                and allows(level, PermissionLevel.OPERATOR)
-                and isinstance(new.get("body"), str)
-                and isinstance(relates.get("event_id"), str)
-            ):
-                edited = relates["event_id"]
-                if await self.p.inbox.edit(edited, thread.id, event.sender, new["body"]):
-                    await self.p.audit.record(thread.id, event.sender, "edit", edited)
+        if thread is None or not allows(level, OPERATOR):
+            return  # viewers read; what they write stays in the room
+        if await self._reply_decision(event, thread):
             return
-        reply_to = (relates.get("m.in_reply_to") or {}).get("event_id")
-        text = strip_reply_fallback(body) if reply_to else body.strip()
-        caller = Caller(event.sender, level, event.room_id, event.event_id, thread)
+        if event.msgtype in FORWARDED_MSGTYPES and event.text:
+            await self._queue(event, thread, event.text)
+
+    async def _handoff(self, event: Message, thread: Thread) -> None:
+        """Only a hand-off gets here from the bridge's own users, and only a genuine one (its own
+        thread's ghost, a plain new message) goes anywhere."""
+        source = await self.handoffs.source_of(event, thread)
+        if source is not None and event.text:
+            await self._queue(event, thread, event.text, source=source)
+
+    async def _edit(self, event: Edit, thread: Thread | None) -> None:
+        """An operator's edit replaces the text of their message while it is still queued."""
+        if thread is None or not written(event):
+            return
+        if event.replaces is None or event.new_body is None:
+            return
+        level = await self.p.roles.level(event.sender, thread.id)  # none for the bridge's users
+        if not allows(level, OPERATOR):
+            return
+        if await self.p.inbox.edit(event.replaces, thread.id, event.sender, event.new_body):
+            await self.p.audit.record(thread.id, event.sender, "edit", event.replaces)
+
+    async def _command(self, event: Message, thread: Thread | None, level: PermissionLevel) -> bool:
+        """Run ``event`` if it is a command (always, in a management room); False if it is not."""
         try:
-            words = self.commands.split(text, management=thread is None)
+            words = self.commands.split(event.text, management=thread is None)
         except CommandError as e:
             await self.replies.send(thread, event.room_id, event.event_id, f"⚠️ {e}")
-            return
-        if words is not None:
-            reply = await self.commands.run(caller, words)
-            await self.p.audit.record(thread.id if thread else None, event.sender, "command", text)
-            await self.replies.send(thread, event.room_id, event.event_id, reply.text)
-            if reply.after:
-                await reply.after()
-            return
-        if thread is None or not allows(level, PermissionLevel.OPERATOR):
-            return  # viewers read; what they write stays in the room
-        if isinstance(reply_to, str):
-            approval = await self.p.approval_store.for_matrix_event(reply_to)
-            if approval is not None and approval.thread_id == thread.id:
-                await self._reply_decision(event, thread, approval, text)
-                return
-            if await self.handoffs.reply(event, thread, reply_to, text):
-                return
-        if content.get("msgtype") in FORWARDED_MSGTYPES and text:
-            await self._queue(event, thread, text)
+            return True
+        if words is None:
+            return False
+        caller = Caller(event.sender, level, event.room_id, event.event_id, thread)
+        reply = await self.commands.run(caller, words)
+        thread_id = thread.id if thread else None
+        await self.p.audit.record(thread_id, event.sender, "command", event.text)
+        await self.replies.send(thread, event.room_id, event.event_id, reply.text)
+        if reply.after:
+            await reply.after()
+        return True
 
     async def _queue(
-        self, event: ReceivedEvent, thread: Thread, text: str, *, source: Thread | None = None
+        self, event: Message, thread: Thread, text: str, *, source: Thread | None = None
     ) -> None:
         control = await self.p.controls.get(thread.id)
         if control.archived_at:
@@ -178,41 +176,43 @@ class InboundHandler:
         last = await self.p.controls.last_event(thread.id)
         return last[0] == SESSION_END.name if last is not None else thread.status == "ended"
 
-    async def _reply_decision(
-        self, event: ReceivedEvent, thread: Thread, approval: Approval, text: str
-    ) -> None:
-        parsed = decisions.from_reply(text)
+    async def _reply_decision(self, event: Message, thread: Thread) -> bool:
+        """Decide the approval or the waiting hand-off ``event`` replies to; False if it replies
+        to neither in this thread."""
+        if event.reply_to is None:
+            return False
+        approval = await self.p.approval_store.for_matrix_event(event.reply_to)
+        if approval is None or approval.thread_id != thread.id:
+            return await self.handoffs.reply(event, thread, event.reply_to, event.text)
+        parsed = decisions.from_reply(event.text)
         if parsed is None:
             hint = "Reply `allow`, `always` or `deny <reason>` to decide this request."
             await self.replies.send(thread, event.room_id, event.event_id, hint)
-            return
-        await self._decide(event, thread, approval, *parsed, reply_to=event.event_id)
+        else:
+            await self._decide(event, thread, approval, *parsed, reply_to=event.event_id)
+        return True
 
-    async def _reaction(self, event: ReceivedEvent, thread: Thread) -> None:
-        relates = (event.event.get("content") or {}).get("m.relates_to") or {}
-        target, key = relates.get("event_id"), relates.get("key")
-        if relates.get("rel_type") != "m.annotation" or not isinstance(target, str):
+    async def _reaction(self, event: Reaction, thread: Thread) -> None:
+        if event.target is None:
             return
-        decision = decisions.from_reaction(key) if isinstance(key, str) else None
+        decision = decisions.from_reaction(event.key) if event.key is not None else None
         if decision is None:
-            await self._unknown_reaction(event, thread, target, key)
+            await self._unknown_reaction(event, thread, event.target)
             return
-        if await self.handoffs.react(event, thread, target, decision):
+        if await self.handoffs.react(event, thread, event.target, decision):
             return
-        approval = await self.p.approval_store.for_matrix_event(target)
+        approval = await self.p.approval_store.for_matrix_event(event.target)
         if approval is None or approval.thread_id != thread.id:
             return
         level = await self.p.roles.level(event.sender, thread.id)
-        if allows(level, PermissionLevel.OPERATOR):
-            await self._decide(event, thread, approval, decision, None, reply_to=target)
+        if allows(level, OPERATOR):
+            await self._decide(event, thread, approval, decision, None, reply_to=event.target)
 
-    async def _unknown_reaction(
-        self, event: ReceivedEvent, thread: Thread, target: str, key: object
-    ) -> None:
+    async def _unknown_reaction(self, event: Reaction, thread: Thread, target: str) -> None:
         """A reaction that decides nothing, on a prompt still waiting for a decision, by
         someone who may decide: say once which reactions do (not once per reaction: a second
         unknown one on the same prompt is ignored)."""
-        if not isinstance(key, str) or self.p.roles.is_bridge_user(event.sender):
+        if event.key is None or self.p.roles.is_bridge_user(event.sender):
             return
         approval = await self.p.approval_store.for_matrix_event(target)
         if approval is None or approval.thread_id != thread.id or approval.state != PENDING:
@@ -220,17 +220,17 @@ class InboundHandler:
         if approval.hook_event_id in self._hinted:
             return
         level = await self.p.roles.level(event.sender, thread.id)
-        if not allows(level, PermissionLevel.OPERATOR):
+        if not allows(level, OPERATOR):
             return
         if len(self._hinted) >= HINTS_KEPT:  # held requests end within the approval timeout
             self._hinted.clear()
         self._hinted.add(approval.hook_event_id)
-        hint = decisions.unknown_reaction(key)
+        hint = decisions.unknown_reaction(event.key)
         await self.replies.send(thread, event.room_id, event.event_id, hint, reply_to=target)
 
     async def _decide(
         self,
-        event: ReceivedEvent,
+        event: Inbound,
         thread: Thread,
         approval: Approval,
         decision: str,

@@ -24,9 +24,8 @@ from claude_bridge.control.roles import allows
 from claude_bridge.control.room import RoomReplies
 from claude_bridge.control.signals import thread_key
 from claude_bridge.log import get_logger
-from claude_bridge.matrix.echo import handoff_from
+from claude_bridge.matrix.inbound_events import Inbound, Message, Reaction
 from claude_bridge.store import Thread
-from claude_bridge.store.matrix_events import ReceivedEvent
 from claude_bridge.store.session_messages import PROPOSED, QUEUED, SessionMessage
 
 log = get_logger("handoffs")
@@ -50,14 +49,13 @@ class Handoffs:
         self.p = parts
         self.replies = replies
 
-    async def source_of(self, event: ReceivedEvent, thread: Thread) -> Thread | None:
+    async def source_of(self, event: Message, thread: Thread) -> Thread | None:
         """The sending thread, when ``event`` (from one of the bridge's own users) is a hand-off
         into ``thread`` as the threads API makes them; None for anything else."""
-        claimed = handoff_from(event.event)
-        content = event.event.get("content") or {}
-        if claimed is None or claimed == thread.id or event.event_type != "m.room.message":
+        claimed = event.handoff_claim
+        if claimed is None or claimed == thread.id:
             return None
-        if content.get("msgtype") != "m.text" or "m.relates_to" in content:
+        if event.msgtype != "m.text" or event.has_relation:
             return None  # the API posts plain new messages: never edits or replies
         source = await self.p.threads.get(claimed)
         if source is None or source.ghost_mxid != event.sender:
@@ -70,9 +68,7 @@ class Handoffs:
             return None
         return source
 
-    async def receive(
-        self, event: ReceivedEvent, thread: Thread, source: Thread, text: str
-    ) -> None:
+    async def receive(self, event: Message, thread: Thread, source: Thread, text: str) -> None:
         how = delivery(self.p.options.handoffs, source, thread)
         state = QUEUED if how == DIRECT else PROPOSED
         inbox = self.p.inbox
@@ -106,7 +102,7 @@ class Handoffs:
         if notice is not None:
             await inbox.set_proposal_event(message.id, notice)
 
-    async def react(self, event: ReceivedEvent, thread: Thread, target: str, decision: str) -> bool:
+    async def react(self, event: Reaction, thread: Thread, target: str, decision: str) -> bool:
         """A ✅ or ❌ on a hand-off (or its notice); False when ``target`` is no hand-off."""
         message = await self.p.inbox.proposal(thread.id, target)
         if message is None:
@@ -114,7 +110,7 @@ class Handoffs:
         await self._decide(event, thread, message, decision)
         return True
 
-    async def reply(self, event: ReceivedEvent, thread: Thread, target: str, text: str) -> bool:
+    async def reply(self, event: Message, thread: Thread, target: str, text: str) -> bool:
         """An operator's reply to a waiting hand-off (or its notice): ``allow`` or ``deny``, as
         for tool approvals. False when ``target`` is no hand-off waiting for a decision (the
         reply is then an ordinary message)."""
@@ -130,7 +126,7 @@ class Handoffs:
         return True
 
     async def _decide(
-        self, event: ReceivedEvent, thread: Thread, message: SessionMessage, decision: str
+        self, event: Inbound, thread: Thread, message: SessionMessage, decision: str
     ) -> None:
         level = await self.p.roles.level(event.sender, thread.id)
         if not allows(level, PermissionLevel.OPERATOR) or decision not in (ALLOW, ALWAYS, DENY):

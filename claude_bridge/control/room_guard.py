@@ -16,17 +16,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from claude_bridge.control.info_commands import InfoCommands
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.room import RoomReplies
 from claude_bridge.control.room_check import IN_ROOM, RoomCheck, ban_reason
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixError
+from claude_bridge.matrix.inbound_events import (
+    Encryption,
+    Inbound,
+    Membership,
+    Redaction,
+    StateChange,
+)
 from claude_bridge.render.content import message
 from claude_bridge.store import Thread
-from claude_bridge.store.matrix_events import ReceivedEvent
 from claude_bridge.store.room_policy import RoomPolicyStore
 from claude_bridge.store.spaces import SpaceStore
 
@@ -76,36 +80,33 @@ class RoomGuard:
     async def start(self) -> None:
         self.encrypted = await self.store.encrypted_rooms()
 
-    async def handle(self, event: ReceivedEvent) -> bool:
+    async def handle(self, event: Inbound) -> bool:
         """Act on membership, room state and encryption; True when nothing else may see the event
         (it was one of those, or it comes from an encrypted room)."""
-        kind = event.event_type
-        if kind == "m.room.member":
-            await self._member(event)
-            return True
-        if kind == "m.room.encryption":
-            await self._encryption(event)
-            return True
-        if isinstance(event.event.get("state_key"), str):
-            # Under the room rules no person sends state; one who could is in a room from
-            # before them (or given power by hand): check the room.
-            await self._settings(event)
-            return True
-        # A redaction still counts in an encrypted room: it withdraws what was queued before.
-        return event.room_id in self.encrypted and kind != "m.room.redaction"
+        match event:
+            case Membership():
+                await self._member(event)
+            case Encryption():
+                await self._encryption(event)
+            case StateChange():
+                # Under the room rules no person sends state; one who could is in a room from
+                # before them (or given power by hand): check the room.
+                await self._settings(event)
+            case _:
+                # A redaction still counts in an encrypted room: it withdraws what was queued.
+                return event.room_id in self.encrypted and not isinstance(event, Redaction)
+        return True
 
     # --- membership -----------------------------------------------------------------------------
 
-    async def _member(self, event: ReceivedEvent) -> None:
-        content: dict[str, Any] = event.event.get("content") or {}
-        target = event.event.get("state_key")
-        membership = content.get("membership")
-        if not isinstance(target, str) or membership not in (*IN_ROOM, "knock"):
+    async def _member(self, event: Membership) -> None:
+        target, membership = event.target, event.membership
+        if target is None or membership not in (*IN_ROOM, "knock"):
             return
         bot = self.p.client.bot_mxid
         if target == bot:
             if membership == "invite":
-                await self._bot_invited(event, content)
+                await self._bot_invited(event)
             return
         thread = await self.p.threads.get_by_room(event.room_id)
         if self.p.roles.is_bridge_user(target):
@@ -129,9 +130,9 @@ class RoomGuard:
         elif membership == "join":
             await self._recheck(event.room_id, thread)
 
-    async def _ban(self, event: ReceivedEvent, thread: Thread | None, target: str) -> None:
+    async def _ban(self, event: Membership, thread: Thread | None, target: str) -> None:
         actor = thread.ghost_mxid if thread else self.p.client.bot_mxid
-        membership = (event.event.get("content") or {}).get("membership")
+        membership = event.membership
         try:
             await self.p.client.ban(actor, event.room_id, target, ban_reason(target))
         except MatrixError as e:
@@ -159,11 +160,11 @@ class RoomGuard:
 
     # --- the bot's direct chat -----------------------------------------------------------------
 
-    async def _bot_invited(self, event: ReceivedEvent, content: dict[str, Any]) -> None:
+    async def _bot_invited(self, event: Membership) -> None:
         client, bot = self.p.client, self.p.client.bot_mxid
         # A direct chat with the bot is its management room, for people with a level. Only
         # direct chats: in a group room every line would be read as a command.
-        if not content.get("is_direct") or self.p.roles.global_level(event.sender) is None:
+        if not event.is_direct or self.p.roles.global_level(event.sender) is None:
             await client.leave(bot, event.room_id)
             return
         await client.join(bot, event.room_id)
@@ -205,7 +206,7 @@ class RoomGuard:
 
     # --- settings and encryption ---------------------------------------------------------------
 
-    async def _settings(self, event: ReceivedEvent) -> None:
+    async def _settings(self, event: Inbound) -> None:
         thread = await self.p.threads.get_by_room(event.room_id)
         if thread is None and not await self.spaces.is_space(event.room_id):
             return
@@ -213,7 +214,7 @@ class RoomGuard:
             "someone changed a room's settings; checking it",
             room_id=event.room_id,
             user=event.sender,
-            type=event.event_type,
+            type=event.type,
         )
         await self._recheck(event.room_id, thread)
 
@@ -223,7 +224,7 @@ class RoomGuard:
         else:
             await self.check.space(room_id)
 
-    async def _encryption(self, event: ReceivedEvent) -> None:
+    async def _encryption(self, event: Encryption) -> None:
         await self.encrypted_room(event.room_id, event.sender, event.event_id)
         # Whoever could do that had a power the room rules deny them.
         await self._settings(event)

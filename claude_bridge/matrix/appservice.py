@@ -24,6 +24,7 @@ from mautrix.client.state_store.memory import MemoryStateStore
 from claude_bridge.config import Config
 from claude_bridge.log import get_logger, mau_logger
 from claude_bridge.matrix.echo import EchoFilter
+from claude_bridge.matrix.inbound_events import parse
 from claude_bridge.store import MatrixEventStore
 
 log = get_logger("appservice")
@@ -111,7 +112,7 @@ class BridgeAppService(AppService):
             return _error(400, "M_BAD_JSON", "transaction must be an object with an events list")
         events = body.get("events", [])
         # Echoes of what our ghosts sent are most of the traffic and need nothing from us.
-        wanted = [e for e in events if not (isinstance(e, dict) and self._echoes.is_echo(e))]
+        wanted = [e for e in events if not (isinstance(e, dict) and self._echoes.is_echo(parse(e)))]
         try:
             new = await self._store.store_transaction(txn_id, wanted, total=len(events))
         except Exception:

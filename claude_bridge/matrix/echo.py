@@ -11,26 +11,15 @@ nothing: their message is an ordinary one, and the ordinary role check applies.
 
 from __future__ import annotations
 
-from typing import Any
-
 from claude_bridge.ids import MatrixNames
+from claude_bridge.matrix.inbound_events import HANDOFF_FIELD, Inbound
 
-HANDOFF_FIELD = "org.claude_bridge.from_thread"
-
-
-def handoff_from(event: dict[str, Any]) -> str | None:
-    """The thread a message claims to be a hand-off from (unverified), or None."""
-    content = event.get("content")
-    value = content.get(HANDOFF_FIELD) if isinstance(content, dict) else None
-    return value if isinstance(value, str) and value else None
+__all__ = ["HANDOFF_FIELD", "EchoFilter"]
 
 
 class EchoFilter:
     def __init__(self, names: MatrixNames) -> None:
         self.names = names
 
-    def is_echo(self, event: dict[str, Any]) -> bool:
-        sender = event.get("sender")
-        if not isinstance(sender, str) or not self.names.is_bridge_user(sender):
-            return False
-        return event.get("type") != "m.room.message" or handoff_from(event) is None
+    def is_echo(self, event: Inbound) -> bool:
+        return self.names.is_bridge_user(event.sender) and event.handoff_claim is None

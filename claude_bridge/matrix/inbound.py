@@ -2,7 +2,8 @@
 
 Transactions are answered as soon as their events are stored; this worker does the rest in the
 background, in arrival order, and marks each event processed when done. Handlers are plug-ins
-(``register``) so steering (messages to Claude, approvals, commands) lives in its own package.
+(``register``) so steering (messages to Claude, approvals, commands) lives in its own package;
+each gets the event parsed once into the record of its kind (``inbound_events``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from collections.abc import Awaitable, Callable
 
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.echo import EchoFilter
+from claude_bridge.matrix.inbound_events import Inbound, parse
 from claude_bridge.store import MatrixEventStore
 from claude_bridge.store.matrix_events import ReceivedEvent
 from claude_bridge.worker import Worker
 
 log = get_logger("inbound")
 
-Handler = Callable[[ReceivedEvent], Awaitable[None]]
+Handler = Callable[[Inbound], Awaitable[None]]
 
 
 class InboundProcessor(Worker):
@@ -46,9 +48,10 @@ class InboundProcessor(Worker):
                 await asyncio.sleep(1)
                 self._wake.set()
 
-    async def _process(self, event: ReceivedEvent) -> None:
+    async def _process(self, stored: ReceivedEvent) -> None:
+        event = parse(stored.event)  # once: the handlers get the typed record
         # Our own ghosts' and bot's events come back to us: never act on them (no loops).
-        if not self.echoes.is_echo(event.event):
+        if not self.echoes.is_echo(event):
             for handler in self.handlers:
                 try:
                     await handler(event)
@@ -56,4 +59,4 @@ class InboundProcessor(Worker):
                     log.exception(
                         "inbound handler failed", event_id=event.event_id, room_id=event.room_id
                     )
-        await self.store.mark_processed(event.event_id)
+        await self.store.mark_processed(stored.event_id)

@@ -30,9 +30,9 @@ from ruamel.yaml import YAML
 from claude_bridge.app import Bridge, build
 from claude_bridge.config import parse_config
 from claude_bridge.devenv.synapse import LocalSynapse
+from claude_bridge.matrix.inbound_events import Inbound
 from claude_bridge.registration import build_registration, new_token
 from claude_bridge.router import SPACE_LINK_RETRY
-from claude_bridge.store.matrix_events import ReceivedEvent
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, free_port, hook_payload, new_session
 from tests.e2e.processes import report
 from tests.e2e.proxy import HomeserverProxy
@@ -89,7 +89,7 @@ async def test_a_replayed_transaction_is_processed_once(
 ) -> None:
     calls: Counter[str] = Counter()
 
-    async def count(event: ReceivedEvent) -> None:
+    async def count(event: Inbound) -> None:
         calls[event.event_id] += 1
 
     bridge.inbound.register(count)

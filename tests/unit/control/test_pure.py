@@ -10,10 +10,10 @@ import pytest
 from claude_bridge.config import PermissionLevel
 from claude_bridge.control import decisions
 from claude_bridge.control.commands import MANAGEMENT, THREAD, Caller, CommandSet, Reply
-from claude_bridge.control.handler import strip_reply_fallback
 from claude_bridge.control.messages import compose, fitting
 from claude_bridge.control.roles import allows, effective_level
 from claude_bridge.ids import SessionID, ThreadID
+from claude_bridge.matrix.inbound_events import strip_reply_fallback
 from claude_bridge.store import Thread
 from claude_bridge.store.approvals import Approval
 from claude_bridge.store.session_messages import SessionMessage
