@@ -83,8 +83,9 @@ def topic_text(
     ended, how to go on with it (an archived room is not mirrored to any more)."""
     label = "📦 Archived" if archived else LABELS.get(activity, LABELS[WORKING])
     if activity == ENDED and not archived:
-        where = f" in {cwd}" if cwd else ""
-        return f"{label} · go on with `{resume_command(session_id)}`{where}"
+        # Plain text: clients show a topic as it is, so no Markdown quoting.
+        where = f" (in {cwd})" if cwd else ""
+        return f"{label} · go on with: {resume_command(session_id)}{where}"
     return " · ".join(p for p in (label, project, f"session {session_tag(session_id)}") if p)
 
 

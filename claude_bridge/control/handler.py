@@ -36,9 +36,9 @@ def ended_note(thread: Thread) -> str:
     """The answer to a message written into an ended session's room."""
     where = f" (in `{thread.project_path}`)" if thread.project_path else ""
     return (
-        "⏹️ This session has ended: Claude is not reading this room now. To go on, run "
-        f"`{resume_command(thread.session_id)}` on the host{where}. Your message waits and "
-        "reaches Claude when the session is back; redact it to withdraw it."
+        "⏹️ This session has ended: Claude won't read this until it is resumed on the host "
+        f"with `{resume_command(thread.session_id)}`{where}. Your message waits for that; "
+        "redact it to withdraw it."
     )
 
 

@@ -131,7 +131,7 @@ async def test_the_room_says_where_the_session_stands(
     ended = state_of(state, THREAD_STATE)
     assert ended == {**marked, "status": "ended", "activity": "ended"}
     assert state_of(state, "m.room.topic")["topic"] == (
-        f"⏹️ Ended · go on with `claude --resume {session}` in {CWD}"
+        f"⏹️ Ended · go on with: claude --resume {session} (in {CWD})"
     )
     thread = await bridge.threads.get(session.lower())
     assert thread is not None and (thread.status, thread.activity) == ("ended", "ended")

@@ -80,7 +80,7 @@ def test_topics_are_short_while_running_and_say_how_to_go_on_once_ended() -> Non
     assert topic_text(WAITING, "demo-app", SESSION, CWD).startswith("💬 Waiting for you · ")
     assert topic_text(APPROVAL, None, SESSION, None) == "🔐 Waiting for approval · session 3eb5f2"
     assert topic_text(ENDED, "demo-app", SESSION, CWD) == (
-        f"⏹️ Ended · go on with `claude --resume {SESSION}` in {CWD}"
+        f"⏹️ Ended · go on with: claude --resume {SESSION} (in {CWD})"
     )
     assert topic_text(ENDED, "demo-app", SESSION, CWD, archived=True).startswith("📦 Archived")
 
