@@ -191,7 +191,11 @@ async def test_rate_limits_are_honoured(
         assert [re.search(r"burst prompt \d+", b)[0] for b in shown] == burst  # type: ignore[index]
 
         sends = [r for r in proxy.log if r.method == "PUT" and "/rooms/" in r.path]
-        limited_ = [r for r in sends if r.status == 429]
+        # A project-space link refused with 429 is not retried on its own: it is made again at
+        # the thread's next event, at most once a minute (tests/e2e/test_appservice_queries.py
+        # and the router's throttle test); delivery's own sends are what this test is about.
+        link = [r for r in sends if "/state/m.space." in r.path]
+        limited_ = [r for r in sends if r.status == 429 and r not in link]
         ok = [r for r in sends if r.status == 200]
         assert limited_, "the homeserver never rate-limited: the test proves nothing"
         # Every 429 was waited out: the retry of that request came after retry_after_ms.
