@@ -32,6 +32,7 @@ from claude_bridge.control.signals import Signals, thread_key, wait_for_change
 from claude_bridge.events.catalogue import STOP, kind_of
 from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.hooks.call import HookCall
+from claude_bridge.hooks.held import HeldConnections
 from claude_bridge.log import get_logger
 from claude_bridge.store import Thread
 from claude_bridge.store.database import now_ms
@@ -61,6 +62,8 @@ class Responder:
         # thread → (busy, monotonic time of its last hook event): for the background waiter.
         self._activity: dict[str, tuple[bool, float]] = {}
         self._held_stops: set[str] = set()
+        # The hook server's count of held connections (``Control.add_routes`` shares it).
+        self.connections = HeldConnections()
 
     async def __call__(self, event: HookEvent, thread: Thread, call: HookCall) -> dict[str, Any]:
         try:
@@ -152,6 +155,10 @@ class Responder:
 
         Returns a stop answer, or None to look at the queue again.
         """
+        if not self.connections.try_take():
+            log.warning("not holding a Stop hook: every held-connection slot is taken",
+                        thread_id=thread.id, cap=self.connections.cap)  # fmt: skip
+            return None
         loop = asyncio.get_running_loop()
         hold_until = loop.time() + self.options.max_hold
         self._held_stops.add(thread.id)
@@ -172,3 +179,4 @@ class Responder:
                 return None
         finally:
             self._held_stops.discard(thread.id)
+            self.connections.give_back()

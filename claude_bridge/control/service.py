@@ -132,7 +132,9 @@ class Control:
             self.signals,
             server.token_name,
             self.receipts.notify,
+            server.connections,
         )
+        self.respond.connections = server.connections
         server.app.router.add_get(WAIT_PATH, waiter.handle)
 
     def renderer(self, render: Renderer) -> Renderer:

@@ -12,6 +12,8 @@ them. Answers (bearer token as for hooks; only the token that owns the session m
 403     the token does not own this session
 404     no such session
 410     a newer waiter of this session took over (``since`` older than its): exit quietly
+503     every held-connection slot is taken (``hooks.max_held_connections`` or the file-
+        descriptor limit, ``hooks/held.py``): poll again after ``Retry-After`` seconds
 ======  =====================================================================================
 
 While the session is busy (it had a hook event within ``idle_after`` and did not end its turn)
@@ -31,6 +33,7 @@ from claude_bridge.config.sections.control import ControlConfig
 from claude_bridge.control.messages import MessageQueue, compose
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.signals import Signals, thread_key, wait_for_change
+from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
 from claude_bridge.log import get_logger
 from claude_bridge.store import ThreadStore
 
@@ -50,6 +53,7 @@ class Waiter:
         signals: Signals,
         token_name: Callable[[web.Request], str | None],
         on_delivered: Callable[[], None],
+        connections: HeldConnections | None = None,
     ) -> None:
         self.options = options
         self.threads = threads
@@ -58,6 +62,7 @@ class Waiter:
         self.signals = signals
         self.token_name = token_name
         self.on_delivered = on_delivered
+        self.connections = connections or HeldConnections()
         self._newest: dict[str, int] = {}
         self._polling: dict[str, int] = {}
 
@@ -99,12 +104,17 @@ class Waiter:
         def connected() -> bool:
             return not (request.transport is None or request.transport.is_closing())
 
+        try:
+            self.connections.take()
+        except NoSlot as e:
+            return _error(503, str(e), headers={"Retry-After": str(RETRY_AFTER)})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         self._polling[thread.id] = self._polling.get(thread.id, 0) + 1
         try:
             return await self._poll(thread.id, since, deadline, connected)
         finally:
+            self.connections.give_back()
             self._polling[thread.id] -= 1
             if not self._polling[thread.id]:
                 del self._polling[thread.id]
@@ -145,5 +155,5 @@ def _body(messages: list[Any], budget: int) -> dict[str, Any]:
     }
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)

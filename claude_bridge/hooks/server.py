@@ -22,6 +22,7 @@ from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.hooks.call import HookCall
 from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached
+from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
 from claude_bridge.hooks.ingest import Ingest, SessionRejected
 from claude_bridge.hooks.limits import NewThreadLimit
 from claude_bridge.hooks.validate import MAX_JSON_DEPTH, finite, not_json, too_deep, unstorable
@@ -67,6 +68,8 @@ class HookServer:
         self.held = HeldApprovals(
             lambda name: t.max_held_approvals if (t := self.access.settings(name)) else 0
         )
+        # Long-polls, held approvals and held Stop hooks, against the file-descriptor limit.
+        self.connections = HeldConnections(config.max_held_connections)
         self.ingest = ingest
         self.respond = respond
         self.health = health
@@ -125,11 +128,17 @@ class HookServer:
                 self.held.take(token_name)
             except HeldLimit as e:
                 return _error(429, str(e), headers={"Retry-After": str(HeldLimit.RETRY_AFTER)})
+            try:
+                self.connections.take()
+            except NoSlot as e:
+                self.held.give_back(token_name)
+                return _error(503, str(e), headers={"Retry-After": str(RETRY_AFTER)})
         try:
             return await self._accept(request, event, text, token_name, key, started)
         finally:
             if holds:
                 self.held.give_back(token_name)
+                self.connections.give_back()
 
     async def _accept(
         self,
@@ -175,6 +184,7 @@ class HookServer:
         return web.json_response(report, status=200 if report.get("ready") else 503)
 
     async def start(self) -> None:
+        self.connections.start()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.host, self.config.port).start()

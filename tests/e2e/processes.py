@@ -108,8 +108,16 @@ async def fault_stack(workdir: Path) -> AsyncIterator[FaultStack]:
 class BridgeProcess:
     """One ``claude-bridge run`` process; its stderr (JSON log lines) kept in memory and a file."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path, name: str = "bridge") -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        name: str = "bridge",
+        *,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
+        self.preexec = preexec  # run in the child before exec, after die_with_parent
         self.name = name
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
@@ -140,10 +148,22 @@ class BridgeProcess:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             cwd=ROOT,
-            preexec_fn=die_with_parent(),
+            preexec_fn=self._preexec(),
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read(self._proc), name=f"{self.name}-log")
         return self
+
+    def _preexec(self) -> Callable[[], None] | None:
+        first, then = die_with_parent(), self.preexec
+        if then is None:
+            return first
+
+        def both() -> None:
+            if first is not None:
+                first()
+            then()
+
+        return both
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None

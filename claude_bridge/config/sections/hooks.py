@@ -83,6 +83,14 @@ class HooksConfig(Section):
         default_factory=CatchupConfig,
         description="Filling a room from the session transcript after events were lost.",
     )
+    max_held_connections: int = Field(
+        0,
+        ge=0,
+        description="Most connections held open at once (background-waiter long-polls, permission "
+        "requests and Stop hooks waiting); more are answered 503 with Retry-After. 0: as many as "
+        "the file-descriptor limit allows less a reserve (the bridge raises its soft limit to the "
+        "hard one at start-up and logs the figure).",
+    )
     group_commit: bool = Field(
         True,
         description="On Postgres, hook events that arrive together are stored in one commit (each "
