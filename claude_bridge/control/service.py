@@ -1,7 +1,8 @@
 """``Control``: steering, built from the bridge's parts, handed to the composition root.
 
 The bridge wires five things from it: ``respond`` (the hook server's answers), ``handle`` (an
-inbound Matrix handler), ``add_routes`` (the background waiter's long-poll on the hook server),
+inbound Matrix handler), ``add_routes`` (the background waiter's and the host runners' long-polls
+on the hook server),
 ``renderer`` (so ``!claude mute`` takes effect in delivery) and ``room_sweep`` (the start-up
 check of every room, started once the homeserver answers). ``release`` ends every held hook
 answer with ``{}`` and must run before the hook server stops, or its shutdown waits for them.
@@ -29,6 +30,8 @@ from claude_bridge.control.room import RoomReplies
 from claude_bridge.control.room_check import RoomCheck
 from claude_bridge.control.room_guard import RoomGuard
 from claude_bridge.control.room_sweep import RoomSweep
+from claude_bridge.control.runner_poll import POLL_PATH, RunnerPoll
+from claude_bridge.control.runners import Runners
 from claude_bridge.control.signals import Signals
 from claude_bridge.control.thread_commands import ThreadCommands
 from claude_bridge.control.waiter import WAIT_PATH, Waiter
@@ -45,6 +48,8 @@ from claude_bridge.store import ThreadStore
 from claude_bridge.store.approvals import ApprovalStore
 from claude_bridge.store.audit import AuditLog
 from claude_bridge.store.room_policy import RoomPolicyStore
+from claude_bridge.store.runner_jobs import RunnerJobStore
+from claude_bridge.store.runners import RunnerStore
 from claude_bridge.store.session_messages import SessionInbox
 from claude_bridge.store.spaces import SpaceStore
 from claude_bridge.store.thread_control import ThreadControlStore
@@ -105,6 +110,7 @@ class Control:
             self.signals,
             on_delivered=self.receipts.notify,
         )
+        self.runners = Runners(RunnerStore(db), RunnerJobStore(db), self.signals)
         commands = CommandSet(options.command_prefix)
         info = InfoCommands(self.parts, commands)
         ThreadCommands(self.parts, commands)
@@ -136,6 +142,7 @@ class Control:
         )
         self.respond.connections = server.connections
         server.app.router.add_get(WAIT_PATH, waiter.handle)
+        server.app.router.add_post(POLL_PATH, RunnerPoll(self.runners, server.access).handle)
 
     def renderer(self, render: Renderer) -> Renderer:
         """``render`` with tool calls switched off in muted threads."""
@@ -171,3 +178,4 @@ class Control:
         self.release()
         await self.room_sweep.stop()
         await self.receipts.stop()
+        await self.runners.drain()

@@ -8,7 +8,6 @@ committed (the body is the hook output), a clear ``{"error": …}`` otherwise, a
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,13 @@ from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached
 from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
 from claude_bridge.hooks.ingest import Ingest, SessionRejected
 from claude_bridge.hooks.limits import NewThreadLimit
-from claude_bridge.hooks.validate import MAX_JSON_DEPTH, finite, not_json, too_deep, unstorable
+from claude_bridge.hooks.validate import (
+    MAX_JSON_DEPTH,
+    BadJSON,
+    decode_json,
+    too_deep,
+    unstorable,
+)
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
 from claude_bridge.render.scrub import Scrubber
@@ -34,8 +39,6 @@ from claude_bridge.store import Thread
 from claude_bridge.token_access import TokenAccess
 
 log = get_logger("hooks")
-# Built once: json.loads with options builds a decoder per call.
-_decode = json.JSONDecoder(parse_constant=not_json, parse_float=finite).decode
 
 HookAnswerer = Callable[[HookEvent, Thread, HookCall], Awaitable[dict[str, Any]]]
 """What gives a stored hook event its answer body: steering's ``control.responder.Responder``."""
@@ -102,14 +105,9 @@ class HookServer:
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body larger than {self.config.max_body_bytes} bytes")
         try:
-            text = raw.decode("utf-8")
-            data = _decode(text)
-        except UnicodeDecodeError:
-            return _error(400, "body is not valid UTF-8")
-        except RecursionError:
-            return _error(400, "JSON nested too deeply")
-        except ValueError as e:
-            return _error(400, f"body is not valid JSON: {e}")
+            text, data = decode_json(raw)
+        except BadJSON as e:
+            return _error(400, str(e))
         if not isinstance(data, dict):
             return _error(400, f"hook input must be a JSON object, not {type(data).__name__}")
         if too_deep(data):

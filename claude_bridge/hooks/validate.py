@@ -6,6 +6,7 @@ event in its spool, in front of every later one, for ever.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -29,6 +30,28 @@ def finite(literal: str) -> float:
     if math.isinf(value):
         raise ValueError(f"number {literal[:40]} is not finite")
     return value
+
+
+_decode = json.JSONDecoder(parse_constant=not_json, parse_float=finite).decode
+"""Built once: json.loads with options builds a decoder per call."""
+
+
+class BadJSON(ValueError):
+    """Why a body is not the JSON the bridge takes (a 400)."""
+
+
+def decode_json(raw: bytes) -> tuple[str, Any]:
+    """The body as text and as JSON (standard JSON only: no NaN, no infinite numbers), or
+    :class:`BadJSON` saying why not."""
+    try:
+        text = raw.decode("utf-8")
+        return text, _decode(text)
+    except UnicodeDecodeError:
+        raise BadJSON("body is not valid UTF-8") from None
+    except RecursionError:
+        raise BadJSON("JSON nested too deeply") from None
+    except ValueError as e:
+        raise BadJSON(f"body is not valid JSON: {e}") from None
 
 
 def too_deep(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:

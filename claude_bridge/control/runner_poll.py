@@ -1,0 +1,76 @@
+"""``POST /claude/v1/runner/poll``: the host runner's long-poll (issue 15, ``openapi.yaml``).
+
+======  =====================================================================================
+200     ``{"jobs": [...]}``: every job of this runner without a result yet (maybe none)
+400     the body is not JSON, or not an object
+401     missing or unknown token
+403     a ``shared`` token: it cannot own sessions, so it cannot run them
+409     a newer poll of the same (token, host) is open: this runner is superseded
+413     body too large
+422     the body breaks the rules (``runner_wire.py``), with what is wrong
+503     the bridge is stopping, or cannot store right now
+======  =====================================================================================
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from claude_bridge.config import TokenRole
+from claude_bridge.control.runner_wire import WireError, parse_poll
+from claude_bridge.control.runners import Runners
+from claude_bridge.hooks.validate import BadJSON, decode_json, too_deep
+from claude_bridge.log import get_logger
+from claude_bridge.token_access import TokenAccess
+
+log = get_logger("runners")
+
+POLL_PATH = "/claude/v1/runner/poll"
+MAX_BODY = 1024 * 1024
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class RunnerPoll:
+    def __init__(self, runners: Runners, access: TokenAccess) -> None:
+        self.runners = runners
+        self.access = access
+
+    async def handle(self, request: web.Request) -> web.Response:
+        token = self.access.identify(request.headers.get("Authorization", ""))
+        if token is None:
+            return _error(401, "missing or unknown hook token (Authorization: Bearer <token>)")
+        if self.access.role(token) == TokenRole.SHARED:
+            return _error(403, "a shared token owns no sessions, so it cannot run them")
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            raw = await request.content.read(MAX_BODY + 1)
+        except Exception:
+            return _error(400, "could not read the body")
+        if len(raw) > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            _, data = decode_json(raw)
+        except BadJSON as e:
+            return _error(400, str(e))
+        if not isinstance(data, dict):
+            return _error(400, f"the poll body must be a JSON object, not {type(data).__name__}")
+        if too_deep(data):
+            return _error(400, "JSON nested too deeply")
+        try:
+            poll = parse_poll(data)
+        except WireError as e:
+            return _error(422, f"not a valid runner poll: {e}")
+
+        def connected() -> bool:
+            return not (request.transport is None or request.transport.is_closing())
+
+        try:
+            answer = await self.runners.poll(token, poll, connected)
+        except Exception as e:
+            log.warning("runner poll failed", error=repr(e), host=poll.host)
+            return _error(503, "the bridge cannot store right now; poll again later")
+        return web.json_response(answer.body, status=answer.status)

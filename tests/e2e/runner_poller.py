@@ -1,0 +1,66 @@
+"""A minimal host runner for the tests: it only speaks the poll endpoint (issue 15), as
+``claude-bridge runner`` does, and keeps what it was handed. The real runner, with tmux and the
+real Claude Code CLI, is tested in its own files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from tests.e2e.conftest import HOOK_TOKEN
+
+POLL = "/claude/v1/runner/poll"
+
+
+class Poller:
+    def __init__(
+        self,
+        url: str,
+        *,
+        host: str = "laptop",
+        token: str = HOOK_TOKEN,
+        projects: list[str] | None = None,
+        accept_from: list[str] | None = None,
+    ) -> None:
+        self.url = url
+        self.host = host
+        self.token = token
+        self.projects = ["api", "web"] if projects is None else projects
+        self.accept_from = accept_from
+        self.sessions: list[dict[str, Any]] = []
+        self.http = aiohttp.ClientSession()
+
+    def body(self, **fields: Any) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "projects": self.projects,
+            "max_sessions": 4,
+            "accept_from": self.accept_from,
+            "sessions": self.sessions,
+            "results": [],
+            "exits": [],
+            "wait": 0,
+            **fields,
+        }
+
+    async def raw(
+        self, body: Any, *, token: str | None = None, data: bytes | None = None
+    ) -> tuple[int, Any]:
+        tok = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+        kwargs: dict[str, Any] = {"data": data} if data is not None else {"json": body}
+        async with self.http.post(self.url + POLL, headers=headers, **kwargs) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def poll(self, **fields: Any) -> list[dict[str, Any]]:
+        """One poll; its jobs (asserting a 200)."""
+        status, answer = await self.raw(self.body(**fields))
+        assert status == 200, answer
+        return list(answer["jobs"])
+
+    async def settle(self, job: dict[str, Any], ok: bool = True, error: str | None = None) -> None:
+        await self.poll(results=[{"job_id": job["id"], "ok": ok, "error": error}])
+
+    async def close(self) -> None:
+        await self.http.close()
