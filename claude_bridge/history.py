@@ -32,7 +32,7 @@ from claude_bridge.events.catalogue import (
     kind_of,
 )
 from claude_bridge.render.scrub import Scrubber, scrubber_for
-from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore
+from claude_bridge.store import HookEventLog, MatrixEventStore, SentEvents, Thread, ThreadStore
 
 MAX_TEXT = 4000
 _END = 2**62  # "after everything" for cursor comparisons
@@ -146,7 +146,8 @@ class ThreadHistory:
     def __init__(self, db: Database, scrub: Scrubber | None = None) -> None:
         self.db = db
         self.threads = ThreadStore(db)
-        self.outbox = Outbox(db, group_commit=False)
+        self.log = HookEventLog(db)
+        self.sent = SentEvents(db)
         self.matrix = MatrixEventStore(db)
         # Raw hook payloads are scrubbed before _clip cuts them: a key cut in half would be too
         # short for its pattern when the API's serialiser scrubs the answer.
@@ -183,8 +184,8 @@ class ThreadHistory:
         return list(reversed(page)), (page[-1].cursor if more and page else None)
 
     async def _hook_messages(self, thread: Thread, ts: int, key: int, limit: int) -> list[Message]:
-        rows = await self.outbox.history_before(thread.id, NOT_IN_HISTORY, ts, key, limit)
-        sent = await self.outbox.sent_event_ids([r["id"] for r in rows])
+        rows = await self.log.history_before(thread.id, NOT_IN_HISTORY, ts, key, limit)
+        sent = await self.sent.sent_event_ids([r["id"] for r in rows])
         out = []
         for r in rows:
             role, text = describe_hook_event(r["event_name"], r["payload"])

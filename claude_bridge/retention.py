@@ -14,7 +14,7 @@ import contextlib
 from mautrix.util.async_db import Database
 
 from claude_bridge.log import get_logger
-from claude_bridge.store import MatrixEventStore, Outbox
+from claude_bridge.store import HookEventLog, MatrixEventStore
 from claude_bridge.store.database import now_ms
 
 log = get_logger("retention")
@@ -30,7 +30,7 @@ async def prune(
     Matrix events and transaction ids as old. Threads and event-id mappings stay."""
     cutoff = (now or now_ms()) - days * DAY_MS
     return {
-        "hook_event": await Outbox(db, group_commit=False).prune_delivered_payloads(
+        "hook_event": await HookEventLog(db).prune_delivered_payloads(
             cutoff, PRUNED_PAYLOAD, batch
         ),
         "matrix_event": await MatrixEventStore(db).delete_processed_before(cutoff),

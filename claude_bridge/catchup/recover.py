@@ -26,7 +26,7 @@ from claude_bridge.events.catalogue import (
 )
 from claude_bridge.events.models import HookEvent
 from claude_bridge.log import get_logger
-from claude_bridge.store import Outbox, now_ms
+from claude_bridge.store import HookEventLog, now_ms
 
 log = get_logger("catchup")
 
@@ -86,8 +86,8 @@ class CatchUp:
         self.roots = [Path(d).expanduser().resolve() for d in config.transcript_dirs]
 
     @cached_property
-    def outbox(self) -> Outbox:  # reads only: the hook path's own Outbox does the writing
-        return Outbox(self.db, group_commit=False)
+    def log(self) -> HookEventLog:  # reads only: the hook path's own Outbox does the writing
+        return HookEventLog(self.db)
 
     def transcript_file(self, event: HookEvent) -> Path | None:
         """The event's transcript if it is one we may read: a *.jsonl file under a root."""
@@ -103,7 +103,7 @@ class CatchUp:
 
     async def boot_window(self) -> GapWindow:
         """The gap a restart may have left: since the last event the previous run stored."""
-        last = await self.outbox.last_stored()
+        last = await self.log.last_stored()
         if last is None:
             return GapWindow(now_ms(), 0)
         return GapWindow(last[1], int(last[0]))
@@ -128,7 +128,7 @@ class CatchUp:
         ]
         if not items:
             return []
-        payloads = await self.outbox.payloads_after(thread_id, window.since_id - LOOKBACK_ROWS)
+        payloads = await self.log.payloads_after(thread_id, window.since_id - LOOKBACK_ROWS)
         gap = missing_items(items, shown_by(_decoded(payloads)), current)
         if not gap:
             return []

@@ -14,7 +14,7 @@ import json
 from claude_bridge.events.catalogue import POST_TOOL_USE, kind_of
 from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.render.diff import EDIT_TOOLS, Seen, seen_in
-from claude_bridge.store import Outbox, PendingEvent
+from claude_bridge.store import HookEventLog, PendingEvent
 from claude_bridge.store.approvals import ApprovalStore
 
 ECHO_GRACE_MS = 60_000
@@ -26,9 +26,9 @@ CALLS_LOOKED_AT = 200
 
 
 class ApprovalContext:
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self.approvals = ApprovalStore(outbox.db)
+    def __init__(self, log: HookEventLog) -> None:
+        self.log = log
+        self.approvals = ApprovalStore(log.db)
 
     async def echoes_approval(self, thread_id: str, hook: HookEvent, event: PendingEvent) -> bool:
         echo = kind_of(hook.hook_event_name).echoes_approval
@@ -44,7 +44,7 @@ class ApprovalContext:
         if not isinstance(path, str) or not path:
             return None
         forms = (path, json.dumps(path)[1:-1])
-        for _, _, raw in await self.outbox.recent_of(
+        for _, _, raw in await self.log.recent_of(
             thread_id, (POST_TOOL_USE.name,), event.id, CALLS_LOOKED_AT
         ):
             if not any(form in raw for form in forms):

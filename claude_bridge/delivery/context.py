@@ -18,18 +18,18 @@ from claude_bridge.events.models import (
 )
 from claude_bridge.render.messages import RenderContext
 from claude_bridge.router import ThreadRouter
-from claude_bridge.store import Outbox, PendingEvent, Thread
+from claude_bridge.store import HookEventLog, PendingEvent, Thread
 
 
 class ContextReader:
-    def __init__(self, outbox: Outbox, router: ThreadRouter, mirror: Any) -> None:
-        self.outbox = outbox
+    def __init__(self, log: HookEventLog, router: ThreadRouter, mirror: Any) -> None:
+        self.log = log
         self.router = router
         self.mirror = mirror
 
     @functools.cached_property
     def around_approvals(self) -> ApprovalContext:
-        return ApprovalContext(self.outbox)
+        return ApprovalContext(self.log)
 
     async def context(self, thread: Thread, hook: HookEvent, event: PendingEvent) -> RenderContext:
         extra: dict[str, Any] = {
@@ -78,7 +78,7 @@ class ContextReader:
         PostCompact came already (Claude Code 2.1.197 sent it before the SessionStart, 2.1.332
         after). ``None``: no PreCompact since the last PostCompact."""
         names = (PRE_COMPACT.name, POST_COMPACT.name)
-        latest = await self.outbox.latest_of(thread_id, names, event_id)
+        latest = await self.log.latest_of(thread_id, names, event_id)
         if isinstance(hook, SessionStart) and latest and latest[1] == POST_COMPACT.name:
             return {"done": True}  # its PostCompact has shown the outcome already
         if latest is None or latest[1] != PRE_COMPACT.name:
@@ -99,7 +99,7 @@ class ContextReader:
         """MessageDisplay streams so far: message id → (prompt id, text), oldest first."""
         chunks: dict[str, dict[int, str]] = {}
         prompts: dict[str, str | None] = {}
-        for payload in await self.outbox.payloads(thread_id, MESSAGE_DISPLAY.name, up_to):
+        for payload in await self.log.payloads(thread_id, MESSAGE_DISPLAY.name, up_to):
             data = json.loads(payload)
             mid, delta = data.get("message_id"), data.get("delta")
             if not isinstance(mid, str) or not isinstance(delta, str):

@@ -25,7 +25,7 @@ from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.ids import HookEventID, ThreadID
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
-from claude_bridge.store import Outbox, PendingEvent, ThreadStore
+from claude_bridge.store import HookEventLog, PendingEvent, ThreadStore
 
 log = get_logger("delivery")
 
@@ -40,7 +40,7 @@ def _call(payload: dict[str, Any]) -> tuple[Any, ...]:
 class Denials:
     def __init__(
         self,
-        outbox: Outbox,
+        log: HookEventLog,
         threads: ThreadStore,
         contexts: ContextReader,
         sender: Sender,
@@ -48,7 +48,7 @@ class Denials:
         render: Renderer,
         lock: Callable[[ThreadID], AbstractAsyncContextManager[Any]],
     ) -> None:
-        self.outbox = outbox
+        self.log = log
         self.threads = threads
         self.contexts = contexts
         self.sender = sender
@@ -64,11 +64,11 @@ class Denials:
 
     async def _show(self, thread_id: ThreadID, request_id: int, reason: str) -> bool:
         thread = await self.threads.get(thread_id)
-        request = _loads(await self.outbox.payload(request_id))
+        request = _loads(await self.log.payload(request_id))
         if thread is None or thread.room_id is None or request is None:
             return False
         found = None
-        for pre_id, _, raw in await self.outbox.recent_of(
+        for pre_id, _, raw in await self.log.recent_of(
             thread_id, (PRE_TOOL_USE.name,), request_id, CALLS_LOOKED_AT
         ):
             pre = _loads(raw)
@@ -91,7 +91,7 @@ class Denials:
         ):
             if message.replaces is None:
                 continue  # no line of its own to mark: the request's prompt says it
-            original, _ = await self.outbox.anchor_target(thread_id, message.replaces)
+            original, _ = await self.sender.sent.anchor_target(thread_id, message.replaces)
             if original is None:
                 continue
             content, _ = await self.sender.relate(thread_id, message, dict(message.content))

@@ -121,7 +121,7 @@ class Merger:
             content = coalesce.merged_content(lines)
             event_id = await self._send(thread, head, room_id, content, txn_id)
             complete = [m.event.id for m in run if m.line is not None and not m.replies]
-            await self.sender.outbox.record_lines(thread.id, event_id, lines, complete)
+            await self.sender.sent.record_lines(thread.id, event_id, lines, complete)
         except Exception as e:
             log.warning("merged send failed, sending one by one", error=repr(e))
             self.sender.uncertain.update(m.event.id for m in run)
@@ -194,7 +194,7 @@ class Merger:
             txn_id = f"cb.{first.hook_event}.{first.part}.m{len(replies)}"
             event_id = await self._send(thread, head, room_id, content, txn_id)
             parts = [(r.hook_event, r.part) for r in replies]
-            await self.sender.outbox.record_parts(thread.id, event_id, parts, events)
+            await self.sender.sent.record_parts(thread.id, event_id, parts, events)
         except Exception as e:
             log.warning("merged reply failed, sending one by one", error=repr(e))
             self.sender.uncertain.update(events)

@@ -14,7 +14,7 @@ from claude_bridge.render.messages import OutboundMessage
 from claude_bridge.room_state import THREAD_STATE, merged
 from claude_bridge.router import ThreadRouter
 from claude_bridge.slots import SendSlots
-from claude_bridge.store import Outbox, PendingEvent, Thread, ThreadStore
+from claude_bridge.store import PendingEvent, SentEvents, Thread, ThreadStore
 
 log = get_logger("delivery")
 
@@ -33,7 +33,7 @@ class Sender:
     def __init__(
         self,
         client: MatrixClient,
-        outbox: Outbox,
+        sent: SentEvents,
         threads: ThreadStore,
         router: ThreadRouter,
         slots: SendSlots,
@@ -41,7 +41,7 @@ class Sender:
         uncertain: set[int],
     ) -> None:
         self.client = client
-        self.outbox = outbox
+        self.sent = sent
         self.threads = threads
         self.router = router
         self.slots = slots
@@ -110,10 +110,10 @@ class Sender:
         event_id = str(found["event_id"])
         content = found.get("content") or {}
         if lines := coalesce.lines_from_content(content):
-            await self.outbox.record_lines(thread.id, event_id, lines)
+            await self.sent.record_lines(thread.id, event_id, lines)
             self.uncertain.update(line.hook_event for line in lines)
         elif parts := coalesce.parts_from_content(content):
-            await self.outbox.record_parts(thread.id, event_id, parts)
+            await self.sent.record_parts(thread.id, event_id, parts)
             self.uncertain.update(hook_event for hook_event, _ in parts)
         return event_id
 
@@ -127,18 +127,18 @@ class Sender:
         """
         anchor = message.anchor
         if message.replaces:
-            original, lines = await self.outbox.anchor_target(thread_id, message.replaces)
+            original, lines = await self.sent.anchor_target(thread_id, message.replaces)
             if original and lines:
                 # One line of a merged message: the edit shows all of them, that one changed.
                 # Stored first, so a retry or a later edit of another line builds on it.
                 lines = coalesce.replace_line(lines, message.replaces, message)
-                await self.outbox.set_lines(original, lines)
+                await self.sent.set_lines(original, lines)
                 return edit_content(original, coalesce.merged_content(lines)), anchor
             if original:
                 return edit_content(original, content), anchor
             anchor = anchor or message.replaces
         if message.thread_root:
-            root, lines = await self.outbox.anchor_target(thread_id, message.thread_root)
+            root, lines = await self.sent.anchor_target(thread_id, message.thread_root)
             if lines:
                 line = next((x for x in lines if x.anchor == message.thread_root), None)
                 if line is not None:

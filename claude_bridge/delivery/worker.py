@@ -27,7 +27,7 @@ from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.room_state import starting_activity
 from claude_bridge.router import ThreadRouter
 from claude_bridge.slots import SendSlots
-from claude_bridge.store import Outbox, PendingEvent, Thread, ThreadStore
+from claude_bridge.store import HookEventLog, Outbox, PendingEvent, SentEvents, Thread, ThreadStore
 
 log = get_logger("delivery")
 
@@ -67,9 +67,11 @@ class Delivery:
         self._uncertain: set[int] = set()
         self._settled: set[ThreadID] = set()
         self._sends = SendSlots(max_parallel)  # a hung send gives its slot back (slots.py)
-        self.contexts = ContextReader(outbox, router, mirror)
+        self.sent = SentEvents(outbox.db)
+        log = HookEventLog(outbox.db)
+        self.contexts = ContextReader(log, router, mirror)
         self.sender = Sender(
-            client, outbox, threads, router, self._sends, self._may_be_sent, self._uncertain
+            client, self.sent, threads, router, self._sends, self._may_be_sent, self._uncertain
         )
         options = mirror_options(mirror)
         self.merger = Merger(
@@ -86,7 +88,7 @@ class Delivery:
             weakref.WeakValueDictionary()
         )
         self.denials = Denials(
-            outbox, threads, self.contexts, self.sender, client, render, self.thread_lock
+            log, threads, self.contexts, self.sender, client, render, self.thread_lock
         )
         self._workers: dict[ThreadID, asyncio.Task[None]] = {}
         self._dirty: set[ThreadID] = set()
@@ -301,14 +303,14 @@ class Delivery:
         # Parts can only exist if an earlier attempt got that far: skip the read otherwise.
         sent = set(done or ())
         if self._may_be_sent(event):
-            sent.update(await self.outbox.sent_parts(event.id))
+            sent.update(await self.sent.sent_parts(event.id))
         todo = [(part, message) for part, message in enumerate(messages) if part not in sent]
         for part, message in todo:
             event_id, anchor = await self.sender.send_part(thread, room_id, event, part, message)
             # The thread row follows the room first: a retry re-does that, never the send.
             await self.sender.after_part(thread, message)
             last = part == todo[-1][0]
-            await self.outbox.record_part(event.id, part, thread.id, anchor, event_id, last=last)
+            await self.sent.record_part(event.id, part, thread.id, anchor, event_id, last=last)
         if not todo:
             await self.outbox.mark_sent(event.id)
         if event.folded is not None:

@@ -1,14 +1,15 @@
-"""The ``hook_event`` outbox and the Matrix events each hook event became (``sent_event``).
+"""The ``hook_event`` outbox: stored hook events and where each stands on its way to Matrix.
 
 A hook event is acknowledged to Claude Code only once it is here; delivery removes it from the
-outbox (``state='sent'``) only after every Matrix event it renders to has been sent and recorded.
+outbox (``state='sent'``) only after every Matrix event it renders to has been sent and recorded
+(``sent_events.py``). Reading stored events back for other purposes (context, history, catch-up,
+retention) is ``hook_event_log.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
 from mautrix.util.async_db import Database, PostgresDatabase
 from mautrix.util.async_db.database import conn_var
@@ -17,13 +18,8 @@ from claude_bridge.ids import HookEventID, ThreadID
 from claude_bridge.store.database import now_ms
 from claude_bridge.store.group_commit import GroupCommit
 from claude_bridge.store.loop_writer import LoopWriter
-from claude_bridge.store.merged_lines import Line, dump_lines, load_lines
 from claude_bridge.store.writes import Write, write_atomically
 
-_INSERT_SENT = (
-    "INSERT INTO sent_event (hook_event_id, part, thread_id, anchor, event_id) "
-    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
-)
 _APPEND = (
     "INSERT INTO hook_event (thread_id, event_name, payload, token_name, received_at) "
     "VALUES ($1, $2, $3, $4, $5) RETURNING id"
@@ -51,7 +47,8 @@ _APPEND_MANY = (
     "RETURNING id) "
     "SELECT stored.id FROM r LEFT JOIN stored USING (id) ORDER BY r.n"
 )
-_MARK_SENT = "UPDATE hook_event SET state='sent', sent_at=$2, last_error=NULL WHERE id=$1"
+# Delivered: every part is in the room (also written with the last part, sent_events.py).
+MARK_SENT = "UPDATE hook_event SET state='sent', sent_at=$2, last_error=NULL WHERE id=$1"
 
 
 @dataclass(frozen=True)
@@ -197,100 +194,8 @@ class Outbox:
         )
         return [ThreadID(r["thread_id"]) for r in rows]
 
-    async def sent_parts(self, hook_event_id: int) -> dict[int, str]:
-        rows = await self.db.fetch(
-            "SELECT part, event_id FROM sent_event WHERE hook_event_id=$1", hook_event_id
-        )
-        return {r["part"]: r["event_id"] for r in rows}
-
-    async def record_part(
-        self,
-        hook_event_id: int,
-        part: int,
-        thread_id: str,
-        anchor: str | None,
-        event_id: str,
-        *,
-        last: bool = False,
-    ) -> None:
-        """Record one sent part; ``last``: it was the event's last, so the event is sent too
-        (one transaction: no window where the event is sent but the part unrecorded)."""
-        args = (hook_event_id, part, thread_id, anchor, event_id)
-        if not last:
-            await self.db.execute(_INSERT_SENT, *args)
-            return
-        sent = Write(_MARK_SENT, (hook_event_id, now_ms()))
-        await write_atomically(self.db, [Write(_INSERT_SENT, args), sent])
-
-    async def record_lines(
-        self, thread_id: str, event_id: str, lines: list[Line], complete: Sequence[int] = ()
-    ) -> None:
-        """A merged message (``coalesce.py``) was sent: record each line as its hook event's part,
-        and the lines themselves, in one transaction (all of it is in the room, or none).
-        ``complete``: hook events that were nothing but their line, now sent."""
-        rows = [(x.hook_event, x.part, thread_id, x.anchor, event_id) for x in lines]
-        await self._record_merged(rows, complete, (event_id, thread_id, dump_lines(lines)))
-
-    async def record_parts(
-        self,
-        thread_id: str,
-        event_id: str,
-        parts: Sequence[tuple[int, int]],
-        complete: Sequence[int] = (),
-    ) -> None:
-        """A merged thread reply was sent: record it as each (hook event, part) it holds."""
-        rows = [(hook_event, part, thread_id, None, event_id) for hook_event, part in parts]
-        await self._record_merged(rows, complete, None)
-
-    async def _record_merged(
-        self,
-        rows: Sequence[tuple[int, int, str, str | None, str]],
-        complete: Sequence[int],
-        merged: tuple[str, str, str] | None,
-    ) -> None:
-        writes = [Write(_INSERT_SENT, rows=rows)]
-        if merged is not None:
-            writes.append(
-                Write(
-                    "INSERT INTO merged_message (event_id, thread_id, lines) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (event_id) DO NOTHING",
-                    merged,
-                )
-            )
-        if complete:
-            marks = ", ".join(f"${i + 2}" for i in range(len(complete)))
-            writes.append(
-                Write(
-                    "UPDATE hook_event SET state='sent', sent_at=$1, last_error=NULL "
-                    f"WHERE id IN ({marks})",
-                    (now_ms(), *complete),
-                )
-            )
-        await write_atomically(self.db, writes)
-
-    async def set_lines(self, event_id: str, lines: list[Line]) -> None:
-        await self.db.execute(
-            "UPDATE merged_message SET lines=$2 WHERE event_id=$1", event_id, dump_lines(lines)
-        )
-
-    async def anchor_target(
-        self, thread_id: str, anchor: str
-    ) -> tuple[str | None, list[Line] | None]:
-        """The first event recorded under ``anchor`` (edits refer to the original) and, when it
-        is a merged message, its lines."""
-        row = await self.db.fetchrow(
-            "SELECT s.event_id, m.lines FROM sent_event s "
-            "LEFT JOIN merged_message m ON m.event_id = s.event_id "
-            "WHERE s.thread_id=$1 AND s.anchor=$2 ORDER BY s.hook_event_id, s.part LIMIT 1",
-            thread_id,
-            anchor,
-        )
-        if row is None:
-            return None, None
-        return row["event_id"], load_lines(row["lines"]) if row["lines"] else None
-
     async def mark_sent(self, hook_event_id: int) -> None:
-        await self.db.execute(_MARK_SENT, hook_event_id, now_ms())
+        await self.db.execute(MARK_SENT, hook_event_id, now_ms())
 
     async def mark_failed(self, hook_event_id: int, error: str) -> None:
         await self.db.execute(
@@ -312,114 +217,3 @@ class Outbox:
             "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM hook_event WHERE state='pending'"
         )
         return (int(row["n"]), row["oldest"]) if row else (0, None)
-
-    async def payloads(self, thread_id: str, event_name: str, up_to: int) -> list[str]:
-        rows = await self.db.fetch(
-            "SELECT payload FROM hook_event WHERE thread_id=$1 AND event_name=$2 AND id<=$3 "
-            "ORDER BY id",
-            thread_id,
-            event_name,
-            up_to,
-        )
-        return [r["payload"] for r in rows]
-
-    async def latest_of(
-        self, thread_id: str, event_names: tuple[str, ...], before: int
-    ) -> tuple[int, str, str] | None:
-        """(id, event name, payload) of the thread's newest event of ``event_names`` before the
-        event ``before``; ``None`` if there is none."""
-        found = await self.recent_of(thread_id, event_names, before, 1)
-        return found[0] if found else None
-
-    async def recent_of(
-        self, thread_id: str, event_names: tuple[str, ...], before: int, limit: int
-    ) -> list[tuple[int, str, str]]:
-        """(id, event name, payload) of the thread's newest ``limit`` events of ``event_names``
-        before the event ``before``, newest first."""
-        marks = ", ".join(f"${i + 4}" for i in range(len(event_names)))
-        rows = await self.db.fetch(
-            "SELECT id, event_name, payload FROM hook_event WHERE thread_id=$1 AND id<$2 "
-            f"AND event_name IN ({marks}) ORDER BY id DESC LIMIT $3",
-            thread_id,
-            before,
-            limit,
-            *event_names,
-        )
-        return [(int(r["id"]), str(r["event_name"]), str(r["payload"])) for r in rows]
-
-    async def payload(self, hook_event_id: int) -> str | None:
-        value = await self.db.fetchval("SELECT payload FROM hook_event WHERE id=$1", hook_event_id)
-        return str(value) if value is not None else None
-
-    async def last_stored(self) -> tuple[HookEventID, int] | None:
-        """Id and receive time (ms) of the newest hook event stored; ``None`` on a new store."""
-        row = await self.db.fetchrow(
-            "SELECT id, received_at FROM hook_event ORDER BY id DESC LIMIT 1"
-        )
-        return (HookEventID(row["id"]), int(row["received_at"])) if row else None
-
-    async def payloads_after(self, thread_id: str, after_id: int) -> list[str]:
-        """The thread's payloads stored after event ``after_id``, oldest first."""
-        rows = await self.db.fetch(
-            "SELECT payload FROM hook_event WHERE thread_id=$1 AND id>$2 ORDER BY id",
-            thread_id,
-            after_id,
-        )
-        return [r["payload"] for r in rows]
-
-    async def history_before(
-        self, thread_id: str, skip: Collection[str], ts: int, before_id: int, limit: int
-    ) -> list[Any]:
-        """Rows (id, event_name, payload, received_at) of the thread's events older than
-        (``ts``, ``before_id``) whose name is not in ``skip`` (constants), newest first."""
-        names = ", ".join(f"'{name}'" for name in sorted(skip))
-        return list(
-            await self.db.fetch(
-                "SELECT id, event_name, payload, received_at FROM hook_event "
-                f"WHERE thread_id=$1 AND event_name NOT IN ({names}) "
-                "AND (received_at < $2 OR (received_at = $2 AND id < $3)) "
-                "ORDER BY received_at DESC, id DESC LIMIT $4",
-                thread_id,
-                ts,
-                before_id,
-                limit,
-            )
-        )
-
-    async def sent_event_ids(self, hook_ids: Sequence[int]) -> dict[int, list[str]]:
-        """The Matrix event ids each of ``hook_ids`` became, in part order."""
-        if not hook_ids:
-            return {}
-        marks = ", ".join(f"${i}" for i in range(1, len(hook_ids) + 1))
-        rows = await self.db.fetch(
-            f"SELECT hook_event_id, event_id FROM sent_event WHERE hook_event_id IN ({marks}) "
-            "ORDER BY hook_event_id, part",
-            *hook_ids,
-        )
-        found: dict[int, list[str]] = {}
-        for r in rows:
-            found.setdefault(r["hook_event_id"], []).append(r["event_id"])
-        return found
-
-    async def prune_delivered_payloads(self, before: int, pruned: str, batch: int) -> int:
-        """Retention: replace with ``pruned`` the payloads of events delivered (or folded) and
-        received before ``before`` (ms), in batches so no transaction grows long; how many."""
-        count = 0
-        while True:
-            ids = await self.db.fetch(
-                "SELECT id FROM hook_event WHERE state IN ('sent', 'folded') AND received_at < $1 "
-                "AND payload <> $2 "
-                "LIMIT $3",
-                before,
-                pruned,
-                batch,
-            )
-            if not ids:
-                return count
-            marks = ", ".join(f"${i + 2}" for i in range(len(ids)))
-            await self.db.execute(
-                f"UPDATE hook_event SET payload=$1 WHERE id IN ({marks})",
-                pruned,
-                *(r["id"] for r in ids),
-            )
-            count += len(ids)

@@ -18,6 +18,7 @@ from claude_bridge.export_markdown import render_markdown
 from claude_bridge.store import (
     MatrixEventStore,
     Outbox,
+    SentEvents,
     Thread,
     ThreadStore,
     backup,
@@ -79,7 +80,7 @@ async def fill(db: Database, now: int) -> None:
     )
     pending = await outbox.append("t2", "PreToolUse", '{"tool_name": "Bash"}', "desk")
     for hook_id, event_id in ((prompt, "$prompt"), (stop, "$stop")):
-        await outbox.record_part(hook_id, 0, "t1", None, event_id)
+        await SentEvents(db).record_part(hook_id, 0, "t1", None, event_id)
         await outbox.mark_sent(hook_id)
     await db.execute("UPDATE hook_event SET received_at=$1 WHERE id<>$2", now - 10 * DAY, pending)
     await matrix_events.store_transaction(

@@ -15,7 +15,7 @@ from mautrix.util.async_db import Database
 
 from claude_bridge.delivery.context import ContextReader
 from claude_bridge.events.parse import parse_hook_event
-from claude_bridge.store import Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import HookEventLog, Outbox, Thread, ThreadStore, create_database
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ async def _events(db: Database, *events: dict[str, Any]) -> list[int]:
 
 
 async def _compaction(db: Database, event_id: int, data: dict[str, Any]) -> dict[str, Any] | None:
-    reader = ContextReader(Outbox(db), cast(Any, None), None)
+    reader = ContextReader(HookEventLog(db), cast(Any, None), None)
     hook = parse_hook_event({"session_id": "S1", **data})
     return await reader.compaction("t1", hook, event_id)
 

@@ -8,7 +8,14 @@ import pytest
 from mautrix.util.async_db import Database
 
 from claude_bridge.history import ThreadFilter, ThreadHistory, decode_cursor, describe_hook_event
-from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import (
+    MatrixEventStore,
+    Outbox,
+    SentEvents,
+    Thread,
+    ThreadStore,
+    create_database,
+)
 
 
 @pytest.fixture
@@ -86,7 +93,7 @@ async def test_messages_merge_both_sides_and_page_without_gaps(db: Database) -> 
             expected.append(f"m{i}")
     # Streamed chunks and the ghost's own Matrix echo are not separate messages.
     chunk = await outbox.append("t1", "MessageDisplay", '{"delta": "x"}', "laptop")
-    await outbox.record_part(chunk, 0, "t1", None, "$echo")
+    await SentEvents(db).record_part(chunk, 0, "t1", None, "$echo")
     await matrix_events.store_transaction(
         "txn-echo",
         [

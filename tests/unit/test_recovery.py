@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from claude_bridge.delivery import Delivery
@@ -152,7 +153,9 @@ async def test_pings_that_do_not_help_are_spaced_out() -> None:
 
 
 async def test_resume_ends_a_delivery_backoff_at_once() -> None:
-    delivery = Delivery(None, None, None, None, lambda e, c: [])  # type: ignore[arg-type]
+    # Nothing is delivered: the stores are never read (an outbox without a database will do).
+    outbox: Any = SimpleNamespace(db=None)
+    delivery = Delivery(outbox, None, None, None, lambda e, c: [])  # type: ignore[arg-type]
     backoff = 600.0
     waiting = asyncio.create_task(delivery._backoff(backoff))
     await asyncio.sleep(0)

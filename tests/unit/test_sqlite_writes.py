@@ -12,7 +12,14 @@ import pytest
 from mautrix.util.async_db import Database
 
 from claude_bridge.ids import SessionID, ThreadID
-from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import (
+    MatrixEventStore,
+    Outbox,
+    SentEvents,
+    Thread,
+    ThreadStore,
+    create_database,
+)
 from claude_bridge.store import sqlite as sqlite_store
 from claude_bridge.store.checkpoints import WalCheckpoints
 from claude_bridge.store.writes import Write, write_atomically
@@ -94,9 +101,9 @@ async def test_a_write_waits_for_the_lock_and_gives_up_after_the_busy_timeout(
 async def test_a_write_batch_is_one_transaction(db: Database) -> None:
     outbox = Outbox(db)
     hook = await outbox.append("t1", "PreToolUse", "{}", None)
-    await outbox.record_part(hook, 0, "t1", None, "$a", last=True)
+    await SentEvents(db).record_part(hook, 0, "t1", None, "$a", last=True)
     row = await db.fetchrow("SELECT state FROM hook_event WHERE id=$1", hook)
-    assert row["state"] == "sent" and await outbox.sent_parts(hook) == {0: "$a"}
+    assert row["state"] == "sent" and await SentEvents(db).sent_parts(hook) == {0: "$a"}
     with pytest.raises(sqlite3.IntegrityError):
         await write_atomically(
             db,

@@ -7,7 +7,14 @@ import asyncio
 from mautrix.util.async_db import Database, Scheme
 
 from claude_bridge.ids import SessionID, ThreadID
-from claude_bridge.store import MatrixEventStore, Outbox, Thread, ThreadStore, create_database
+from claude_bridge.store import (
+    MatrixEventStore,
+    Outbox,
+    SentEvents,
+    Thread,
+    ThreadStore,
+    create_database,
+)
 from claude_bridge.store.database import build_upgrade_table, load_migrations, schema_version
 from tests.conftest import create_pg_database, drop_pg_database
 
@@ -95,10 +102,11 @@ async def test_thread_outbox_and_matrix_events_roundtrip(store_url: str) -> None
     ids = [await outbox.append("abc", "Stop", f'{{"n": {i}}}', "laptop") for i in range(3)]
     assert ids == sorted(ids)
     assert [p.id for p in await outbox.pending("abc")] == ids
-    await outbox.record_part(ids[0], 0, "abc", "tool:1", "$e0")
-    await outbox.record_part(ids[0], 0, "abc", "tool:1", "$e0")  # idempotent
-    assert await outbox.sent_parts(ids[0]) == {0: "$e0"}
-    assert await outbox.anchor_target("abc", "tool:1") == ("$e0", None)
+    sent = SentEvents(db)
+    await sent.record_part(ids[0], 0, "abc", "tool:1", "$e0")
+    await sent.record_part(ids[0], 0, "abc", "tool:1", "$e0")  # idempotent
+    assert await sent.sent_parts(ids[0]) == {0: "$e0"}
+    assert await sent.anchor_target("abc", "tool:1") == ("$e0", None)
     await outbox.mark_sent(ids[0])
     assert [p.id for p in await outbox.pending("abc")] == ids[1:]
     assert (await outbox.backlog())[0] == 2
