@@ -10,7 +10,8 @@ from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
 from claude_bridge.matrix.relations import edit_content
 from claude_bridge.matrix.txn_lookup import find_sent
-from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.render.images import too_large_text
+from claude_bridge.render.messages import Attachment, OutboundMessage
 from claude_bridge.room_state import THREAD_STATE, merged
 from claude_bridge.router import ThreadRouter
 from claude_bridge.slots import SendSlots
@@ -47,6 +48,8 @@ class Sender:
         self.slots = slots
         self.may_be_sent = may_be_sent
         self.uncertain = uncertain
+        self.uploads: dict[tuple[int, int], str] = {}
+        """(hook event, part) → mxc URI uploaded for it and not yet sent."""
 
     async def send_part(
         self, thread: Thread, room_id: str, event: PendingEvent, part: int, message: OutboundMessage
@@ -55,11 +58,6 @@ class Sender:
         sender = await self.ghost(thread, message)
         content = dict(message.content)
         async with self.slots.slot():
-            if message.attachment is not None:
-                att = message.attachment
-                content["url"] = await self.client.upload(
-                    sender, att.data, att.filename, att.mimetype
-                )
             if message.event_type == THREAD_STATE and message.state_key == "":
                 # Merged into what the room holds: a writer that knows less erases nothing.
                 current = await self.client.state_event(sender, room_id, THREAD_STATE)
@@ -76,10 +74,13 @@ class Sender:
                 if found:
                     log.info("already in the room, not sent again", hook_event=event.id, part=part)
                     return found, anchor
+            if message.attachment is not None:
+                content = await self.attach(sender, (event.id, part), message.attachment, content)
             try:
                 sent = await self.client.send_event(
                     sender, room_id, message.event_type, content, txn_id
                 )
+                self.uploads.pop((event.id, part), None)
                 return sent, anchor
             except MatrixError as e:
                 if e.temporary:
@@ -96,6 +97,36 @@ class Sender:
                     sender, room_id, "m.room.message", notice, f"{txn_id}.fallback"
                 )
                 return fallback, message.anchor
+
+    async def attach(
+        self, sender: str, key: tuple[int, int], att: Attachment, content: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``content`` with the attachment uploaded into ``url`` (and ``info.thumbnail_url``),
+        or, if the homeserver refuses it as too large, a line saying so instead.
+
+        A part is uploaded once per process: a retry after a failed send reuses the mxc URI.
+        After a crash between upload and send the bytes are uploaded again, an unused copy in
+        the media repository; the message itself is never doubled (its transaction id)."""
+        url = self.uploads.get(key)
+        if url is None:
+            try:
+                url = await self.client.upload(sender, att.data, att.filename, att.mimetype)
+            except MatrixError as e:
+                if e.status != 413 and e.errcode != "M_TOO_LARGE":
+                    raise
+                log.warning(
+                    "attachment over the upload limit", file=att.filename, size=len(att.data)
+                )
+                line = {"msgtype": "m.notice", "body": too_large_text(content), "m.mentions": {}}
+                if "m.relates_to" in content:  # still in the call's thread
+                    line["m.relates_to"] = content["m.relates_to"]
+                return line
+            self.uploads[key] = url
+        content["url"] = url
+        info = content.get("info")
+        if att.thumbnail and isinstance(info, dict):
+            content["info"] = {**info, "thumbnail_url": url}
+        return content
 
     async def find(
         self, thread: Thread, sender: str, room_id: str, event_type: str, txn_id: str

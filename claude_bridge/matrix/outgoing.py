@@ -16,6 +16,7 @@ from typing import Any
 from yarl import URL
 
 from claude_bridge.config import GENERATE, Config
+from claude_bridge.render.messages import TEXT_MIMETYPES
 from claude_bridge.render.scrub import Scrubber, scrubber_for
 
 
@@ -45,9 +46,11 @@ IDENTIFIER_KEYS = frozenset(
     }
 )
 """Top-level keys of a body or of an event's content whose values are Matrix identifiers."""
-_MXC_KEYS = frozenset({"url", "avatar_url"})
-_CONTENT_KEYS = frozenset({"m.new_content", "power_level_content_override", "creation_content"})
-_TEXT_MIMETYPES = ("text/", "application/json", "application/x-ndjson", "application/xml")
+_MXC_KEYS = frozenset({"url", "avatar_url", "thumbnail_url"})
+# "info": an image's, whose thumbnail_url is an mxc URI too.
+_CONTENT_KEYS = frozenset(
+    {"m.new_content", "power_level_content_override", "creation_content", "info"}
+)
 
 
 def scrub_body(scrub: Scrubber, body: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +97,6 @@ def _state_event(scrub: Scrubber, event: Any) -> Any:
 
 def scrub_upload(scrub: Scrubber, data: bytes, mimetype: str) -> bytes:
     """An upload's bytes: text is scrubbed, anything else (images) is sent as it is."""
-    if mimetype.split(";", 1)[0].strip().lower().startswith(_TEXT_MIMETYPES):
+    if mimetype.split(";", 1)[0].strip().lower().startswith(TEXT_MIMETYPES):
         return scrub.data(data)
     return data

@@ -13,7 +13,7 @@ import dataclasses
 from pydantic import ValidationError
 
 from claude_bridge.config.sections.mirror import mirror_options
-from claude_bridge.events.catalogue import kind_of
+from claude_bridge.events.catalogue import POST_TOOL_USE, kind_of
 from claude_bridge.events.models import HookEvent
 
 # Imported for their @renders registrations.
@@ -27,6 +27,7 @@ from claude_bridge.render import (  # noqa: F401
 )
 from claude_bridge.render.content import Env
 from claude_bridge.render.finalize import finalize
+from claude_bridge.render.images import restore_images
 from claude_bridge.render.messages import OutboundMessage, RenderContext
 from claude_bridge.render.notices import render_unknown
 from claude_bridge.render.registry import RENDERERS
@@ -59,8 +60,12 @@ def render_event(event: HookEvent, ctx: RenderContext) -> list[OutboundMessage]:
 
 
 def _scrub_event(event: HookEvent, scrub: Scrubber) -> HookEvent:
-    # Every field, declared or extra, is scrubbed and cleaned before a renderer sees it.
-    data = scrub.value(event.model_dump())
+    # Every field, declared or extra, is scrubbed and cleaned before a renderer sees it; but
+    # the base64 of an image a tool returned is bytes, not text: it is put back as it was.
+    raw = event.model_dump()
+    data = scrub.value(raw)
+    if event.hook_event_name == POST_TOOL_USE.name and "tool_response" in raw:
+        data["tool_response"] = restore_images(raw["tool_response"], data["tool_response"])
     return type(event).model_construct(**data)
 
 

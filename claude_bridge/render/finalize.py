@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from claude_bridge.render.content import NO_MENTIONS, Env
-from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.render.messages import TEXT_MIMETYPES, OutboundMessage
 from claude_bridge.render.trim import limit
 
 _MESSAGE = "m.room.message"
@@ -21,7 +21,9 @@ def finalize(msg: OutboundMessage, env: Env) -> OutboundMessage:
     content = _scrub_content(msg.content, env)
     attachment = msg.attachment
     if attachment is not None:
-        data = env.scrub.data(attachment.data)
+        # Text is scrubbed again; an image's bytes pass as they are (docs/security.md).
+        text = attachment.mimetype.startswith(TEXT_MIMETYPES)
+        data = env.scrub.data(attachment.data) if text else attachment.data
         filename = env.scrub.text(attachment.filename)
         attachment = dataclasses.replace(attachment, data=data, filename=filename)
         info = content.get("info")

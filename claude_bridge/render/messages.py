@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+TEXT_MIMETYPES = ("text/", "application/json", "application/x-ndjson", "application/xml")
+"""Uploads of these types are text, and scrubbed; anything else (images) is sent as it is."""
+
 
 @dataclass(frozen=True)
 class Attachment:
@@ -18,6 +21,8 @@ class Attachment:
     data: bytes
     filename: str
     mimetype: str = "text/plain"
+    thumbnail: bool = False
+    """The upload is also its own thumbnail: delivery fills in ``info.thumbnail_url`` too."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from claude_bridge.events.models import (
 )
 from claude_bridge.render.blocks import Frame, long_text
 from claude_bridge.render.content import Env, message, project_dir, speaker
-from claude_bridge.render.messages import OutboundMessage
+from claude_bridge.render.images import image_content, pictures
+from claude_bridge.render.messages import Attachment, OutboundMessage
 from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, first_line
 from claude_bridge.render.tool_output import tool_output
@@ -110,11 +111,35 @@ def render_post_tool_use(event: PostToolUse, env: Env) -> list[OutboundMessage]:
     out = [] if env.opts.enabled(PRE_TOOL_USE.name) else [_line(event, env)]
     if env.opts.tool_output == "off":
         return out
+    images = _images(event, env)
     shown = tool_output(event, env)
-    if shown is None:
-        return out
-    text, frame, kind = shown
-    return out + _reply(event, env, text, frame, kind, after_line=bool(out))
+    if shown is not None and not (images and event.tool_name == "Read"):
+        # A Read of an image says only "🖼️ image/png, 64×48": the image itself says more.
+        text, frame, kind = shown
+        out += _reply(event, env, text, frame, kind, after_line=bool(out))
+    return out + images
+
+
+def _images(event: PostToolUse, env: Env) -> list[OutboundMessage]:
+    """The images the call returned (a Read of one, an MCP tool's image content), each an
+    ``m.image`` under the call's line; delivery uploads them."""
+    sender, displayname = speaker(event)
+    root = _anchor(event) if env.opts.tool_output == "thread" else None
+    out = []
+    for picture in pictures(event.tool_name, event.tool_input, event.tool_response):
+        content = image_content(picture)
+        own_thumbnail = "thumbnail_info" in content["info"]
+        attachment = Attachment(picture.data, picture.filename, picture.mimetype, own_thumbnail)
+        out.append(
+            OutboundMessage(
+                content=content,
+                sender=sender,
+                sender_displayname=displayname,
+                thread_root=root,
+                attachment=attachment,
+            )
+        )
+    return out
 
 
 @renders(POST_TOOL_USE_FAILURE)

@@ -186,10 +186,12 @@ def output_text(response: Any) -> str:
 
 
 def _text_blocks(value: Any) -> str | None:
-    """The text of a list of ``{"type": "text", "text": …}`` blocks; None if it is not one."""
+    """The text of a list of ``{"type": "text", "text": …}`` blocks; None if it is not one.
+    Image blocks among them are left out (``render/images.py`` shows them as images)."""
     if not isinstance(value, list) or not value:
         return None
-    texts = [b.get("text") if isinstance(b, dict) else None for b in value]
+    blocks = [b for b in value if not (isinstance(b, dict) and b.get("type") == "image")]
+    texts = [b.get("text") if isinstance(b, dict) else None for b in blocks]
     if not all(isinstance(t, str) for t in texts):
         return None
     return "\n".join(str(t) for t in texts)

@@ -9,6 +9,9 @@ prompt:
 
 - a turn that ends with a tool result: a short text reply;
 - ``RUN: <command>``: a ``Bash`` tool call running ``<command>``;
+- ``READ: <path>``: a ``Read`` tool call of ``<path>``;
+- ``CALL: <tool>``: a call of the tool named ``<tool>`` (an MCP tool: ``mcp__<server>__<tool>``)
+  without arguments;
 - anything else: a text reply naming what the turn ended with, so a test can tell a plain reply
   from one that answers a Stop hook's feedback;
 - ``HOLD`` anywhere in the turn: the answer waits until the test calls :meth:`release` (so a
@@ -29,6 +32,8 @@ from aiohttp import web
 from claude_bridge.devenv.synapse import free_port
 
 RUN = re.compile(r"RUN: (.+?)(?:\\n|\"|$)")
+READ = re.compile(r"READ: (.+?)(?:\\n|\"|$)")
+CALL = re.compile(r"CALL: ([\w-]+)")
 TOOL_REPLY = "The command ran."
 PLAIN_REPLY = "Noted."
 FEEDBACK_REPLY = "Carrying on with what the hook said."
@@ -111,13 +116,21 @@ class FakeAnthropic:
         if tool_result:
             return [{"type": "text", "text": TOOL_REPLY}], "end_turn"
         if match := RUN.search(turn):
-            self._tool_ids += 1
             command = match.group(1).strip()
-            call = {"command": command, "description": "Run what the test asked for"}
-            tool = {"type": "tool_use", "id": f"toolu_{self._tool_ids:04d}", "name": "Bash"}
-            return [{**tool, "input": call}], "tool_use"
+            return self._call(
+                "Bash", {"command": command, "description": "Run what the test asked for"}
+            )
+        if match := READ.search(turn):
+            return self._call("Read", {"file_path": match.group(1).strip()})
+        if match := CALL.search(turn):
+            return self._call(match.group(1), {})
         text = FEEDBACK_REPLY if "Stop hook feedback" in turn else PLAIN_REPLY
         return [{"type": "text", "text": text}], "end_turn"
+
+    def _call(self, name: str, tool_input: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        self._tool_ids += 1
+        tool = {"type": "tool_use", "id": f"toolu_{self._tool_ids:04d}", "name": name}
+        return [{**tool, "input": tool_input}], "tool_use"
 
     async def _stream(
         self,
@@ -131,6 +144,7 @@ class FakeAnthropic:
         start = _message(body, [], None)
         await response.write(_sse("message_start", {"type": "message_start", "message": start}))
         for index, block in enumerate(blocks):
+            opened: dict[str, Any]
             if block["type"] == "text":
                 opened = {"type": "text", "text": ""}
                 delta = {"type": "text_delta", "text": block["text"]}
