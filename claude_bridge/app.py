@@ -177,7 +177,7 @@ def build(config: Config, config_dir: Path) -> Bridge:
         domain=config.homeserver.domain,
     )
     router = ThreadRouter(config, names, threads, client, permissions, spaces)
-    control = Control(config, db, threads, router, client, permissions, names)
+    control = Control(config, db, threads, router, client, permissions, names, config_dir)
     delivery = Delivery(
         outbox,
         threads,

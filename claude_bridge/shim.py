@@ -302,9 +302,17 @@ class HookEndpoint:
         self.token = token
 
     def post(
-        self, body: bytes, *, timeout: float, replay: str | None = None, key: str | None = None
+        self,
+        body: bytes,
+        *,
+        timeout: float,
+        replay: str | None = None,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
-        return self.request("POST", self.path, body, timeout=timeout, replay=replay, key=key)
+        return self.request(
+            "POST", self.path, body, timeout=timeout, replay=replay, key=key, headers=headers
+        )
 
     def request(
         self,
@@ -315,11 +323,14 @@ class HookEndpoint:
         timeout: float,
         replay: str | None = None,
         key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         """One request on a fresh connection (``Connection: close``). ``timeout`` bounds all of
         it (connect, send, answer) over ``http://``, each step over ``https://``."""
         if self.https:
-            return self._request_https(method, path, body, timeout=timeout, replay=replay, key=key)
+            return self._request_https(
+                method, path, body, timeout=timeout, replay=replay, key=key, headers=headers
+            )
         deadline = time.monotonic() + max(timeout, 0.05)
         port = 80 if self.port is None else self.port
         host = self.ascii_host.decode()
@@ -338,6 +349,8 @@ class HookEndpoint:
             lines.append(f"{SPOOLED_HEADER}: {replay}")
         if key:
             lines.append(f"{IDEMPOTENCY_HEADER}: {key}")
+        if headers:
+            lines.extend(f"{name}: {value}" for name, value in headers.items())
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
         message = "\r\n".join([*lines, "", ""]).encode("latin-1") + (body or b"")
@@ -364,20 +377,21 @@ class HookEndpoint:
         timeout: float,
         replay: str | None,
         key: str | None,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         import http.client  # TLS: not worth re-implementing; ~15 ms, https bridges only
 
         conn = http.client.HTTPSConnection(self.host, self.port, timeout=max(timeout, 0.05))
-        headers = {"Content-Type": "application/json", "Connection": "close"}
+        sending = {"Content-Type": "application/json", "Connection": "close", **(headers or {})}
         if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+            sending["Authorization"] = f"Bearer {self.token}"
         if replay:
-            headers[SPOOLED_HEADER] = replay
+            sending[SPOOLED_HEADER] = replay
         if key:
-            headers[IDEMPOTENCY_HEADER] = key
+            sending[IDEMPOTENCY_HEADER] = key
         sent = False
         try:
-            conn.request(method, path, body=body, headers=headers)
+            conn.request(method, path, body=body, headers=sending)
             sent = True
             response = conn.getresponse()
             data = response.read()
@@ -402,6 +416,62 @@ def default_spool_dir() -> str:
             home = os.path.expanduser("~")  # from the password database
         cache = home.rstrip("/") + "/.cache"
     return cache.rstrip("/") + "/claude-bridge/spool"
+
+
+def default_files_root() -> str:
+    """Where files from Matrix go on this host (``host_files``): next to the spool."""
+    return default_spool_dir().removesuffix("/spool") + "/attachments"
+
+
+FILES_HEADER = "X-Claude-Bridge-Files"
+"""``host_files.FILES_HEADER``, here too so the common call need not import it."""
+FILES_KEY = b'"claudeBridgeFiles"'
+
+
+def files_header() -> dict[str, str]:
+    """The header saying this command path writes files from Matrix itself, under which root
+    (none when the root can't travel in a header: the bridge then holds files for another
+    path)."""
+    root = default_files_root()
+    if not root.startswith("/") or not root.isascii() or not root.isprintable():
+        return {}
+    return {FILES_HEADER: root}
+
+
+def with_files(
+    endpoint: HookEndpoint, answer: bytes, session_id: object, deadline: float
+) -> tuple[bytes, dict[str, object]]:
+    """An answer listing files from Matrix: fetch and write them, and return the answer without
+    the list (a file that could not be written is named in the answer's own text instead)."""
+    import json
+
+    from claude_bridge import host_files
+
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        return answer, {}
+    if not isinstance(data, dict) or host_files.ANSWER_KEY not in data:
+        return answer, data if isinstance(data, dict) else {}
+    entries = data.pop(host_files.ANSWER_KEY)
+    base = endpoint.path.removesuffix(HOOK_PATH)
+
+    def fetch(path: str) -> bytes:
+        got = endpoint.request(
+            "GET", base + path, timeout=max(deadline - time.monotonic(), FILE_TIMEOUT)
+        )
+        if got.kind != "ok":
+            raise OSError(f"the bridge answered {got.reason or got.status}")
+        return got.body
+
+    if not isinstance(session_id, str) or not isinstance(entries, list):
+        problems = ["the answer named files for no session"]
+    else:
+        problems = host_files.receive(fetch, default_files_root(), session_id, entries)
+    for problem in problems:
+        log(problem)
+    host_files.amend_answer(data, problems)
+    return json.dumps(data, ensure_ascii=False).encode(), data
 
 
 class Spool:
@@ -610,6 +680,8 @@ OPTIONS = (
 _BY_FLAG = {o.flag: o for o in OPTIONS}
 
 WAIT_PATH = "/claude/v1/sessions/{}/wait"
+FILE_TIMEOUT = 30.0
+"""At least this long for fetching one file from Matrix, whatever is left of ``--timeout``."""
 WAIT_POLL = 300.0
 WAKE = 2
 """Exit code with which an ``asyncRewake`` hook wakes the session; its stderr is what Claude reads."""
@@ -746,8 +818,16 @@ def send(args: Args) -> bytes:
         spool.add(body, key)
         log("out of time after draining the spool; event spooled")
         return EMPTY_ANSWER
-    answer = endpoint.post(body, timeout=left, key=key)
+    answer = endpoint.post(body, timeout=left, key=key, headers=files_header())
     if answer.kind == "ok":
+        if FILES_KEY in answer.body:  # files from Matrix to write before Claude reads the path
+            import json
+
+            try:
+                session_id = json.loads(body).get("session_id")
+            except (ValueError, AttributeError):
+                session_id = None
+            return with_files(endpoint, answer.body, session_id, deadline)[0]
         return answer.body
     if answer.kind == "permanent":
         # Retrying cannot help (bad input or token); keep Claude Code going without a decision.
@@ -834,10 +914,13 @@ def wait(args: Args) -> tuple[bytes, int]:
         poll = min(left, args.poll)
         query = urllib.parse.urlencode({"timeout": f"{poll:.1f}", "since": started})
         asked = time.monotonic()
-        answer = endpoint.request("GET", f"{base}?{query}", timeout=poll + 15)
+        answer = endpoint.request(
+            "GET", f"{base}?{query}", timeout=poll + 15, headers=files_header()
+        )
         if answer.kind == "ok" and answer.status == 200:
             try:
-                text = json.loads(answer.body)["text"]
+                data = with_files(endpoint, answer.body, session_id, time.monotonic())[1]
+                text = data["text"]
             except (ValueError, KeyError, TypeError):
                 return b"", 0
             # UTF-8 whatever the locale says (-I ignores PYTHONIOENCODING and PYTHONUTF8)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 QUOTE = ">"
 # How the bridge's own lines begin: no line of quoted text can begin like these.
-ATTRIBUTIONS = ("Message from ", "Hand-off from ", "Denied by ", "[… cut:")
+ATTRIBUTIONS = ("Message from ", "Hand-off from ", "Denied by ", "[… cut:", "[claude-bridge: ")
 
 
 def quote(text: str) -> str:
@@ -31,6 +31,18 @@ def name(value: str) -> str:
 def from_person(sender: str, body: str) -> str:
     """A person's message from the room."""
     return f"Message from {name(sender)} via Matrix:\n{quote(body)}"
+
+
+def with_file(sender: str, name_: str, mimetype: str, size: str, path: str, caption: str) -> str:
+    """A person's file: who, what, and where it is on Claude's host; their caption quoted.
+
+    ``name_``, ``mimetype`` and ``path`` are the bridge's own (sanitised, ``control/attachments``
+    and ``host_files``); they are escaped to one line all the same."""
+    head = (
+        f"Message from {name(sender)} via Matrix: attached {name(name_)} "
+        f"({name(mimetype)}, {size}): {name(path)}"
+    )
+    return f"{head}\n{quote(caption)}" if caption else head
 
 
 def from_session(from_thread: str, body: str, approved_by: str | None) -> str:

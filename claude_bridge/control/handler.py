@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from claude_bridge.config import PermissionLevel
 from claude_bridge.control import decisions
+from claude_bridge.control.attachments import AttachmentIntake
 from claude_bridge.control.commands import Caller, CommandError, CommandSet
 from claude_bridge.control.handoffs import Handoffs
 from claude_bridge.control.info_commands import InfoCommands
@@ -22,10 +23,18 @@ from claude_bridge.control.room import RoomReplies
 from claude_bridge.control.room_guard import RoomGuard
 from claude_bridge.control.signals import thread_key
 from claude_bridge.events.catalogue import SESSION_END
-from claude_bridge.matrix.inbound_events import Edit, Inbound, Message, Reaction, Redaction
+from claude_bridge.matrix.inbound_events import (
+    Edit,
+    FileMessage,
+    Inbound,
+    Message,
+    Reaction,
+    Redaction,
+)
 from claude_bridge.room_state import resume_command
 from claude_bridge.store import Thread
 from claude_bridge.store.approvals import PENDING, Approval
+from claude_bridge.store.session_messages import StoredFile
 
 FORWARDED_MSGTYPES = frozenset({"m.text", "m.emote"})
 HINTS_KEPT = 10_000
@@ -55,8 +64,11 @@ class InboundHandler:
         info: InfoCommands,
         replies: RoomReplies,
         guard: RoomGuard,
+        *,
+        intake: AttachmentIntake | None = None,
     ) -> None:
         self.p = parts
+        self.intake = intake
         self.commands = commands
         self.info = info
         self.replies = replies
@@ -104,6 +116,10 @@ class InboundHandler:
                 await self._handoff(event, thread)
             return
         level = await self.p.roles.level(event.sender, thread.id if thread else None)
+        if isinstance(event, FileMessage):
+            if thread is not None and allows(level, OPERATOR):
+                await self._file(event, thread)
+            return  # a viewer's file stays in the room; a file's caption is never a command
         if level is None or await self._command(event, thread, level):
             return
         if thread is None or not allows(level, OPERATOR):
@@ -112,6 +128,20 @@ class InboundHandler:
             return
         if event.msgtype in FORWARDED_MSGTYPES and event.text:
             await self._queue(event, thread, event.text)
+
+    async def _file(self, event: FileMessage, thread: Thread) -> None:
+        """An operator's file: kept by the bridge and queued like a text (``attachments``)."""
+        if self.intake is None or await self.p.inbox.get(event.event_id) is not None:
+            return  # handled before (the bridge stopped before marking the event processed)
+        control = await self.p.controls.get(thread.id)
+        if control.archived_at:
+            await self.replies.send(
+                thread, event.room_id, event.event_id, "This thread is archived: not forwarded."
+            )
+            return
+        stored = await self.intake.take(event, thread)
+        if stored is not None:
+            await self._queue(event, thread, event.caption, file=stored)
 
     async def _handoff(self, event: Message, thread: Thread) -> None:
         """Only a hand-off gets here from the bridge's own users, and only a genuine one (its own
@@ -151,7 +181,13 @@ class InboundHandler:
         return True
 
     async def _queue(
-        self, event: Message, thread: Thread, text: str, *, source: Thread | None = None
+        self,
+        event: Message,
+        thread: Thread,
+        text: str,
+        *,
+        source: Thread | None = None,
+        file: StoredFile | None = None,
     ) -> None:
         control = await self.p.controls.get(thread.id)
         if control.archived_at:
@@ -162,8 +198,11 @@ class InboundHandler:
         if source is not None:
             await self.handoffs.receive(event, thread, source, text)
             return
-        if await self.p.inbox.queue(event.event_id, thread.id, event.room_id, event.sender, text):
-            await self.p.audit.record(thread.id, event.sender, "message", event.event_id)
+        if await self.p.inbox.queue(
+            event.event_id, thread.id, event.room_id, event.sender, text, file=file
+        ):
+            what = "message" if file is None else "file"
+            await self.p.audit.record(thread.id, event.sender, what, event.event_id)
             if await self.ended(thread):
                 # Kept for a resume, but nobody reads it now: say so at once, not never.
                 await self.replies.send(thread, event.room_id, event.event_id, ended_note(thread))

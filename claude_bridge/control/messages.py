@@ -15,16 +15,32 @@ one conditional UPDATE, so concurrent hooks of one session never carry the same 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from claude_bridge.config.sections.attachments import DEFAULT_DIR, DEFAULT_LOCAL
 from claude_bridge.control import framing
+from claude_bridge.control.file_carrier import Carrier, FileCarrier, size_text
 from claude_bridge.store.session_messages import SessionInbox, SessionMessage
 
 FETCH = 50
 
 
+PATH_ESTIMATE = "/" * 300
+"""What a file's path is counted as before it is known (``fitting``)."""
+
+
 def attributed(message: SessionMessage) -> str:
     if message.from_thread is not None:
         return framing.from_session(message.from_thread, message.body, message.approved_by)
+    if message.file_name is not None:
+        return framing.with_file(
+            message.sender,
+            message.file_name,
+            message.file_type or "application/octet-stream",
+            size_text(message.file_size or 0),
+            message.file_path or PATH_ESTIMATE,
+            message.body,
+        )
     return framing.from_person(message.sender, message.body)
 
 
@@ -51,9 +67,10 @@ def fitting(messages: Sequence[SessionMessage], budget: int) -> list[SessionMess
 
 
 class MessageQueue:
-    def __init__(self, inbox: SessionInbox, budget: int) -> None:
+    def __init__(self, inbox: SessionInbox, budget: int, files: FileCarrier | None = None) -> None:
         self.inbox = inbox
         self.budget = budget
+        self.files = files or FileCarrier(inbox, Path(DEFAULT_DIR), DEFAULT_LOCAL)
 
     async def take(
         self,
@@ -62,10 +79,21 @@ class MessageQueue:
         via: str,
         hook_event_id: int | None,
         connected: Callable[[], bool],
+        carrier: Carrier,
     ) -> list[SessionMessage]:
-        """Claim what fits in one answer, if the answer still has somewhere to go."""
+        """Claim what fits in one answer, if the answer still has somewhere to go.
+
+        A file goes only with an answer that can carry it (``carrier``); the messages from the
+        first file it can't carry on wait, in order, for one that can."""
         queued = await self.inbox.queued(thread_id, FETCH)
         if not queued or not connected():
             return []
+        queued = await self.files.carriable(queued, carrier)
+        if not queued:
+            return []
         prefix = fitting(queued, self.budget)
-        return await self.inbox.claim_through(thread_id, prefix[-1].id, via, hook_event_id)
+        prefix = await self.files.prepare(prefix, carrier)
+        if not prefix:
+            return []
+        claimed = await self.inbox.claim_through(thread_id, prefix[-1].id, via, hook_event_id)
+        return await self.files.claimed(claimed, carrier)

@@ -27,6 +27,7 @@ from typing import Any
 from claude_bridge.config.sections.control import ControlConfig
 from claude_bridge.control import framing
 from claude_bridge.control.approvals import Approvals
+from claude_bridge.control.file_carrier import Carrier, FileCarrier, with_files
 from claude_bridge.control.messages import MessageQueue, compose
 from claude_bridge.control.signals import Signals, thread_key, wait_for_change
 from claude_bridge.events.catalogue import STOP, kind_of
@@ -92,15 +93,16 @@ class Responder:
         if kind.stoppable and (stop := await self._stop_answer(thread, call)):
             return stop
         if kind.mid_turn:
-            messages = await self._take(thread, name, call)
+            messages, carrier = await self._take(thread, name, call)
             if not messages:
                 return {}
-            return {
+            answer: dict[str, Any] = {
                 "hookSpecificOutput": {
                     "hookEventName": name,
                     "additionalContext": compose(messages, self.options.message_budget),
                 }
             }
+            return with_files(answer, FileCarrier.to_fetch(messages, carrier))
         if kind is STOP:
             return await self._stop(event, thread, call)
         if isinstance(event, PermissionRequest):
@@ -119,14 +121,21 @@ class Responder:
         log.info("telling Claude Code to stop", thread_id=thread.id, by=by)
         return {"continue": False, "stopReason": f"Stopped from Matrix by {framing.name(by)}"}
 
-    async def _take(self, thread: Thread, via: str, call: HookCall) -> list[SessionMessage]:
+    async def _take(
+        self, thread: Thread, via: str, call: HookCall
+    ) -> tuple[list[SessionMessage], Carrier]:
+        carrier = self.queue.files.carrier(thread.session_id, call.files_root, call.local)
         messages = await self.queue.take(
-            thread.id, via=via, hook_event_id=int(call.hook_event_id), connected=call.connected
+            thread.id,
+            via=via,
+            hook_event_id=int(call.hook_event_id),
+            connected=call.connected,
+            carrier=carrier,
         )
         if messages:
             log.info("messages delivered", thread_id=thread.id, via=via, count=len(messages))
             self.on_delivered()
-        return messages
+        return messages, carrier
 
     async def _stop(self, event: HookEvent, thread: Thread, call: HookCall) -> dict[str, Any]:
         control = await self.controls.get(thread.id)
@@ -136,19 +145,20 @@ class Responder:
             # Claude Code would ignore this block; leave the messages for the next chance.
             await self.controls.set_stop_blocks(thread.id, 0)
             return {}
-        messages = await self._take(thread, STOP.name, call)
+        messages, carrier = await self._take(thread, STOP.name, call)
         if not messages and control.listening(now_ms()):
             held = await self._listen(thread, call)
             if held is not None:
                 return held
-            messages = await self._take(thread, STOP.name, call)
+            messages, carrier = await self._take(thread, STOP.name, call)
         if not messages:
             if control.stop_blocks:
                 await self.controls.set_stop_blocks(thread.id, 0)
             return {}
         await self.controls.set_stop_blocks(thread.id, blocks + 1)
         self._activity[thread.id] = (True, time.monotonic())
-        return {"decision": "block", "reason": compose(messages, self.options.message_budget)}
+        answer = {"decision": "block", "reason": compose(messages, self.options.message_budget)}
+        return with_files(answer, FileCarrier.to_fetch(messages, carrier))
 
     async def _listen(self, thread: Thread, call: HookCall) -> dict[str, Any] | None:
         """Hold the Stop answer until a message (or a stop request) arrives, or listening ends.

@@ -10,15 +10,21 @@ answer with ``{}`` and must run before the hook server stops, or its shutdown wa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 from mautrix.util.async_db import Database
 
+from claude_bridge import host_files
 from claude_bridge.config import Config
 from claude_bridge.config.sections.mirror import mirror_options
 from claude_bridge.control.approvals import Approvals
+from claude_bridge.control.attachments import AttachmentIntake, held_note
 from claude_bridge.control.commands import CommandSet
+from claude_bridge.control.file_carrier import FILE_ROUTE, FileCarrier, FileRoute
 from claude_bridge.control.handler import InboundHandler
 from claude_bridge.control.info_commands import InfoCommands
 from claude_bridge.control.messages import MessageQueue
@@ -47,15 +53,18 @@ from claude_bridge.router import ThreadRouter
 from claude_bridge.store import ThreadStore
 from claude_bridge.store.approvals import ApprovalStore
 from claude_bridge.store.audit import AuditLog
+from claude_bridge.store.database import now_ms
 from claude_bridge.store.room_policy import RoomPolicyStore
 from claude_bridge.store.runner_jobs import RunnerJobStore
 from claude_bridge.store.runners import RunnerStore
-from claude_bridge.store.session_messages import SessionInbox
+from claude_bridge.store.session_messages import SessionInbox, SessionMessage
 from claude_bridge.store.spaces import SpaceStore
 from claude_bridge.store.thread_control import ThreadControlStore
 from claude_bridge.store.thread_members import ThreadMembers
 
 log = get_logger("control")
+DAY_MS = 86_400_000
+SWEEP_INTERVAL = 3600.0
 
 Renderer = Callable[[HookEvent, RenderContext], list[OutboundMessage]]
 # What "mute" hides: the tool-call lines and their output. Approvals stay visible.
@@ -72,8 +81,11 @@ class Control:
         client: MatrixClient,
         permissions: Permissions,
         names: MatrixNames,
+        config_dir: Path | None = None,
     ) -> None:
         options = config.bridge.control
+        files = config.bridge.attachments
+        self.files_dir = (config_dir or Path.cwd()) / Path(files.directory).expanduser()
         self.signals = Signals()
         inbox = SessionInbox(db)
         approval_store = ApprovalStore(db)
@@ -101,7 +113,8 @@ class Control:
             audit=AuditLog(db),
             signals=self.signals,
         )
-        self.queue = MessageQueue(inbox, options.message_budget)
+        carrier = FileCarrier(inbox, self.files_dir, files.local_directory)
+        self.queue = MessageQueue(inbox, options.message_budget, carrier)
         self.respond = Responder(
             options,
             self.parts.controls,
@@ -115,6 +128,8 @@ class Control:
         info = InfoCommands(self.parts, commands)
         ThreadCommands(self.parts, commands)
         replies = RoomReplies(client)
+        self.intake = AttachmentIntake(self.parts, replies, files, self.files_dir)
+        carrier.on_held = lambda message: self._note_held(replies, message)
         policies = RoomPolicyStore(db)
         check = RoomCheck(
             client,
@@ -127,7 +142,16 @@ class Control:
         self.guard = RoomGuard(self.parts, check, policies, SpaceStore(db), info, replies)
         self.parts.recheck_room = check.thread_room
         self.room_sweep = RoomSweep(check, self.guard, threads, policies)
-        self.handle = InboundHandler(self.parts, commands, info, replies, self.guard)
+        self.handle = InboundHandler(
+            self.parts, commands, info, replies, self.guard, intake=self.intake
+        )
+        self.keep_days = files.keep_days
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def _note_held(self, replies: RoomReplies, message: SessionMessage) -> None:
+        thread = await self.parts.threads.get(message.thread_id)
+        if thread is not None:
+            await replies.send(thread, message.room_id, message.event_id, held_note(message))
 
     def add_routes(self, server: HookServer) -> None:
         self.waiter = waiter = Waiter(
@@ -139,10 +163,19 @@ class Control:
             server.token_name,
             self.receipts.notify,
             server.connections,
+            is_local=server.access.is_local,
         )
         self.respond.connections = server.connections
         server.app.router.add_get(WAIT_PATH, waiter.handle)
         server.app.router.add_post(POLL_PATH, RunnerPoll(self.runners, server.access).handle)
+        route = FileRoute(
+            self.parts.threads,
+            self.parts.inbox,
+            self.files_dir,
+            server.token_name,
+            self.receipts.notify,
+        )
+        server.app.router.add_get(FILE_ROUTE, route.handle)
 
     def renderer(self, render: Renderer) -> Renderer:
         """``render`` with tool calls switched off in muted threads."""
@@ -157,6 +190,21 @@ class Control:
 
         return render_unless_muted
 
+    async def _sweep_files(self) -> None:
+        """Hourly: files of sessions ended or quiet for ``keep_days`` are deleted, the bridge's
+        copies and what it wrote for local tokens."""
+        while True:
+            try:
+                cutoff = now_ms() - self.keep_days * DAY_MS
+                gone = await self.intake.prune(cutoff)
+                local = self.queue.files.local_root
+                gone += await asyncio.to_thread(host_files.prune, local, self.keep_days * 86_400)
+                if gone:
+                    log.info("deleted files past bridge.attachments.keep_days", count=gone)
+            except Exception as e:
+                log.warning("deleting old files failed; will try again", error=repr(e))
+            await asyncio.sleep(SWEEP_INTERVAL)
+
     async def start(self) -> None:
         abandoned = await self.parts.approval_store.abandon_pending(
             "the bridge restarted before a decision"
@@ -169,6 +217,7 @@ class Control:
         await self.parts.inbox.load_hint()
         await self.receipts.start()
         await self.guard.start()
+        self._sweeper = asyncio.create_task(self._sweep_files(), name="attachments-sweep")
 
     def release(self) -> None:
         """End every held hook answer now (each answers ``{}``): the bridge is stopping."""
@@ -176,6 +225,10 @@ class Control:
 
     async def stop(self) -> None:
         self.release()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.room_sweep.stop()
         await self.receipts.stop()
         await self.runners.drain()

@@ -30,10 +30,14 @@ from typing import Any
 from aiohttp import web
 
 from claude_bridge.config.sections.control import ControlConfig
+from claude_bridge.control.file_carrier import Carrier, FileCarrier, with_files
 from claude_bridge.control.messages import MessageQueue, compose
+from claude_bridge.control.owned import error as _error
+from claude_bridge.control.owned import owned_session
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.signals import Signals, thread_key, wait_for_change
 from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
+from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.log import get_logger
 from claude_bridge.store import ThreadStore
 
@@ -54,6 +58,7 @@ class Waiter:
         token_name: Callable[[web.Request], str | None],
         on_delivered: Callable[[], None],
         connections: HeldConnections | None = None,
+        is_local: Callable[[str | None], bool] = lambda _: False,
     ) -> None:
         self.options = options
         self.threads = threads
@@ -63,6 +68,7 @@ class Waiter:
         self.token_name = token_name
         self.on_delivered = on_delivered
         self.connections = connections or HeldConnections()
+        self.is_local = is_local
         self._newest: dict[str, int] = {}
         self._polling: dict[str, int] = {}
 
@@ -76,17 +82,9 @@ class Waiter:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         token = self.token_name(request)
-        if token is None:
-            return _error(401, "missing or unknown hook token (Authorization: Bearer <token>)")
-        thread = await self.threads.for_session(request.match_info["session_id"])
-        if thread is None:
-            return _error(404, "no such session")
-        if thread.token_name != token:  # no role widens this: the messages are that session's
-            return _error(
-                403,
-                f"session {thread.session_id!r} belongs to another hook token: only the token "
-                "that owns a session may wait for its messages",
-            )
+        thread = await owned_session(request, token, self.threads, "wait for its messages")
+        if isinstance(thread, web.Response):
+            return thread
         try:
             timeout = float(request.query.get("timeout", self.options.max_wait))
             since = int(request.query.get("since", "0"))
@@ -110,9 +108,12 @@ class Waiter:
             return _error(503, str(e), headers={"Retry-After": str(RETRY_AFTER)})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
+        carrier = self.queue.files.carrier(
+            thread.session_id, request.headers.get(FILES_HEADER), self.is_local(token)
+        )
         self._polling[thread.id] = self._polling.get(thread.id, 0) + 1
         try:
-            return await self._poll(thread.id, since, deadline, connected)
+            return await self._poll(thread.id, since, deadline, connected, carrier)
         finally:
             self.connections.give_back()
             self._polling[thread.id] -= 1
@@ -120,7 +121,12 @@ class Waiter:
                 del self._polling[thread.id]
 
     async def _poll(
-        self, thread_id: str, since: int, deadline: float, connected: Callable[[], bool]
+        self,
+        thread_id: str,
+        since: int,
+        deadline: float,
+        connected: Callable[[], bool],
+        carrier: Carrier,
     ) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         with self.signals.listen(thread_key(thread_id)) as wake:
@@ -130,14 +136,21 @@ class Waiter:
                 queued = await self.queue.inbox.count_queued(thread_id)
                 if queued and self.responder.idle(thread_id):
                     messages = await self.queue.take(
-                        thread_id, via="waiter", hook_event_id=None, connected=connected
+                        thread_id,
+                        via="waiter",
+                        hook_event_id=None,
+                        connected=connected,
+                        carrier=carrier,
                     )
                     if messages:
                         log.info(
                             "waiter woke the session", thread_id=thread_id, count=len(messages)
                         )
                         self.on_delivered()
-                        return web.json_response(_body(messages, self.options.message_budget))
+                        body = _body(messages, self.options.message_budget)
+                        return web.json_response(
+                            with_files(body, FileCarrier.to_fetch(messages, carrier))
+                        )
                 until = min(deadline, loop.time() + BUSY_RECHECK) if queued else deadline
                 if not await wait_for_change(wake, until, connected) and (
                     loop.time() >= deadline or not connected()
@@ -153,7 +166,3 @@ def _body(messages: list[Any], budget: int) -> dict[str, Any]:
         ],
         "text": compose(messages, budget),
     }
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)

@@ -25,3 +25,8 @@ class HookCall:
     """The shim replays a spooled event: its answer goes nowhere, so it must carry nothing."""
     connected: Callable[[], bool] = _always
     """False once the client closed the connection (a held answer then has nobody to go to)."""
+    files_root: str | None = None
+    """A command path's ``X-Claude-Bridge-Files`` header: it writes files from Matrix itself,
+    under this root on its host (``host_files``)."""
+    local: bool = False
+    """The token is marked local: Claude Code runs on the bridge's machine."""

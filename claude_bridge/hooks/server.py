@@ -31,6 +31,7 @@ from claude_bridge.hooks.validate import (
     too_deep,
     unstorable,
 )
+from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
 from claude_bridge.render.scrub import Scrubber
@@ -166,6 +167,8 @@ class HookServer:
             token_name,
             replayed=SPOOLED_HEADER in request.headers,
             connected=lambda: not (request.transport is None or request.transport.is_closing()),
+            files_root=request.headers.get(FILES_HEADER),
+            local=self.access.is_local(token_name),
         )
         answer = await self.respond(event, thread, call)
         log.debug(

@@ -64,6 +64,25 @@ class Message(Inbound):
     """Whether the content carries ``m.relates_to`` at all (a hand-off never does)."""
 
 
+FILE_MSGTYPES = frozenset({"m.image", "m.file", "m.video", "m.audio"})
+
+
+@dataclass(frozen=True)
+class FileMessage(Message):
+    """An ``m.image``, ``m.file``, ``m.video`` or ``m.audio``: a file in the media repository."""
+
+    url: str | None
+    """Its ``mxc://`` URL; None when absent, or when the file is encrypted (``file`` instead)."""
+    filename: str
+    """The file's name: ``filename``, else the body."""
+    caption: str
+    """What the person wrote with it: the body when ``filename`` names the file apart."""
+    mimetype: str | None
+    size: int | None
+    """The size the sender's client declared (unchecked: the download is what counts)."""
+    encrypted: bool
+
+
 @dataclass(frozen=True)
 class Edit(Message):
     """A message that replaces an earlier one (``m.replace``)."""
@@ -158,6 +177,8 @@ def _message(fields: dict[str, Any], content: dict[str, Any]) -> Inbound:
         return Inbound(**fields)
     marker = replying.get("event_id")
     text = "" if body is None else strip_reply_fallback(body) if marker else body.strip()
+    if msgtype in FILE_MSGTYPES and body is not None:
+        return _file(fields, content, body, _str(marker), has_relation)
     return Message(
         **fields,
         msgtype=msgtype,
@@ -165,4 +186,28 @@ def _message(fields: dict[str, Any], content: dict[str, Any]) -> Inbound:
         text=text,
         reply_to=_str(marker),
         has_relation=has_relation,
+    )
+
+
+def _file(
+    fields: dict[str, Any], content: dict[str, Any], body: str, reply_to: str | None, related: bool
+) -> FileMessage:
+    info = content.get("info")
+    info = info if isinstance(info, dict) else {}
+    size = info.get("size")
+    named = _str(content.get("filename"))
+    caption = body.strip() if named and body != named else ""
+    return FileMessage(
+        **fields,
+        msgtype=_str(content.get("msgtype")),
+        body=body,
+        text=caption,
+        reply_to=reply_to,
+        has_relation=related,
+        url=_str(content.get("url")),
+        filename=named or body,
+        caption=caption,
+        mimetype=_str(info.get("mimetype")),
+        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        encrypted="file" in content and "url" not in content,
     )

@@ -21,9 +21,18 @@ from claude_bridge.store.hints import MaybeRows
 
 _COLUMNS = (
     "id, event_id, thread_id, room_id, sender, body, state, received_at, delivered_via, "
-    "from_thread, approved_by, proposal_event"
+    "from_thread, approved_by, proposal_event, file_name, file_type, file_size, file_store, "
+    "file_path, file_fetched_at"
 )
 QUEUED, PROPOSED, REJECTED = "queued", "proposed", "rejected"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    name: str
+    type: str
+    size: int
+    store: str
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,20 @@ class SessionMessage:
     """The session whose Claude wrote it (a hand-off); None: a person wrote it."""
     approved_by: str | None = None
     proposal_event: str | None = None
+    file_name: str | None = None
+    """An attachment (``control/attachments.py``): its sanitised name; the body is its caption."""
+    file_type: str | None = None
+    file_size: int | None = None
+    file_store: str | None = None
+    """Where the bridge keeps its bytes (relative to ``bridge.attachments.directory``)."""
+    file_path: str | None = None
+    """The path Claude was given on its host."""
+    file_fetched_at: int | None = None
+    """When the file was written where Claude reads it: the ✓ waits for this."""
+
+    @property
+    def has_file(self) -> bool:
+        return self.file_store is not None
 
     @classmethod
     def _from_row(cls, r: Any) -> SessionMessage:
@@ -69,13 +92,16 @@ class SessionInbox:
         *,
         from_thread: str | None = None,
         state: str = QUEUED,
+        file: StoredFile | None = None,
     ) -> bool:
         """Queue (or propose) a message; False when this Matrix event was stored before."""
         with self.queued_hint.adding(thread_id):
             added = await self.db.fetchval(
                 "INSERT INTO session_message "
-                "(event_id, thread_id, room_id, sender, body, received_at, from_thread, state) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1",
+                "(event_id, thread_id, room_id, sender, body, received_at, from_thread, state, "
+                "file_name, file_type, file_size, file_store) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
                 event_id,
                 thread_id,
                 room_id,
@@ -84,8 +110,69 @@ class SessionInbox:
                 now_ms(),
                 from_thread,
                 state,
+                file.name if file else None,
+                file.type if file else None,
+                file.size if file else None,
+                file.store if file else None,
             )
         return bool(added)
+
+    async def file_bytes(self, thread_id: str) -> int:
+        """Bytes of the files this thread holds (queued or delivered, not yet pruned)."""
+        value = await self.db.fetchval(
+            "SELECT COALESCE(SUM(file_size), 0) FROM session_message WHERE thread_id=$1 "
+            "AND file_store IS NOT NULL AND state IN ('queued', 'delivered')",
+            thread_id,
+        )
+        return int(value or 0)
+
+    async def set_file_path(self, message_id: int, path: str, *, fetched: bool) -> None:
+        """The path Claude is given; ``fetched``: it is already written there (a local token)."""
+        await self.db.execute(
+            "UPDATE session_message SET file_path=$2, file_fetched_at=$3 WHERE id=$1",
+            message_id,
+            path,
+            now_ms() if fetched else None,
+        )
+
+    async def delivered_file(self, thread_id: str, message_id: int) -> SessionMessage | None:
+        """A file of this thread already handed to a hook answer (the only ones a host fetches)."""
+        row = await self.db.fetchrow(
+            f"SELECT {_COLUMNS} FROM session_message WHERE id=$1 AND thread_id=$2 "
+            "AND state='delivered' AND file_store IS NOT NULL",
+            message_id,
+            thread_id,
+        )
+        return SessionMessage._from_row(row) if row else None
+
+    async def mark_fetched(self, message_id: int) -> bool:
+        """The host wrote the file: the ✓ may follow. False when it was marked before."""
+        row = await self.db.fetchval(
+            "UPDATE session_message SET file_fetched_at=$2 WHERE id=$1 "
+            "AND file_fetched_at IS NULL RETURNING 1",
+            message_id,
+            now_ms(),
+        )
+        return bool(row)
+
+    async def expired_files(self, cutoff: int, limit: int = 500) -> list[SessionMessage]:
+        """Files of threads that ended or went quiet before ``cutoff`` (ms), still stored."""
+        rows = await self.db.fetch(
+            f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} "
+            "FROM session_message m JOIN thread t ON t.id = m.thread_id "
+            "WHERE m.file_store IS NOT NULL AND t.updated_at < $1 ORDER BY m.id LIMIT $2",
+            cutoff,
+            limit,
+        )
+        return [SessionMessage._from_row(r) for r in rows]
+
+    async def forget_file(self, message_id: int) -> None:
+        """Its bytes are deleted: a file still queued can no longer go, so it is withdrawn."""
+        await self.db.execute(
+            "UPDATE session_message SET file_store=NULL, state=CASE WHEN state='queued' "
+            "THEN 'withdrawn' ELSE state END WHERE id=$1",
+            message_id,
+        )
 
     async def proposals(self, thread_id: str, limit: int = 10) -> list[SessionMessage]:
         """Hand-offs of this thread still waiting for an operator's decision, oldest first."""
@@ -229,7 +316,7 @@ class SessionInbox:
     async def unshown(self, limit: int = 100) -> list[SessionMessage]:
         rows = await self.db.fetch(
             f"SELECT {_COLUMNS} FROM session_message WHERE state='delivered' AND shown_at IS NULL "
-            "ORDER BY id LIMIT $1",
+            "AND (file_name IS NULL OR file_fetched_at IS NOT NULL) ORDER BY id LIMIT $1",
             limit,
         )
         return [SessionMessage._from_row(r) for r in rows]

@@ -46,7 +46,19 @@ LAYERS: list[set[str]] = [
     {"render", "store", "permissions", "token_access", "room_policy", "room_state", "registration"},
     {"worker", "slots"},
     # The vocabulary everything shares.
-    {"events", "config", "metrics", "ids", "log", "errors", "files", "shim", "identicon", ROOT},
+    {
+        "events",
+        "config",
+        "metrics",
+        "ids",
+        "log",
+        "errors",
+        "files",
+        "shim",
+        "host_files",
+        "identicon",
+        ROOT,
+    },
 ]
 
 ALLOWED_CYCLES: list[set[str]] = []

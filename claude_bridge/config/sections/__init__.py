@@ -5,6 +5,7 @@ each other and the event catalogue: every layer may read its own section."""
 from __future__ import annotations
 
 from claude_bridge.config.sections.appservice import GENERATE, AppserviceConfig
+from claude_bridge.config.sections.attachments import AttachmentsConfig
 from claude_bridge.config.sections.base import Section
 from claude_bridge.config.sections.bridge import BridgeConfig, PermissionLevel
 from claude_bridge.config.sections.catchup import CatchupConfig
@@ -17,6 +18,7 @@ from claude_bridge.config.sections.mirror import MirrorConfig, RedactConfig
 __all__ = [
     "GENERATE",
     "AppserviceConfig",
+    "AttachmentsConfig",
     "BridgeConfig",
     "CatchupConfig",
     "ControlConfig",

@@ -1,5 +1,5 @@
-"""The ``bridge`` section: who may do what, the Matrix names, and the mirror, control and
-retention subsections."""
+"""The ``bridge`` section: who may do what, the Matrix names, and the mirror, control,
+attachments and retention subsections."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from claude_bridge.config.sections.attachments import AttachmentsConfig
 from claude_bridge.config.sections.base import Section
 from claude_bridge.config.sections.control import ControlConfig
 from claude_bridge.config.sections.mirror import MirrorConfig
@@ -33,6 +34,10 @@ class BridgeConfig(Section):
     control: ControlConfig = Field(
         default_factory=ControlConfig,
         description="Steering sessions from Matrix: messages to Claude, approvals, commands.",
+    )
+    attachments: AttachmentsConfig = Field(
+        default_factory=AttachmentsConfig,
+        description="Files and images operators send to Claude from Matrix.",
     )
     retention: int | None = Field(
         None,

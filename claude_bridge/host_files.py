@@ -1,0 +1,177 @@
+"""Files from Matrix on the Claude Code host: where they go, and writing them there safely.
+
+An operator's attachment reaches Claude as a local path, so its bytes must be on the machine
+Claude Code runs on. Whoever writes them — the command shim (``--durable``), the background
+waiter, the runner, or the bridge itself for a ``local`` token — uses this module, so the path the
+bridge names in Claude's message and the path the host writes are computed by one function:
+
+    <root>/<session>/<message id>-<name>
+
+``root`` is ``~/.cache/claude-bridge/attachments`` of the host's user (``shim.default_files_root``,
+``$XDG_CACHE_HOME`` respected; for a ``local`` token ``bridge.attachments.local_directory``). The
+command paths send it to the bridge in the ``X-Claude-Bridge-Files`` header, which is how the
+bridge knows they can carry files. ``session`` and ``name`` are sanitised to ``[A-Za-z0-9._-]`` with no leading dot,
+so no name can climb out of its folder or hide. Folders are 0700, files 0600, written to a
+temporary name and renamed into place; a symlinked session folder is refused.
+
+Standard library only, imported lazily: the shim's start-up must not pay for it.
+
+Host side, in one call (``receive``): a hook answer (or the waiter's) lists the files under
+``"claudeBridgeFiles"``; for each, check its path is the one ``host_path`` gives, fetch the bytes
+with the hook token (``GET /claude/v1/sessions/<session>/attachments/<id>``) and write them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+FILES_HEADER = "X-Claude-Bridge-Files"
+"""Sent by a command path with its attachments root: it can fetch and write files itself."""
+ANSWER_KEY = "claudeBridgeFiles"
+"""The key of a hook answer (and the waiter's) listing files to fetch; the shim removes it."""
+FILE_PATH = "/claude/v1/sessions/{session}/attachments/{id}"
+NAME_CHARS = 120
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+class FileRefused(Exception):
+    """A file entry this host will not write (its path is not where it belongs, or the fetch
+    or the write failed); the message says why."""
+
+
+def safe_component(name: str, fallback: str = "file") -> str:
+    """One path component: unsafe characters become ``_``, no leading dot, at most
+    ``NAME_CHARS`` characters (the extension kept)."""
+    cleaned = "".join(c if c in _SAFE else "_" for c in name).lstrip(".")
+    if len(cleaned) > NAME_CHARS:
+        stem, dot, ext = cleaned.rpartition(".")
+        ext = ext[:16] if dot and stem else ""
+        cleaned = cleaned[: NAME_CHARS - len(ext) - 1].rstrip(".") + ("." + ext if ext else "")
+    return cleaned or fallback
+
+
+def host_path(root: str, session_id: str, message_id: int, name: str) -> str:
+    """Where message ``message_id``'s file ``name`` goes under ``root`` (an absolute path)."""
+    folder = safe_component(session_id, "session")
+    return os.path.join(root, folder, f"{int(message_id)}-{safe_component(name)}")
+
+
+def _private_dirs(path: str) -> None:
+    """``path`` and its missing parents as directories, each created 0700."""
+    missing = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)
+
+
+def write_file(root: str, path: str, data: bytes) -> None:
+    """Write ``data`` at ``path`` (under ``root``, in a session folder of it), 0600 in 0700.
+
+    Raises ``FileRefused`` for a path outside ``root`` or a session folder that is a symlink."""
+    root = os.path.abspath(root)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.dirname(folder) != root or os.path.basename(path) != safe_component(
+        os.path.basename(path)
+    ):
+        raise FileRefused(f"{path!r} is not a file of a session folder under {root!r}")
+    _private_dirs(folder)
+    if os.path.islink(folder) or os.path.realpath(folder) != os.path.join(
+        os.path.realpath(root), os.path.basename(folder)
+    ):
+        raise FileRefused(f"{folder!r} is a link: refused")
+    os.chmod(folder, 0o700)
+    tmp = os.path.join(folder, f".{os.getpid()}-{time.monotonic_ns()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def prune(root: str, keep_seconds: float, now: float | None = None) -> int:
+    """Delete session folders under ``root`` untouched for ``keep_seconds``; how many went."""
+    now = time.time() if now is None else now
+    gone = 0
+    try:
+        folders = os.listdir(root)
+    except OSError:
+        return 0
+    for name in folders:
+        folder = os.path.join(root, name)
+        try:
+            if os.path.islink(folder) or not os.path.isdir(folder):
+                continue
+            if now - os.stat(folder).st_mtime < keep_seconds:
+                continue
+            for entry in os.listdir(folder):
+                os.unlink(os.path.join(folder, entry))
+            os.rmdir(folder)
+            gone += 1
+        except OSError:
+            continue
+    return gone
+
+
+def receive(
+    fetch: Callable[[str], bytes],
+    root: str,
+    session_id: str,
+    entries: Iterable[object],
+) -> list[str]:
+    """Fetch and write every file an answer lists; the problems, one line each (empty: all
+    written). ``fetch(path)`` GETs a bridge path with the hook token and returns the body, or
+    raises (any exception: that file is reported, the others still go)."""
+    problems = []
+    for entry in entries:
+        try:
+            if not isinstance(entry, dict):
+                raise FileRefused("not a file entry")
+            message_id, name, path = entry.get("id"), entry.get("name"), entry.get("path")
+            if not isinstance(message_id, int) or not isinstance(name, str):
+                raise FileRefused("a file entry without id and name")
+            expected = host_path(root, session_id, message_id, name)
+            if path != expected:
+                raise FileRefused(f"the bridge named {path!r}, this host would write {expected!r}")
+            from urllib.parse import quote
+
+            data = fetch(FILE_PATH.format(session=quote(session_id, safe=""), id=message_id))
+            write_file(root, expected, data)
+        except Exception as e:
+            where = entry.get("path") if isinstance(entry, dict) else None
+            problems.append(f"the file {where!r} could not be written: {e}")
+    return problems
+
+
+def amend_answer(answer: dict[str, object], problems: list[str]) -> None:
+    """Tell Claude, in the answer's own text, which files are missing (the bridge's line)."""
+    if not problems:
+        return
+    note = "\n\n" + "\n".join(f"[claude-bridge: {p}]" for p in problems)
+    output = answer.get("hookSpecificOutput")
+    if isinstance(output, dict) and isinstance(output.get("additionalContext"), str):
+        output["additionalContext"] += note
+    elif isinstance(answer.get("reason"), str):
+        answer["reason"] = str(answer["reason"]) + note
+    elif isinstance(answer.get("text"), str):
+        answer["text"] = str(answer["text"]) + note

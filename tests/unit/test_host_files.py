@@ -1,0 +1,136 @@
+"""``host_files``: where files from Matrix land on Claude's host, and that nothing climbs out."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from claude_bridge import host_files
+from claude_bridge.control.attachments import file_name, mimetype_of
+from claude_bridge.control.file_carrier import size_text, valid_root
+from claude_bridge.matrix.inbound_events import FileMessage, Message, parse
+
+
+@pytest.mark.parametrize(
+    ("given", "safe"),
+    [
+        ("screenshot.png", "screenshot.png"),
+        ("Screen Shot 10.00.png", "Screen_Shot_10.00.png"),
+        ("../../etc/passwd", "_.._etc_passwd"),
+        ("..", "file"),
+        (".bashrc", "bashrc"),
+        ("a/b\\c\0d\n.png", "a_b_c_d_.png"),
+        ("", "file"),
+        ("x" * 300 + ".png", "x" * 116 + ".png"),
+        ("ünïcode.jpg", "_n_code.jpg"),
+    ],
+)
+def test_names_are_one_safe_component(given: str, safe: str) -> None:
+    assert host_files.safe_component(given) == safe
+    assert "/" not in safe and not safe.startswith(".")
+
+
+def test_host_path_stays_in_its_session_folder(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    path = host_files.host_path(root, "../../x", 7, "../../../evil.sh")
+    assert os.path.dirname(os.path.dirname(path)) == root
+    assert os.path.basename(path) == "7-_.._.._evil.sh"
+
+
+def test_write_file_is_private_and_refuses_escapes_and_links(tmp_path: Path) -> None:
+    root = tmp_path / "attachments"
+    good = host_files.host_path(str(root), "s1", 1, "a.png")
+    host_files.write_file(str(root), good, b"data")
+    assert Path(good).read_bytes() == b"data"
+    assert stat.S_IMODE(os.stat(good).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(good)).st_mode) == 0o700
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    for bad in (str(tmp_path / "outside.png"), str(root / "s1" / "deeper" / "x.png")):
+        with pytest.raises(host_files.FileRefused):
+            host_files.write_file(str(root), bad, b"x")
+    (tmp_path / "elsewhere").mkdir()
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(host_files.FileRefused):
+        host_files.write_file(str(root), str(root / "linked" / "2-a.png"), b"x")
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
+def test_receive_writes_only_where_the_host_would(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    fetched: list[str] = []
+
+    def fetch(path: str) -> bytes:
+        fetched.append(path)
+        return b"bytes"
+
+    good = {"id": 3, "name": "a.png", "path": host_files.host_path(root, "s/1", 3, "a.png")}
+    evil = {"id": 4, "name": "b.png", "path": "/etc/cron.d/b.png"}
+    problems = host_files.receive(fetch, root, "s/1", [good, evil, "junk"])
+    assert fetched == ["/claude/v1/sessions/s%2F1/attachments/3"]
+    assert Path(str(good["path"])).read_bytes() == b"bytes"
+    assert len(problems) == 2 and "/etc/cron.d/b.png" in problems[0]
+    answer: dict[str, object] = {"hookSpecificOutput": {"additionalContext": "text"}}
+    host_files.amend_answer(answer, problems)
+    assert "[claude-bridge: the file '/etc/cron.d/b.png'" in str(answer)
+
+
+def test_prune_removes_quiet_session_folders(tmp_path: Path) -> None:
+    old = host_files.host_path(str(tmp_path), "old", 1, "a")
+    new = host_files.host_path(str(tmp_path), "new", 2, "b")
+    for path in (old, new):
+        host_files.write_file(str(tmp_path), path, b"x")
+    past = os.stat(new).st_mtime - 10 * 86400
+    os.utime(os.path.dirname(old), (past, past))
+    assert host_files.prune(str(tmp_path), 86400) == 1
+    assert not os.path.exists(old) and os.path.exists(new)
+
+
+def test_bridge_side_helpers() -> None:
+    assert valid_root("/home/a/.cache/claude-bridge/attachments/") == (
+        "/home/a/.cache/claude-bridge/attachments"
+    )
+    for bad in ("relative", "/a/../b", "/a\nb", "", "/" + "x" * 2000):
+        assert valid_root(bad) is None
+    assert mimetype_of("IMAGE/PNG", "") == "image/png"
+    assert mimetype_of("text/html\nX: y", "image/jpeg; q=1") == "image/jpeg"
+    assert mimetype_of(None, "") == "application/octet-stream"
+    assert file_name("photo", "image/jpeg") == "photo.jpg"
+    assert file_name("dir/shot.png", "image/png") == "shot.png"
+    assert [size_text(n) for n in (5, 2048, 240 * 1024, 3 * 1024 * 1024 + 99999)] == [
+        "5 B",
+        "2.0 KB",
+        "240 KB",
+        "3.1 MB",
+    ]
+
+
+def test_file_messages_parse_with_caption_and_filename() -> None:
+    base = {"type": "m.room.message", "event_id": "$e", "room_id": "!r", "sender": "@a:x"}
+    plain = parse({**base, "content": {"msgtype": "m.image", "body": "a.png", "url": "mxc://x/y"}})
+    assert isinstance(plain, FileMessage)
+    assert (plain.filename, plain.caption, plain.url) == ("a.png", "", "mxc://x/y")
+    captioned = parse(
+        {
+            **base,
+            "content": {
+                "msgtype": "m.file",
+                "body": "look at this",
+                "filename": "log.txt",
+                "url": "mxc://x/z",
+                "info": {"size": 12, "mimetype": "text/plain"},
+            },
+        }
+    )
+    assert isinstance(captioned, FileMessage)
+    assert (captioned.filename, captioned.caption, captioned.size) == (
+        "log.txt",
+        "look at this",
+        12,
+    )
+    encrypted = parse({**base, "content": {"msgtype": "m.image", "body": "a", "file": {}}})
+    assert isinstance(encrypted, FileMessage) and encrypted.encrypted and encrypted.url is None
+    text = parse({**base, "content": {"msgtype": "m.text", "body": "hi"}})
+    assert isinstance(text, Message) and not isinstance(text, FileMessage)
