@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from claude_bridge.control import decisions
-from claude_bridge.control.signals import Signals, approval_key, wait_for_change
+from claude_bridge.control.signals import Signals, approval_key
 from claude_bridge.events.catalogue import Settles, kind_of
 from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.hooks.call import HookCall
@@ -74,7 +74,7 @@ class Approvals:
                 )
                 log.info("holding a permission request", hook_event=hook_id, tool=event.tool_name)
                 while approval.state == PENDING and not self.signals.closed:
-                    if await wait_for_change(wake, deadline, call.connected):
+                    if await self.signals.wait(wake, deadline, call.connected):
                         approval = await self._reread(hook_id)
                         continue
                     break

@@ -29,7 +29,7 @@ from claude_bridge.control import framing
 from claude_bridge.control.approvals import Approvals
 from claude_bridge.control.file_carrier import Carrier, FileCarrier, with_files
 from claude_bridge.control.messages import MessageQueue, compose
-from claude_bridge.control.signals import Signals, thread_key, wait_for_change
+from claude_bridge.control.signals import Signals, thread_key
 from claude_bridge.events.catalogue import STOP, kind_of
 from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.hooks.call import HookCall
@@ -184,7 +184,7 @@ class Responder:
                     if not control.listen_until or control.listen_until <= now:
                         return None
                     until = min(hold_until, loop.time() + (control.listen_until - now) / 1000)
-                    if not await wait_for_change(wake, until, call.connected):
+                    if not await self.signals.wait(wake, until, call.connected):
                         return None
                 return None
         finally:

@@ -35,7 +35,7 @@ from claude_bridge.control.messages import MessageQueue, compose
 from claude_bridge.control.owned import error as _error
 from claude_bridge.control.owned import owned_session
 from claude_bridge.control.responder import Responder
-from claude_bridge.control.signals import Signals, thread_key, wait_for_change
+from claude_bridge.control.signals import Signals, thread_key
 from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
 from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.log import get_logger
@@ -152,7 +152,7 @@ class Waiter:
                             with_files(body, FileCarrier.to_fetch(messages, carrier))
                         )
                 until = min(deadline, loop.time() + BUSY_RECHECK) if queued else deadline
-                if not await wait_for_change(wake, until, connected) and (
+                if not await self.signals.wait(wake, until, connected) and (
                     loop.time() >= deadline or not connected()
                 ):
                     break
