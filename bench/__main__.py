@@ -14,7 +14,8 @@ and raw and bridge measurements alternate so both see the same machine. About 5�
 (``--quick``: about 2, fewer samples and one repeat: for checking the suite, not for docs/benchmarks.md).
 
 Benchmarks (``--only`` names): latency, throughput, creation, ack, load, burst, control, shim, scale
-(scale also reports memory; run it last, after the burst, as the full run does).
+(scale also reports memory; run it last, after the burst, as the full run does). Only when named:
+hold (10,000 idle sessions' waiters and 1,000 approvals held at once; ``bench/hold.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bench.stats import Row, error_row, merge_repeats, na_row
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ["latency", "throughput", "creation", "ack", "load", "burst", "control", "shim", "scale"]
+OPT_IN = ["hold"]  # run only when named in --only
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ QUICK = Params(
 )  # fmt: skip
 CAPS = {  # seconds per benchmark, set-up included
     "latency": 90, "throughput": 240, "creation": 90, "ack": 360, "load": 420, "burst": 240,
-    "control": 60, "shim": 90, "scale": 150,
+    "control": 60, "shim": 90, "scale": 150, "hold": 900,
 }  # fmt: skip
 WAIT = 60.0  # longest wait for any single thing to show up
 ACK50_RATE = 5.0  # events/s per session: "a busy session fires several hook events per second"
@@ -517,6 +519,14 @@ class Run:
                 note=f"peak (VmHWM) {mem['hwm_mb']:.0f} MB; at start {self.raw.get('rss_at_start_mb', 0):.0f} MB"),
         )  # fmt: skip
 
+    async def hold(self) -> None:
+        from bench import hold
+
+        params = hold.QUICK_HOLD if self.p is QUICK else hold.HoldParams()
+        rows, raw = await hold.run(self.stack, params, WAIT)
+        self.raw["hold"] = raw
+        self.add(*rows)
+
 
 ROW_IDS = {  # for error rows when a benchmark fails before producing its rows
     "latency": [("hook_room.p50", "hook → room", "idle")],
@@ -528,6 +538,7 @@ ROW_IDS = {  # for error rows when a benchmark fails before producing its rows
     "control": [("control.p50", "Matrix → Claude", "next hook answer")],
     "shim": [("shim.median", "command shim", "wall time per call")],
     "scale": [("scale.route.p50", "scale", "10,000 threads")],
+    "hold": [("hold.msg.p99", "hold", "10,000 waiters held")],
 }
 
 
@@ -544,9 +555,10 @@ async def run(args: argparse.Namespace) -> int:
 
     params = QUICK if args.quick else FULL
     selected = ALL if not args.only else [n.strip() for n in args.only.split(",")]
-    unknown = set(selected) - set(ALL)
+    unknown = set(selected) - set(ALL + OPT_IN)
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL)}")
+        print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; "
+              f"known: {', '.join(ALL + OPT_IN)}")  # fmt: skip
         return 2
     store = "postgres" if args.postgres else "sqlite"
     # The bench's own config overrides for the bridge (recorded as such, not as dirt).
@@ -584,7 +596,7 @@ async def run(args: argparse.Namespace) -> int:
         await stack.start()
         print(f"stack up in {time.perf_counter() - started:.1f} s (work dir {stack.workdir})")
         run_.raw["rss_at_start_mb"] = proc_status(stack.bridge_pid).get("VmRSS", 0) / 1024
-        for name in ALL:
+        for name in ALL + OPT_IN:
             if name not in selected:
                 continue
             print(f"\n[{name}] (cap {CAPS[name]} s)", flush=True)
@@ -658,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     r.add_argument("--quick", action="store_true", help="fewer samples, one repeat (~2 min)")
     r.add_argument("--out", type=Path, help="JSON file to write")
-    r.add_argument("--only", help=f"comma-separated subset of: {','.join(ALL)}")
+    r.add_argument("--only", help=f"comma-separated subset of: {','.join(ALL + OPT_IN)}")
     r.add_argument("--profile", type=Path, metavar="DIR",
                    help="record py-spy profiles of the bridge per phase into DIR (slows it down)")  # fmt: skip
     r.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")

@@ -121,6 +121,17 @@ class Session:
         n = next(self._n)
         return [self.pre(n), self.post(n)]
 
+    def permission_request(self, n: int) -> tuple[bytes, str]:
+        """A PermissionRequest for call ``n``: held by the bridge until someone decides."""
+        mark = self.marker(n, "ask")
+        data = self._event(
+            "PermissionRequest",
+            tool_name="Bash",
+            tool_input={"command": f"rm -rf build/{mark}", "description": "benchmark question"},
+            permission_suggestions=[],
+        )
+        return _dump(data), mark
+
     def batch_event(self) -> bytes:
         """PostToolBatch: stored and routed like any event, but not mirrored by default (it
         repeats calls already shown), so it costs the homeserver nothing."""

@@ -133,7 +133,8 @@ class Stack:
         synapse_port, as_port, hook_port = free_port(), free_port(), free_port()
         hooks: dict[str, Any] = {
             "listen": f"127.0.0.1:{hook_port}",
-            "tokens": {"bench": HOOK_TOKEN},
+            # No per-token cap on held approvals: ``hold`` holds 1,000 of them on this token.
+            "tokens": {"bench": {"secret": HOOK_TOKEN, "max_held_approvals": 0}},
         }
         # Benchmarks open many sessions a minute on one token; the per-token limit on new threads
         # (where this tree has it) would answer 429 and measure the limiter instead.
