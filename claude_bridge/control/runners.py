@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from claude_bridge.control.runner_wire import Exit, Poll
-from claude_bridge.control.signals import Signals, wait_for_change
+from claude_bridge.control.signals import Signals
 from claude_bridge.log import get_logger
 from claude_bridge.store.database import now_ms
 from claude_bridge.store.runner_jobs import RunnerJob, RunnerJobStore
@@ -156,7 +156,7 @@ class Runners:
                 if jobs:
                     await self.jobs.mark_sent([j.id for j in jobs if j.state == "queued"])
                     return Answer(200, {"jobs": [j.wire() for j in jobs]})
-                if not await wait_for_change(wake, deadline, connected):
+                if not await self.signals.wait(wake, deadline, connected):
                     return Answer(200, {"jobs": []})
 
     async def drain(self) -> None:
