@@ -137,7 +137,7 @@ def build(config: Config, config_dir: Path) -> Bridge:
     threads = ThreadStore(db)
     outbox = Outbox(db, group_commit=config.hooks.group_commit)
     matrix_events = MatrixEventStore(db)
-    permissions = Permissions(config.bridge.permissions)
+    permissions = Permissions(config.bridge.permissions, config.bridge.launch)
     access = TokenAccess(config.hooks)
     names = config.matrix_names()
     echoes = EchoFilter(names)

@@ -14,6 +14,7 @@ means a poll is open now or one ended less than ``2 × wait`` seconds ago (at le
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -64,6 +65,12 @@ class Runners:
         self._open: dict[tuple[str, str], int] = {}
         self._newest: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # What each runner last announced, and when it was last seen: the commands and the
+        # background waiter ask without a query (the table has the same, for a restart).
+        self._known: dict[tuple[str, str], Runner] = {}
+
+    async def load(self) -> None:
+        self._known = {(r.token_name, r.host): r for r in await self.store.all()}
 
     # --- what the commands ask ---------------------------------------------------------------
 
@@ -73,8 +80,20 @@ class Runners:
         grace = max(2 * runner.wait, MIN_GRACE) * 1000
         return (now or now_ms()) - runner.last_seen < grace
 
-    async def all(self) -> list[Runner]:
-        return await self.store.all()
+    def all(self) -> list[Runner]:
+        return sorted(self._known.values(), key=lambda r: (r.host, r.token_name))
+
+    def running(self, session_id: str) -> Runner | None:
+        """The online runner that runs this session now, if any."""
+        for runner in self._known.values():
+            if runner.session(session_id) is not None and self.online(runner):
+                return runner
+        return None
+
+    def _seen(self, runner: Runner) -> None:
+        self._known[(runner.token_name, runner.host)] = dataclasses.replace(
+            runner, last_seen=now_ms()
+        )
 
     async def submit(self, job: RunnerJob) -> bool:
         """Store the job (committed before anyone is told) and wake its runner's poll."""
@@ -101,12 +120,15 @@ class Runners:
                 wait=round(poll.wait),
             )
             await self.store.save(runner)
+            self._seen(runner)
             await self._settle(runner, poll)
             return await self._jobs(key, generation, poll.wait, connected)
         finally:
             self._open[key] -= 1
             if not self._open[key]:
                 del self._open[key]
+            if (known := self._known.get(key)) is not None:
+                self._seen(known)
             try:
                 await self.store.seen(token_name, poll.host)
             except Exception as e:  # the poll's answer matters more than this timestamp

@@ -36,7 +36,9 @@ from claude_bridge.control.room import RoomReplies
 from claude_bridge.control.room_check import RoomCheck
 from claude_bridge.control.room_guard import RoomGuard
 from claude_bridge.control.room_sweep import RoomSweep
+from claude_bridge.control.runner_commands import RunnerCommands
 from claude_bridge.control.runner_poll import POLL_PATH, RunnerPoll
+from claude_bridge.control.runner_rooms import RunnerRooms
 from claude_bridge.control.runners import Runners
 from claude_bridge.control.signals import Signals
 from claude_bridge.control.thread_commands import ThreadCommands
@@ -130,6 +132,8 @@ class Control:
         replies = RoomReplies(client)
         self.intake = AttachmentIntake(self.parts, replies, files, self.files_dir)
         carrier.on_held = lambda message: self._note_held(replies, message)
+        self.runner_rooms = RunnerRooms(self.parts, self.runners, replies)
+        RunnerCommands(self.parts, commands, self.runners, self.runner_rooms, info)
         policies = RoomPolicyStore(db)
         check = RoomCheck(
             client,
@@ -216,6 +220,7 @@ class Control:
         await self.parts.controls.load_hint()
         await self.parts.inbox.load_hint()
         await self.receipts.start()
+        await self.runners.load()
         await self.guard.start()
         self._sweeper = asyncio.create_task(self._sweep_files(), name="attachments-sweep")
 

@@ -111,7 +111,7 @@ async def test_a_long_poll_answers_when_a_job_comes(
         return bridge.control.signals.holding(key) > 0
 
     await _until(held, "the runner's poll to be held")
-    runner = (await bridge.control.runners.all())[0]
+    runner = bridge.control.runners.all()[0]
     assert bridge.control.runners.online(runner)
     stored = job()
     await bridge.control.runners.submit(stored)
@@ -160,7 +160,7 @@ async def test_the_newer_of_two_runners_wins_the_older_gets_409(
 
 async def test_offline_after_the_grace(bridge: Bridge, poller: Poller) -> None:
     await poller.poll(wait=0)
-    runner = (await bridge.control.runners.all())[0]
+    runner = bridge.control.runners.all()[0]
     assert runner.projects == ["api", "web"]
     assert bridge.control.runners.online(runner)
     assert not bridge.control.runners.online(runner, now=runner.last_seen + 3_001)

@@ -26,6 +26,13 @@ class BridgeConfig(Section):
         "(talks to Claude, approves tools, commands) or admin (also bridge-wide commands). "
         "Operators and admins are invited to every new thread room.",
     )
+    launch: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Who besides admins may start, resume and end sessions on host runners "
+        "(`new`, `resume`, `end`): a user id, a domain or '*' (a user id beats a domain beats "
+        "'*', as in permissions) → the runner project names they may launch in, or ['*'] for "
+        "all. Only for people who are at least operator in permissions.",
+    )
     ghost_prefix: str = Field("claude-", description="Localpart prefix of the session ghosts.")
     alias_prefix: str = Field("claude-thread-", description="Localpart prefix of thread aliases.")
     mirror: MirrorConfig = Field(
