@@ -109,7 +109,10 @@ def pictures(tool_name: str, tool_input: dict[str, Any], response: Any) -> list[
 def _filename(tool_name: str, tool_input: dict[str, Any], mimetype: str, number: int) -> str:
     path = tool_input.get("file_path")
     if isinstance(path, str) and posixpath.basename(path):
-        return posixpath.basename(path)
+        # The CLI may send another format than the file's (a large PNG comes as a JPEG).
+        stem, ext = posixpath.splitext(posixpath.basename(path))
+        same = ext.lower().lstrip(".") in (_EXTENSIONS[mimetype], mimetype.split("/")[1])
+        return f"{stem}{ext}" if same else f"{stem or 'image'}.{_EXTENSIONS[mimetype]}"
     stem = tool_name.rsplit("__", 1)[-1]
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-")[:40] or "image"
     suffix = f"-{number}" if number > 1 else ""

@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,33 @@ async def test_a_read_and_an_mcp_tools_image_are_m_images_in_their_threads(
     ]
 
 
+async def image_send_held(
+    bridge: Bridge,
+    hooks: HookPoster,
+    proxy: HomeserverProxy,
+    *,
+    forward: bool,
+    while_held: Callable[[], Awaitable[Any]] | None = None,
+) -> tuple[str, str, str]:
+    """A session whose Read line is in the room, then the Read's PostToolUse, its image's send
+    held by the proxy (``forward``: Synapse stores it, the answer is withheld) while
+    ``while_held`` runs. Returns the session, its room and the send path pattern."""
+    session = new_session()
+    post = captured("Read.png", session)
+    for payload in (hook_payload("SessionStart", session), pre_tool_use(post)):
+        assert (await hooks.post(payload))[0] == 200
+    room = await room_of(bridge, session)
+    await until(lambda: drained(bridge, session), "the call's line delivered")
+    send = f"/rooms/{re.escape(room)}/send/m.room.message/"
+    rule = proxy.hang(method="PUT", path=send, forward=forward, times=1)
+    assert (await hooks.post(post))[0] == 200
+    await proxy.wait_holding(rule)
+    if while_held is not None:
+        await while_held()
+    proxy.release(rule)  # forward=False: a 504, Synapse never saw it
+    return session, room, send
+
+
 async def test_a_failed_send_is_retried_with_the_same_upload_and_posts_once(
     stack: Stack, start_bridge: StartBridge, hooks: HookPoster
 ) -> None:
@@ -154,17 +182,7 @@ async def test_a_failed_send_is_retried_with_the_same_upload_and_posts_once(
     proxy = await HomeserverProxy(stack.synapse.url).start()
     try:
         bridge = await start_bridge(homeserver={"address": proxy.url})
-        session = new_session()
-        post = captured("Read.png", session)
-        for payload in (hook_payload("SessionStart", session), pre_tool_use(post)):
-            assert (await hooks.post(payload))[0] == 200
-        room = await room_of(bridge, session)
-        await until(lambda: drained(bridge, session), "the call's line delivered")
-        send = f"/rooms/{re.escape(room)}/send/m.room.message/"
-        rule = proxy.hang(method="PUT", path=send, times=1)
-        assert (await hooks.post(post))[0] == 200
-        await proxy.wait_holding(rule)
-        proxy.release(rule)  # the bridge gets a 504: Synapse never saw it
+        session, room, send = await image_send_held(bridge, hooks, proxy, forward=False)
         await until(lambda: drained(bridge, session), "the image retried")
         uploads = [r for r in proxy.log if "/upload" in r.path and "plot.png" in r.query]
         assert len(uploads) == 1  # (the ghost's avatar is another upload)
@@ -184,24 +202,19 @@ async def test_a_restart_after_the_send_reached_synapse_does_not_post_it_twice(
     again. At most the bytes were uploaded twice, one copy unused."""
     proxy = await HomeserverProxy(stack.synapse.url).start()
     try:
+        # A long request timeout: the first bridge is stopped before it gives up on the send.
         first = await start_bridge(homeserver={"address": proxy.url, "request_timeout": 120})
-        session = new_session()
-        post = captured("Read.png", session)
-        for payload in (hook_payload("SessionStart", session), pre_tool_use(post)):
-            assert (await hooks.post(payload))[0] == 200
-        room = await room_of(first, session)
-        await until(lambda: drained(first, session), "the call's line delivered")
-        send = f"/rooms/{re.escape(room)}/send/m.room.message/"
-        rule = proxy.hang(method="PUT", path=send, forward=True)
-        assert (await hooks.post(post))[0] == 200
-        await proxy.wait_holding(rule)  # Synapse has the message; the answer is withheld
-        await first.stop()
-        proxy.release(rule)
-
+        session, room, _ = await image_send_held(
+            first, hooks, proxy, forward=True, while_held=first.stop
+        )
         second = await start_bridge()
         await until(lambda: drained(second, session), "the image handled after the restart")
         events = await room_events(stack, room)
-        assert len(images(events)) == 1
+        (image,) = images(events)
+        sent = await second.db.fetch(
+            "SELECT event_id FROM sent_event WHERE thread_id=$1", session.lower()
+        )
+        assert image["event_id"] in {r["event_id"] for r in sent}  # recorded, not re-posted
     finally:
         await proxy.stop()
 

@@ -180,6 +180,25 @@ def test_mcps_own_shape_and_numbered_names() -> None:
     assert names == ["take_screenshot.png", "take_screenshot-2.png"]
 
 
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/p/plot.png", "plot.png"), ("/p/shot.PNG", "shot.PNG"), ("/p/big.png", "big.jpg"),
+     ("/p/photo.jpeg", "photo.jpeg"), ("/p/noext", "noext.jpg")],
+)  # fmt: skip
+def test_the_name_follows_what_the_cli_sent(path: str, name: str) -> None:
+    """A large PNG comes as a JPEG (a noisy 1600×1000 PNG of 4.8 MB came as a 480 KB JPEG):
+    the name says what the bytes are."""
+    data = (
+        b64(png(2, 2))
+        if name.endswith(("png", "PNG"))
+        else payload("Read.jpg")["tool_response"]["file"]["base64"]
+    )
+    kind = "image/png" if name.endswith(("png", "PNG")) else "image/jpeg"
+    response = {"type": "image", "file": {"base64": data, "type": kind}}
+    (picture,) = pictures("Read", {"file_path": path}, response)
+    assert picture.filename == name
+
+
 def test_the_line_for_an_image_over_the_limit() -> None:
     content = {
         "msgtype": "m.image",
