@@ -10,6 +10,8 @@ prompt:
 - a turn that ends with a tool result: a short text reply;
 - ``RUN: <command>``: a ``Bash`` tool call running ``<command>``;
 - ``READ: <path>``: a ``Read`` tool call of ``<path>``;
+- a bridge line announcing an operator's file (``… via Matrix: attached <name> (<type>, <size>):
+  <path>``): a ``Read`` tool call of ``<path>``, as Claude looks at what it was sent;
 - ``CALL: <tool>``: a call of the tool named ``<tool>`` (an MCP tool: ``mcp__<server>__<tool>``)
   without arguments;
 - anything else: a text reply naming what the turn ended with, so a test can tell a plain reply
@@ -34,6 +36,7 @@ from claude_bridge.devenv.synapse import free_port
 RUN = re.compile(r"RUN: (.+?)(?:\\n|\"|$)")
 READ = re.compile(r"READ: (.+?)(?:\\n|\"|$)")
 CALL = re.compile(r"CALL: ([\w-]+)")
+ATTACHED = re.compile(r"via Matrix: attached \S+ \([^)]*\): (/[^\\\"]+)")
 TOOL_REPLY = "The command ran."
 PLAIN_REPLY = "Noted."
 FEEDBACK_REPLY = "Carrying on with what the hook said."
@@ -121,6 +124,8 @@ class FakeAnthropic:
                 "Bash", {"command": command, "description": "Run what the test asked for"}
             )
         if match := READ.search(turn):
+            return self._call("Read", {"file_path": match.group(1).strip()})
+        if match := ATTACHED.search(turn):
             return self._call("Read", {"file_path": match.group(1).strip()})
         if match := CALL.search(turn):
             return self._call(match.group(1), {})
