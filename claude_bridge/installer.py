@@ -38,6 +38,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import urllib.parse
@@ -83,6 +84,17 @@ def parse_version(text: str) -> tuple[int, int, int]:
     if not m:
         raise ValueError(f"not a Claude Code version: {text!r}")
     return int(m[1]), int(m[2]), int(m[3])
+
+
+def claude_version(exe: str) -> tuple[int, int, int] | None:
+    """What ``<exe> --version`` says, or None when it can't be run or read."""
+    try:
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+        return parse_version(out)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
 
 
 def normalize_url(url: str) -> str:

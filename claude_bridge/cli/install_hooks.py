@@ -16,6 +16,7 @@ from claude_bridge.installer import (
     HOOK_COMMAND,
     InstallError,
     apply,
+    claude_version,
     default_hook_command,
     desired_hooks,
     is_ours,
@@ -28,15 +29,7 @@ from claude_bridge.installer import (
 
 def detect_claude_version() -> tuple[int, int, int] | None:
     exe = shutil.which("claude")
-    if not exe:
-        return None
-    try:
-        out = subprocess.run(
-            [exe, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-        return parse_version(out)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
+    return claude_version(exe) if exe else None
 
 
 def _token_hint(token: str | None, token_env: str, config: Path | None) -> str:

@@ -73,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument("-o", "--output", type=Path, default=None)
     example.set_defaults(func=cmd_example_config)
 
-    from claude_bridge.cli import install_hooks, operations
+    from claude_bridge.cli import install_hooks, operations, runner
 
     install_hooks.add_subcommand(sub)
+    runner.add_subcommand(sub)
     operations.add_subcommands(sub)
     return parser
 

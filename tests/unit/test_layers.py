@@ -30,6 +30,7 @@ LAYERS: list[set[str]] = [
         "provision",
         "devenv",
         "installer",
+        "runner",
         "export_markdown",
         "mcp_server",
     },

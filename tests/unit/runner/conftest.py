@@ -1,0 +1,77 @@
+"""Real tmux on a private server per test (``-L`` with a name of its own, killed afterwards):
+no test touches the user's tmux server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from claude_bridge.runner.tmux import Tmux
+
+T = TypeVar("T")
+FAKE_CLAUDE = Path(__file__).with_name("fake_claude.py")
+
+
+@pytest.fixture
+async def tmux() -> AsyncIterator[Tmux]:
+    server = Tmux(socket_name=f"cb-test-{uuid.uuid4().hex[:12]}")
+    yield server
+    await server.kill_server()
+
+
+@pytest.fixture
+def fake_claude(tmp_path: Path) -> Path:
+    """An executable ``claude`` running fake_claude.py with this Python."""
+    exe = tmp_path / "bin" / "claude"
+    exe.parent.mkdir()
+    exe.write_text(
+        f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(FAKE_CLAUDE)!r}, run_name='__main__')\n"
+    )
+    exe.chmod(0o755)
+    return exe
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A HOME whose Claude Code has done its first run (projects are trusted per test)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
+    return home
+
+
+def trust(home: Path, *dirs: Path) -> None:
+    path = home / ".claude.json"
+    data = json.loads(path.read_text())
+    for d in dirs:
+        data.setdefault("projects", {})[str(d)] = {"hasTrustDialogAccepted": True}
+    path.write_text(json.dumps(data))
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 10) -> T:
+    """Ask ``probe`` until its answer is true (tmux has no way to wait on a pane); the answer."""
+    async with asyncio.timeout(timeout):
+        for _ in itertools.count():
+            answer = await probe()
+            if answer:
+                return answer
+            await asyncio.sleep(0.05)
+    raise AssertionError("not reached")
+
+
+async def screen(tmux: Tmux, pane: str, needle: str, timeout: float = 10) -> str:
+    """Wait until the pane shows ``needle``; its text."""
+
+    async def shown() -> str | None:
+        text = await tmux.capture(pane, 200)
+        return text if needle in text else None
+
+    return await eventually(shown, timeout)
