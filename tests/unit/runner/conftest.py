@@ -14,6 +14,11 @@ from typing import TypeVar
 
 import pytest
 
+from claude_bridge.runner.config import RunnerConfig
+from claude_bridge.runner.jobs import Executor
+from claude_bridge.runner.journal import Journal
+from claude_bridge.runner.service import session_env
+from claude_bridge.runner.sessions import Sessions
 from claude_bridge.runner.tmux import Tmux
 
 T = TypeVar("T")
@@ -75,3 +80,47 @@ async def screen(tmux: Tmux, pane: str, needle: str, timeout: float = 10) -> str
         return text if needle in text else None
 
     return await eventually(shown, timeout)
+
+
+@pytest.fixture
+def config(tmp_path: Path, fake_claude: Path, home: Path) -> RunnerConfig:
+    api = tmp_path / "api"
+    api.mkdir()
+    trust(home, api)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    return RunnerConfig(
+        url="http://127.0.0.1:9",
+        token="secret-token-1234567890",
+        host="laptop",
+        projects={"api": api},
+        claude=str(fake_claude),
+        args=["--model", "opus"],
+        state_dir=state,
+        end_timeout=30,
+    )
+
+
+@pytest.fixture
+def make(config: RunnerConfig, tmux: Tmux, home: Path) -> Callable[[], Executor]:
+    """A runner's executor over the same state and tmux server: a second call is a restart."""
+
+    def start() -> Executor:
+        journal = Journal(config.state_dir / "journal.jsonl")
+        journal.open()
+        env = session_env(
+            config,
+            {
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(home),
+                "RUNNER_TEST_MARK": "inherited",
+                "TMUX": "/elsewhere",
+            },
+        )
+        settings = config.state_dir / "hooks-settings.json"
+        settings.write_text("{}")
+        return Executor(
+            config, tmux, Sessions(tmux, config.state_dir / "exits"), journal, env, settings
+        )
+
+    return start

@@ -13,11 +13,9 @@ import pytest
 
 from claude_bridge.runner.config import RunnerConfig
 from claude_bridge.runner.jobs import Executor
-from claude_bridge.runner.journal import INTERRUPTED, Journal
-from claude_bridge.runner.service import session_env
-from claude_bridge.runner.sessions import Sessions
+from claude_bridge.runner.journal import INTERRUPTED
 from claude_bridge.runner.tmux import Tmux
-from tests.unit.runner.conftest import eventually, screen, trust
+from tests.unit.runner.conftest import eventually, screen
 
 SID = "0b6c2a53-8f0e-4d5e-9d3c-1b2a3c4d5e6f"
 ALICE = "@alice:example.org"
@@ -35,50 +33,6 @@ def job(kind: str, **fields: Any) -> dict[str, Any]:
         "room_id": "!room:example.org",
         **fields,
     }
-
-
-@pytest.fixture
-def config(tmp_path: Path, fake_claude: Path, home: Path) -> RunnerConfig:
-    api = tmp_path / "api"
-    api.mkdir()
-    trust(home, api)
-    state = tmp_path / "state"
-    state.mkdir(mode=0o700)
-    return RunnerConfig(
-        url="http://127.0.0.1:9",
-        token="secret-token-1234567890",
-        host="laptop",
-        projects={"api": api},
-        claude=str(fake_claude),
-        args=["--model", "opus"],
-        state_dir=state,
-        end_timeout=30,
-    )
-
-
-@pytest.fixture
-def make(config: RunnerConfig, tmux: Tmux, home: Path) -> Callable[[], Executor]:
-    """A runner's executor over the same state and tmux server: a second call is a restart."""
-
-    def start() -> Executor:
-        journal = Journal(config.state_dir / "journal.jsonl")
-        journal.open()
-        env = session_env(
-            config,
-            {
-                "PATH": "/usr/bin:/bin",
-                "HOME": str(home),
-                "RUNNER_TEST_MARK": "inherited",
-                "TMUX": "/elsewhere",
-            },
-        )
-        settings = config.state_dir / "hooks-settings.json"
-        settings.write_text("{}")
-        return Executor(
-            config, tmux, Sessions(tmux, config.state_dir / "exits"), journal, env, settings
-        )
-
-    return start
 
 
 async def test_new_starts_claude_in_tmux_with_the_runners_env(

@@ -23,7 +23,7 @@ from claude_bridge.runner.loop import (
     PollLoop,
 )
 from tests.unit.runner.conftest import eventually, screen
-from tests.unit.runner.test_jobs import SID, config, job, make  # noqa: F401 (fixtures)
+from tests.unit.runner.test_jobs import SID, job
 
 
 class FakeBridge:
@@ -90,7 +90,7 @@ async def bridge() -> AsyncIterator[FakeBridge]:
 async def running(
     bridge: FakeBridge,
     config: RunnerConfig,
-    make: Callable[[], Executor],  # noqa: F811
+    make: Callable[[], Executor],
 ) -> AsyncIterator[PollLoop]:
     config.url = bridge.url
     ex = make()
@@ -155,7 +155,7 @@ async def test_results_are_sent_again_until_a_poll_carrying_them_succeeds(
 
 async def test_a_bridge_that_is_down_is_retried(
     config: RunnerConfig,
-    make: Callable[[], Executor],  # noqa: F811
+    make: Callable[[], Executor],
 ) -> None:
     fake = FakeBridge()
     config.url = fake.url
