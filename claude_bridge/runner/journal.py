@@ -57,7 +57,7 @@ class Journal:
                     continue
                 if job not in self.begun and job not in self.results:
                     order.append(job)
-                if entry.get("phase") == "begin":
+                if entry.get("phase") == "started":
                     self.begun.add(job)
                 elif entry.get("phase") == "done":
                     self.results[job] = Result(job, bool(entry.get("ok")), entry.get("error"))
@@ -74,7 +74,7 @@ class Journal:
         with open(tmp, "w", encoding="utf-8") as f:
             for job in jobs:
                 if job in self.begun:
-                    f.write(json.dumps({"job": job, "phase": "begin"}) + "\n")
+                    f.write(json.dumps({"job": job, "phase": "started"}) + "\n")
                 if job in self.results:
                     f.write(self._done_line(self.results[job]))
             f.flush()
@@ -103,7 +103,7 @@ class Journal:
 
     def begin(self, job_id: str) -> None:
         """On disk before the job acts: after this, it never acts again."""
-        self._append(json.dumps({"job": job_id, "phase": "begin"}) + "\n")
+        self._append(json.dumps({"job": job_id, "phase": "started"}) + "\n")
         self.begun.add(job_id)
         self.results[job_id] = Result(job_id, False, INTERRUPTED)
 
