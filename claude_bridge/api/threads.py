@@ -22,9 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
+from claude_bridge.api.handoff_limits import HandoffLimits, HandoffRefused
 from claude_bridge.config.sections.control import HandoffMode
 from claude_bridge.config.sections.mirror import RedactConfig
-from claude_bridge.control.handoffs import delivery
+from claude_bridge.control.handoffs import PROPOSAL, delivery
 from claude_bridge.history import ThreadFilter, ThreadHistory
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
@@ -92,10 +93,12 @@ class ThreadsAPI:
         router: ThreadRouter,
         client: MatrixClient,
         access: TokenAccess,
+        limits: HandoffLimits,
         scrub: Scrubber | None = None,
         handoffs: HandoffMode = "approve",
     ) -> None:
         self.handoffs = handoffs
+        self.limits = limits
         self.threads = threads
         self.history = history
         self.router = router
@@ -190,6 +193,27 @@ class ThreadsAPI:
         key = request.headers.get(IDEMPOTENCY_HEADER) or uuid.uuid4().hex
         if not IDEMPOTENCY_KEY.match(key):
             raise APIError(400, f"{IDEMPOTENCY_HEADER} must match {IDEMPOTENCY_KEY.pattern}")
+        how = "none" if caller.id == target.id else delivery(self.handoffs, caller, target)
+        if how == "none":
+            return await self._post(target, caller, text, key, how, lambda _: None)
+        try:
+            async with self.limits.admit(request[TOKEN_NAME], target, how == PROPOSAL) as posted:
+                return await self._post(target, caller, text, key, how, posted)
+        except HandoffRefused as e:
+            log.info("hand-off refused", thread_id=target.id, from_thread=caller.id, why=str(e))
+            return web.json_response(
+                {"error": str(e)}, status=429, headers={"Retry-After": str(e.retry_after)}
+            )
+
+    async def _post(
+        self,
+        target: Thread,
+        caller: Thread,
+        text: str,
+        key: str,
+        how: str,
+        posted: Callable[[str], None],
+    ) -> web.Response:
         content = {
             "msgtype": "m.text",
             "body": text,
@@ -207,6 +231,7 @@ class ThreadsAPI:
             event_id = await self.client.send_event(
                 caller.ghost_mxid, room_id, "m.room.message", content, f"cb.api.{caller.id}.{key}"
             )
+            posted(event_id)
         except MatrixError as e:
             log.warning("could not post for the API", thread_id=target.id, error=str(e))
             status = 503 if e.temporary else 502
@@ -223,9 +248,7 @@ class ThreadsAPI:
                 "room_id": room_id,
                 "thread_id": target.id,
                 "sender": caller.ghost_mxid,
-                "delivery": (
-                    "none" if caller.id == target.id else delivery(self.handoffs, caller, target)
-                ),
+                "delivery": how,
             },
             status=201,
         )

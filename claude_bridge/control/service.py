@@ -26,6 +26,7 @@ from claude_bridge.control.attachments import AttachmentIntake, held_note
 from claude_bridge.control.commands import CommandSet
 from claude_bridge.control.file_carrier import FILE_ROUTE, FileCarrier, FileRoute
 from claude_bridge.control.handler import InboundHandler
+from claude_bridge.control.handoff_expiry import HandoffExpiry
 from claude_bridge.control.info_commands import InfoCommands
 from claude_bridge.control.messages import MessageQueue
 from claude_bridge.control.parts import Parts
@@ -134,6 +135,7 @@ class Control:
         carrier.on_held = lambda message: self._note_held(replies, message)
         self.runner_rooms = RunnerRooms(self.parts, self.runners, replies)
         RunnerCommands(self.parts, commands, self.runners, self.runner_rooms, info)
+        self.handoff_expiry = HandoffExpiry(self.parts, replies)
         policies = RoomPolicyStore(db)
         check = RoomCheck(
             client,
@@ -223,6 +225,7 @@ class Control:
         await self.runners.load()
         await self.guard.start()
         self._sweeper = asyncio.create_task(self._sweep_files(), name="attachments-sweep")
+        self.handoff_expiry.start()
 
     def release(self) -> None:
         """End every held hook answer now (each answers ``{}``): the bridge is stopping."""
@@ -235,5 +238,6 @@ class Control:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.room_sweep.stop()
+        await self.handoff_expiry.stop()
         await self.receipts.stop()
         await self.runners.drain()

@@ -7,6 +7,7 @@ from aiohttp import web
 from mautrix.util.async_db import Database
 
 from claude_bridge.api import ThreadsAPI, register_routes
+from claude_bridge.api.handoff_limits import HandoffLimits
 from claude_bridge.config.sections.bridge import BridgeConfig
 from claude_bridge.history import ThreadHistory
 from claude_bridge.matrix.client import MatrixClient
@@ -15,6 +16,7 @@ from claude_bridge.ops.health import DeliveryStats, HealthReporter, Probes
 from claude_bridge.retention import RetentionPruner
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import MatrixEventStore, Outbox, ThreadStore
+from claude_bridge.store.session_messages import SessionInbox
 from claude_bridge.token_access import TokenAccess
 
 
@@ -45,6 +47,7 @@ class Operations:
             access=access,
             scrub=client.scrub,
             handoffs=config.control.handoffs,
+            limits=HandoffLimits(SessionInbox(db), config.control),
         )
         self.retention = RetentionPruner(db, config.retention) if config.retention else None
 

@@ -6,11 +6,13 @@ it), or ``withdrawn`` (redacted, or its thread archived, before that). ``shown_a
 the room was told (the ✓ reaction).
 
 A hand-off from another session (``from_thread`` set) starts ``proposed`` unless the config lets
-it through directly: an operator's ✅ makes it ``queued`` (``approved_by``), ❌ ``rejected``.
+it through directly: an operator's ✅ makes it ``queued`` (``approved_by``), ❌ ``rejected``; one
+nobody decides in time becomes ``expired``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +26,7 @@ _COLUMNS = (
     "from_thread, approved_by, proposal_event, file_name, file_type, file_size, file_store, "
     "file_path, file_fetched_at"
 )
-QUEUED, PROPOSED, REJECTED = "queued", "proposed", "rejected"
+QUEUED, PROPOSED, REJECTED, EXPIRED = "queued", "proposed", "rejected", "expired"
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,36 @@ class SessionInbox:
             limit,
         )
         return [SessionMessage._from_row(r) for r in rows]
+
+    async def waiting_proposals(self, thread_id: str) -> tuple[int, int | None]:
+        """How many hand-offs of this thread wait for a decision, and when (ms) the oldest came."""
+        row = await self.db.fetchrow(
+            "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM session_message "
+            "WHERE thread_id=$1 AND state='proposed'",
+            thread_id,
+        )
+        return (int(row["n"]), row["oldest"]) if row else (0, None)
+
+    async def stored(self, event_ids: Collection[str]) -> set[str]:
+        """Those of ``event_ids`` that are stored as messages (in any state)."""
+        if not event_ids:
+            return set()
+        ids = sorted(event_ids)
+        marks = ", ".join(f"${i + 1}" for i in range(len(ids)))
+        rows = await self.db.fetch(
+            f"SELECT event_id FROM session_message WHERE event_id IN ({marks})", *ids
+        )
+        return {r["event_id"] for r in rows}
+
+    async def expire_proposals(self, received_before: int) -> list[SessionMessage]:
+        """Hand-offs still waiting that came before ``received_before`` (ms): now ``expired``.
+        One statement: a decision taken meanwhile wins, and each is expired once."""
+        rows = await self.db.fetch(
+            "UPDATE session_message SET state='expired' WHERE state='proposed' "
+            f"AND received_at < $1 RETURNING {_COLUMNS}",
+            received_before,
+        )
+        return sorted((SessionMessage._from_row(r) for r in rows), key=lambda m: m.id)
 
     async def set_proposal_event(self, message_id: int, event_id: str) -> None:
         await self.db.execute(

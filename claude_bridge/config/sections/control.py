@@ -86,3 +86,27 @@ class ControlConfig(BaseModel):
         "between two sessions of the same hook token it goes straight through; other "
         "hand-offs still wait for ✅.",
     )
+    handoff_max_waiting: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="At most this many hand-offs wait for an operator's decision in one thread "
+        "(counted when a hand-off is posted, whichever session sends it); another is refused "
+        "to the sending Claude with 429 until one is decided or expires. Each waiting one "
+        "pinged the operators.",
+    )
+    handoffs_per_minute: int = Field(
+        default=10,
+        ge=0,
+        le=10_000,
+        description="Hand-offs the sessions of one hook token may post per minute, all "
+        "together, into any thread (direct ones included); more are refused with 429 and "
+        "Retry-After. 0: no limit.",
+    )
+    handoff_expiry: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=30 * 86_400,
+        description="Seconds a hand-off waits for an operator's decision; then it is withdrawn "
+        "(this session's Claude never gets it) and the room is told.",
+    )
