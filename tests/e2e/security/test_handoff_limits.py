@@ -106,7 +106,8 @@ async def test_the_cap_holds_against_a_burst_from_several_sessions_of_one_token(
     status, answer, _ = await try_hand_off(stack, a1, b, "and one too many")
     assert status == 429, answer
     await processed(bridge, third["event_id"])
-    assert [m[2] for m in await messages_of(bridge, b)] == ["delivered", "proposed", "proposed"]
+    states = sorted(m[2] for m in await messages_of(bridge, b))  # the burst's order is the race's
+    assert states == ["delivered", "proposed", "proposed"]
     assert len(await hand_offs_in_room(stack, room_b)) == 3
 
 
