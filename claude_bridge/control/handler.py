@@ -208,6 +208,8 @@ class InboundHandler:
                 await self.replies.send(thread, event.room_id, event.event_id, ended_note(thread))
                 return
             self.p.signals.fire(thread_key(thread.id))
+            if self.p.offer_typing is not None:
+                await self.p.offer_typing(thread.id)
 
     async def ended(self, thread: Thread) -> bool:
         """Whether the session has ended: its latest hook event says so (the thread's status

@@ -37,3 +37,5 @@ class Parts:
     """Threads whose tool calls are not mirrored (kept in step with ``thread_control.muted``)."""
     recheck_room: Callable[[Thread], Awaitable[object]] | None = None
     """Brings a thread's room in line with who has which level there (``room_check``)."""
+    offer_typing: Callable[[str], Awaitable[bool]] | None = None
+    """Hands a queued message of an idle runner session to its runner (``runner_typing``)."""

@@ -83,9 +83,15 @@ class RunnerRooms:
 
     async def failed(self, job: RunnerJob) -> None:
         """The runner refused the job or it failed: tell whoever asked, where they asked."""
-        what = f"`{job.kind}`" + (f" in `{job.project}`" if job.project else "")
-        text = f"⚠️ {job.requested_by}: the runner on `{job.host}` could not do {what}: "
-        text += job.error or "no reason given"
+        reason = job.error or "no reason given"
+        if job.kind == "type":
+            text = (
+                f"⚠️ {job.requested_by}: your message could not be typed into the session on "
+                f"`{job.host}`: {reason}. Claude has not read it; send it again."
+            )
+        else:
+            what = f"`{job.kind}`" + (f" in `{job.project}`" if job.project else "")
+            text = f"⚠️ {job.requested_by}: the runner on `{job.host}` could not do {what}: {reason}"
         thread = await self.p.threads.for_session(job.session_id)
         if job.origin_room is not None:
             origin = await self.p.threads.get_by_room(job.origin_room)

@@ -40,18 +40,19 @@ from claude_bridge.control.room_sweep import RoomSweep
 from claude_bridge.control.runner_commands import RunnerCommands
 from claude_bridge.control.runner_poll import POLL_PATH, RunnerPoll
 from claude_bridge.control.runner_rooms import RunnerRooms
+from claude_bridge.control.runner_typing import RunnerTyping
 from claude_bridge.control.runners import Runners
 from claude_bridge.control.signals import Signals
 from claude_bridge.control.thread_commands import ThreadCommands
 from claude_bridge.control.waiter import WAIT_PATH, Waiter
 from claude_bridge.events.catalogue import CATALOGUE
-from claude_bridge.events.models import HookEvent
+from claude_bridge.events.models import HookEvent, UserPromptSubmit
 from claude_bridge.hooks.server import HookServer
 from claude_bridge.ids import MatrixNames
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient
 from claude_bridge.permissions import Permissions
-from claude_bridge.render.messages import OutboundMessage, RenderContext
+from claude_bridge.render.messages import PROMPT_BY, OutboundMessage, RenderContext
 from claude_bridge.router import ThreadRouter
 from claude_bridge.store import ThreadStore
 from claude_bridge.store.approvals import ApprovalStore
@@ -127,6 +128,8 @@ class Control:
             on_delivered=self.receipts.notify,
         )
         self.runners = Runners(RunnerStore(db), RunnerJobStore(db), self.signals)
+        self.typing = RunnerTyping(self.parts, self.runners, self.respond, self.receipts.notify)
+        self.parts.offer_typing = self.typing.offer
         commands = CommandSet(options.command_prefix)
         info = InfoCommands(self.parts, commands)
         ThreadCommands(self.parts, commands)
@@ -170,6 +173,7 @@ class Control:
             self.receipts.notify,
             server.connections,
             is_local=server.access.is_local,
+            runner_typed=self.typing.offer,
         )
         self.respond.connections = server.connections
         server.app.router.add_get(WAIT_PATH, waiter.handle)
@@ -184,10 +188,14 @@ class Control:
         server.app.router.add_get(FILE_ROUTE, route.handle)
 
     def renderer(self, render: Renderer) -> Renderer:
-        """``render`` with tool calls switched off in muted threads."""
+        """``render`` with tool calls switched off in muted threads, and a prompt the bridge
+        typed into a runner session attributed to whoever wrote it."""
         muted = self.parts.muted
+        author = self.typing.author
 
         def render_unless_muted(event: HookEvent, ctx: RenderContext) -> list[OutboundMessage]:
+            if isinstance(event, UserPromptSubmit) and (by := author(ctx.thread_id, event.prompt)):
+                ctx = dataclasses.replace(ctx, extra={**ctx.extra, PROMPT_BY: by})
             if ctx.thread_id in muted:
                 base = mirror_options(ctx.mirror)
                 quiet = {**base.events, **dict.fromkeys(TOOL_NOISE, False)}
@@ -223,6 +231,7 @@ class Control:
         await self.parts.inbox.load_hint()
         await self.receipts.start()
         await self.runners.load()
+        await self.typing.load()
         await self.guard.start()
         self._sweeper = asyncio.create_task(self._sweep_files(), name="attachments-sweep")
         self.handoff_expiry.start()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -59,6 +59,7 @@ class Waiter:
         on_delivered: Callable[[], None],
         connections: HeldConnections | None = None,
         is_local: Callable[[str | None], bool] = lambda _: False,
+        runner_typed: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.options = options
         self.threads = threads
@@ -69,6 +70,8 @@ class Waiter:
         self.on_delivered = on_delivered
         self.connections = connections or HeldConnections()
         self.is_local = is_local
+        # A runner session's message is typed into its pane instead (``runner_typing``).
+        self.runner_typed = runner_typed
         self._newest: dict[str, int] = {}
         self._polling: dict[str, int] = {}
 
@@ -134,6 +137,13 @@ class Waiter:
                 if since < self._newest.get(thread_id, 0):
                     return _error(410, "a newer waiter of this session took over")
                 queued = await self.queue.inbox.count_queued(thread_id)
+                if (
+                    queued
+                    and self.responder.idle(thread_id)
+                    and self.runner_typed is not None
+                    and await self.runner_typed(thread_id)
+                ):
+                    queued = 0  # the runner has it: nothing for this waiter now
                 if queued and self.responder.idle(thread_id):
                     messages = await self.queue.take(
                         thread_id,

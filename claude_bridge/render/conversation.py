@@ -26,7 +26,7 @@ from claude_bridge.events.models import (
 from claude_bridge.render.blocks import Frame, long_text
 from claude_bridge.render.content import Env, file_message, message, speaker
 from claude_bridge.render.markdown import markdown_to_html, markdown_to_text
-from claude_bridge.render.messages import Attachment, OutboundMessage
+from claude_bridge.render.messages import PROMPT_BY, Attachment, OutboundMessage
 from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, one_line, shorten
 from claude_bridge.render.trim import content_size
@@ -41,9 +41,11 @@ def render_user_prompt_submit(event: UserPromptSubmit, env: Env) -> list[Outboun
     if prompt.strip():
         # m.text with a lead-in and a quote: on a phone it reads as "someone typed this", and the
         # lead-in says who, since it is posted by Claude's ghost.
+        by = env.ctx.extra.get(PROMPT_BY)
         frame = Frame(
-            lead_body="🧑‍💻 Prompt:",
-            lead_html="🧑‍💻 <b>Prompt</b>",
+            # A prompt the bridge typed into a runner session for someone says who.
+            lead_body=f"🧑‍💻 {by}:" if by else "🧑‍💻 Prompt:",
+            lead_html=f"🧑‍💻 <b>{esc(by)}</b>:" if by else "🧑‍💻 <b>Prompt</b>",
             style="quote",
             msgtype="m.text",
         )

@@ -45,6 +45,11 @@ class OutboundMessage:
     attachment: Attachment | None = None
 
 
+PROMPT_BY = "prompt_by"
+"""``RenderContext.extra`` key: who wrote a UserPromptSubmit's prompt, when the bridge typed it
+into a runner session for them (a Matrix user id)."""
+
+
 @dataclass(frozen=True)
 class RenderContext:
     """Everything about the thread the renderer may use; plain data."""

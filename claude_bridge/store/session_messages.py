@@ -309,6 +309,16 @@ class SessionInbox:
         )
         return sorted((SessionMessage._from_row(r) for r in rows), key=lambda m: m.id)
 
+    async def delivered_via(self, via: str, since: int) -> list[SessionMessage]:
+        """Messages claimed by ``via`` since ``since`` (ms), oldest first."""
+        rows = await self.db.fetch(
+            f"SELECT {_COLUMNS} FROM session_message WHERE state='delivered' AND delivered_via=$1 "
+            "AND delivered_at >= $2 ORDER BY id",
+            via,
+            since,
+        )
+        return [SessionMessage._from_row(r) for r in rows]
+
     async def withdraw(self, event_id: str, thread_id: str) -> SessionMessage | None:
         """Withdraw a message of this thread not delivered yet (its event was redacted)."""
         row = await self.db.fetchrow(

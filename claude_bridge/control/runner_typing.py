@@ -1,0 +1,144 @@
+"""An operator's message to an idle runner session becomes a real user turn (issue 15).
+
+When a session that a host runner runs sits at its prompt, the oldest queued message is claimed
+for a ``type`` job instead of the background waiter: the runner pastes its text into the pane
+(bracketed paste, then Enter), so Claude gets it as a prompt, and the room shows that prompt as
+``🧑‍💻 @alice:example.org: …`` (``author``). One path claims a message: the claim is the inbox's
+one conditional UPDATE, taken under a per-thread lock, and the waiter asks here first
+(``Waiter``), stepping aside when a job took the message. Mid-turn the hook answers carry
+messages as before; a file or a hand-off is never typed.
+
+One type job per session at a time: the next message waits for it (and is then carried by the
+turn the typed prompt starts, or typed once Claude is back at its prompt). A crash between the
+claim and the job is repaired at start (``load``): a message claimed for the runner without its
+job gets it then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+
+from claude_bridge.control.parts import Parts
+from claude_bridge.control.responder import Responder
+from claude_bridge.control.runners import Runners
+from claude_bridge.ids import thread_id_for
+from claude_bridge.log import get_logger
+from claude_bridge.store.database import now_ms
+from claude_bridge.store.runner_jobs import RunnerJob
+from claude_bridge.store.session_messages import SessionMessage
+
+log = get_logger("runners")
+
+VIA = "runner"
+TYPE = "type"
+KEPT = 50
+"""Typed prompts remembered per session, to attribute the prompts Claude Code reports."""
+REMEMBER_MS = 24 * 3600 * 1000
+
+
+def _same(prompt: str, typed: str) -> bool:
+    return prompt.strip() == typed.strip()
+
+
+class RunnerTyping:
+    def __init__(
+        self,
+        parts: Parts,
+        runners: Runners,
+        responder: Responder,
+        on_delivered: Callable[[], None],
+    ) -> None:
+        self.p = parts
+        self.runners = runners
+        self.responder = responder
+        self.on_delivered = on_delivered
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._typed: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
+
+    def author(self, thread_id: str, prompt: str) -> str | None:
+        """Who wrote ``prompt``, when the bridge had it typed into this session."""
+        for text, sender in reversed(self._typed.get(thread_id, ())):
+            if _same(prompt, text):
+                return sender
+        return None
+
+    def _remember(self, job: RunnerJob) -> None:
+        typed = self._typed[thread_id_for(job.session_id)]
+        typed.append((job.text or "", job.requested_by))
+        del typed[:-KEPT]
+
+    async def load(self) -> None:
+        """Remember recent typed prompts; give a job to a message claimed without one."""
+        since = now_ms() - REMEMBER_MS
+        for job in await self.runners.jobs.recent(TYPE, since):
+            self._remember(job)
+        for message in await self.p.inbox.delivered_via(VIA, since):
+            if await self.runners.jobs.get(_job_id(message)) is None:
+                thread = await self.p.threads.get(message.thread_id)
+                runner = self.runners.running(thread.session_id) if thread else None
+                launch = await self.runners.jobs.last_launch(message.thread_id)
+                token, host = (
+                    (runner.token_name, runner.host)
+                    if runner
+                    else (launch.token_name, launch.host)
+                    if launch
+                    else (None, None)
+                )
+                if token is None or host is None:
+                    log.warning("a message claimed for a runner has none", message=message.id)
+                    continue
+                await self._submit(message, token, host)
+
+    async def offer(self, thread_id: str) -> bool:
+        """Claim the oldest queued message of an idle runner session for a ``type`` job. True:
+        the runner has it, or a type job of the session is still out (the message waits)."""
+        thread = await self.p.threads.get(thread_id)
+        if thread is None:
+            return False
+        runner = self.runners.running(thread.session_id)
+        if runner is None or runner.token_name != thread.token_name:
+            return False  # not a runner session (or its runner is offline): the usual paths
+        if not self.responder.idle(thread_id):
+            return False  # mid-turn: hook answers carry it
+        async with self._locks[thread_id]:
+            if await self.runners.jobs.open_kind(thread.session_id, TYPE) is not None:
+                return True
+            queued = await self.p.inbox.queued(thread_id, 1)
+            if not queued:
+                return False
+            message = queued[0]
+            if message.file_name or message.from_thread or not runner.accepts(message.sender):
+                return False  # files and hand-offs go the usual way; so does a sender it refuses
+            claimed = await self.p.inbox.claim_through(thread_id, message.id, VIA, None)
+            if not claimed:
+                return False  # a hook answer took it first
+            await self._submit(claimed[0], runner.token_name, runner.host)
+        self.on_delivered()
+        return True
+
+    async def _submit(self, message: SessionMessage, token_name: str, host: str) -> None:
+        thread = await self.p.threads.get(message.thread_id)
+        job = RunnerJob(
+            id=_job_id(message),
+            token_name=token_name,
+            host=host,
+            kind=TYPE,
+            session_id=thread.session_id if thread else message.thread_id,
+            requested_by=message.sender,
+            project=thread.project_name if thread else None,
+            text=message.body,
+            room_id=message.room_id,
+            origin_room=message.room_id,
+            origin_event=message.event_id,
+        )
+        self._remember(job)
+        await self.runners.submit(job)
+        detail = f"type on {host} (job {job.id}, message {message.event_id})"
+        await self.p.audit.record(message.thread_id, message.sender, "runner job", detail)
+        log.info("message typed into a runner session", thread_id=message.thread_id, job=job.id)
+
+
+def _job_id(message: SessionMessage) -> str:
+    return f"type.{message.id}"

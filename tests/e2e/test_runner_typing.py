@@ -1,0 +1,127 @@
+"""An operator's message to an idle runner session becomes a typed user turn (issue 15), on real
+Synapse, SQLite and Postgres: claimed exactly once (never also by the background waiter or a hook
+answer), handed to the runner as a ``type`` job, and the prompt Claude Code then reports is shown
+as the operator's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from claude_bridge.app import Bridge
+from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
+from tests.e2e.runner_poller import Poller
+from tests.e2e.test_control import delivered_mark
+from tests.e2e.test_foundation import _until
+from tests.e2e.test_runner_commands import LAUNCH, bot_chat, running, started
+
+pytestmark = pytest.mark.e2e
+
+ALICE = "@alice:localhost"
+
+
+@pytest.fixture
+async def poller(stack: Stack) -> AsyncIterator[Poller]:
+    runner = Poller(f"http://{stack.config['hooks']['listen']}")
+    yield runner
+    await runner.close()
+
+
+@pytest.fixture
+async def launching(start_bridge: StartBridge) -> Bridge:
+    return await start_bridge(**LAUNCH)
+
+
+async def wait_once(stack: Stack, session: str, timeout: float) -> int:
+    """One long-poll of the background waiter, as ``claude-bridge-hook wait`` does it."""
+    url = f"http://{stack.config['hooks']['listen']}/claude/v1/sessions/{session}/wait"
+    headers = {"Authorization": f"Bearer {HOOK_TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        params = {"timeout": str(timeout), "since": "1"}
+        async with http.get(url, headers=headers, params=params) as resp:
+            return resp.status
+
+
+async def states(bridge: Bridge, session: str) -> list[tuple[str, str | None]]:
+    rows = await bridge.db.fetch(
+        "SELECT state, delivered_via FROM session_message WHERE thread_id=$1 ORDER BY id", session
+    )
+    return [(r["state"], r["delivered_via"]) for r in rows]
+
+
+async def test_a_message_to_an_idle_runner_session_is_typed_once(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    job, room = await started(stack, launching, poller, await bot_chat(admin))
+    session = job["session_id"]
+    ghost = f"@claude-{session}:localhost"
+    poller.sessions = [running(job)]
+    await poller.settle(job)
+    # The session started and sits at its prompt.
+    for name in ("SessionStart", "Stop"):
+        assert (await hooks.post(hook_payload(name, session)))[0] == 200
+
+    key = f"thread:{session}"
+    waiter = asyncio.create_task(wait_once(stack, session, 4))
+
+    async def holding() -> bool:
+        return launching.control.signals.holding(key) > 0
+
+    await _until(holding, "the background waiter's long-poll")
+    sent = await alice.send_text(room, "please run the linter")
+    jobs = await poller.poll(wait=20)
+    assert [(j["kind"], j["text"], j["requested_by"]) for j in jobs] == [
+        ("type", "please run the linter", ALICE)
+    ]
+    assert jobs[0]["session_id"] == session and jobs[0]["room_id"] == room
+    assert await asyncio.wait_for(waiter, 30) == 204  # the waiter did not get it as well
+    assert await states(launching, session) == [("delivered", "runner")]
+    await delivered_mark(alice, room, ghost, sent)
+
+    # Redelivered until settled, never a second job for the message.
+    assert [j["id"] for j in await poller.poll()] == [jobs[0]["id"]]
+    await poller.settle(jobs[0])
+    assert await poller.poll() == []
+
+    # Claude Code reports the typed prompt: it is shown as alice's, and no hook answer
+    # carries the message again.
+    status, answer = await hooks.post(
+        hook_payload("UserPromptSubmit", session, prompt="please run the linter")
+    )
+    assert status == 200 and answer == {}
+    shown = await admin.wait_for(
+        lambda e: e["sender"] == ghost and e["content"].get("body", "").startswith("🧑‍💻 @alice"),
+        room_id=room,
+    )
+    assert shown["content"]["body"] == f"🧑‍💻 {ALICE}:\n> please run the linter"
+    count = await launching.db.fetchval("SELECT COUNT(*) FROM runner_jobs WHERE kind='type'")
+    assert count == 1
+
+
+async def test_mid_turn_messages_go_by_the_hook_answers(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    job, room = await started(stack, launching, poller, await bot_chat(admin))
+    session = job["session_id"]
+    poller.sessions = [running(job)]
+    await poller.settle(job)
+    payload: dict[str, Any] = hook_payload("UserPromptSubmit", session, prompt="go")
+    assert (await hooks.post(payload))[0] == 200  # Claude is working
+
+    await alice.send_text(room, "also check the docs")
+
+    async def queued() -> bool:
+        return await states(launching, session) == [("queued", None)]
+
+    await _until(queued, "the message queued")
+    assert await poller.poll() == []  # not typed into a busy session
+    status, answer = await hooks.post(hook_payload("PreToolUse", session, tool_use_id="toolu_1"))
+    assert status == 200 and "also check the docs" in str(answer)
+    assert await states(launching, session) == [("delivered", "PreToolUse")]
