@@ -84,7 +84,8 @@ class Sender:
                 return sent, anchor
             except MatrixError as e:
                 if e.temporary:
-                    raise
+                    raise  # retried: the upload is kept for it
+                self.uploads.pop((event.id, part), None)
                 log.error(
                     "homeserver rejected a message", hook_event=event.id, part=part, error=str(e)
                 )

@@ -7,7 +7,8 @@ Claude Code 2.1.332 sends the image itself (base64) in two shapes, recorded from
   ``type`` (the MIME type) and ``dimensions`` (a large image comes resized: the bytes are the
   resized image, ``displayWidth`` × ``displayHeight``);
 - an MCP tool's image content: ``tool_response`` is a list of Anthropic content blocks, an image
-  being ``{"type": "image", "source": {"type": "base64", "media_type": …, "data": …}}``.
+  being ``{"type": "image", "source": {"type": "base64", "media_type": …, "data": …}}``;
+- a Bash command that printed an image as a data URI: ``isImage: true`` and ``stdout`` the URI.
 
 The bridge never reads an image from a path (docs/mirroring.md, Images). Width and height
 are read from the image's own header (PNG, JPEG, GIF, WebP), which is what a client will show;
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import posixpath
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ SHOWN_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 SELF_THUMBNAIL_MAX = 800
 """An image no wider or taller than this is its own thumbnail (``thumbnail_url`` = ``url``);
 for a larger one, clients ask the media repository, which scales it (Synapse's thumbnailer)."""
+_DATA_URI = re.compile(r"\s*data:(image/[\w.+-]+);base64,[A-Za-z0-9+/=]+\s*")
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
 
 
@@ -48,6 +51,10 @@ def encoded_images(response: Any) -> list[tuple[list[Any], str]]:
     scrubber (``render/events.py``)."""
     found: list[tuple[list[Any], str]] = []
     if isinstance(response, dict):
+        stdout = response.get("stdout")
+        if response.get("isImage") is True and isinstance(stdout, str):
+            if uri := _DATA_URI.fullmatch(stdout):  # Bash printed an image as a data URI
+                found.append((["stdout"], uri.group(1)))
         file = response.get("file")
         if isinstance(file, dict) and isinstance(file.get("base64"), str):
             declared = file.get("type")
@@ -91,8 +98,11 @@ def pictures(tool_name: str, tool_input: dict[str, Any], response: Any) -> list[
     unknown format or one whose bytes disagree with no known header are left out."""
     out: list[Picture] = []
     for number, (path, declared) in enumerate(encoded_images(response), start=1):
+        encoded = str(_at(response, path))
+        if encoded.startswith("data:"):
+            encoded = encoded.split(",", 1)[1].strip()
         try:
-            data = base64.b64decode(_at(response, path), validate=True)
+            data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             continue
         sniffed = image_size(data)
@@ -113,7 +123,7 @@ def _filename(tool_name: str, tool_input: dict[str, Any], mimetype: str, number:
         stem, ext = posixpath.splitext(posixpath.basename(path))
         same = ext.lower().lstrip(".") in (_EXTENSIONS[mimetype], mimetype.split("/")[1])
         return f"{stem}{ext}" if same else f"{stem or 'image'}.{_EXTENSIONS[mimetype]}"
-    stem = tool_name.rsplit("__", 1)[-1]
+    stem = tool_name.rsplit("__", 1)[-1].lower()
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-")[:40] or "image"
     suffix = f"-{number}" if number > 1 else ""
     return f"{stem}{suffix}.{_EXTENSIONS[mimetype]}"

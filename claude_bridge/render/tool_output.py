@@ -13,6 +13,7 @@ from claude_bridge.events.models import PostToolUse
 from claude_bridge.render.blocks import Frame
 from claude_bridge.render.content import Env, project_dir
 from claude_bridge.render.diff import EDIT_TOOLS, unified_diff
+from claude_bridge.render.images import encoded_images
 from claude_bridge.render.text import esc, plural
 from claude_bridge.render.tools import language_for, output_text, relative_lines, todo_text
 
@@ -82,6 +83,8 @@ def _shown(
 def bash(tool_input: dict[str, Any], response: Any) -> Shown:
     command = tool_input.get("command")
     output = output_text(response)
+    if isinstance(response, dict) and encoded_images(response):
+        output = ""  # a data URI: the image itself is posted (render/images.py)
     text = f"$ {command}\n{output}" if isinstance(command, str) else output
     tail = ""
     if isinstance(response, dict):

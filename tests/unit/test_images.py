@@ -119,6 +119,21 @@ def test_an_mcp_tools_image_comes_after_its_text() -> None:
     assert text.thread_root == image.thread_root == f"tool:{data['tool_use_id']}"
 
 
+def test_a_bash_data_uri_image_is_an_image_not_text() -> None:
+    data = payload("Bash.image")
+    text, image = render(data)
+    assert text.content["body"].endswith("🖼️ image output") and "base64,iVBOR" not in str(text)
+    assert image.content["body"] == "bash.png" and image.attachment is not None
+    uri = data["tool_response"]["stdout"]
+    assert image.attachment.data == base64.b64decode(uri.split(",", 1)[1])
+    assert image.thread_root == text.thread_root == f"tool:{data['tool_use_id']}"
+    # Without isImage, or with more than the URI, it is output like any other.
+    for changed in ({"isImage": False}, {"stdout": f"{uri}\nmore"}):
+        data["tool_response"] = {**payload("Bash.image")["tool_response"], **changed}
+        (only,) = render(data)
+        assert only.content["msgtype"] == "m.notice"
+
+
 def test_inline_output_puts_the_image_in_the_timeline_and_off_shows_none() -> None:
     (msg,) = render(payload("Read.png"), tool_output="inline")
     assert msg.thread_root is None and msg.content["msgtype"] == "m.image"
