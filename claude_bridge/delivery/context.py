@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from claude_bridge.delivery.approval_context import ApprovalContext
-from claude_bridge.events.catalogue import MESSAGE_DISPLAY, POST_COMPACT, PRE_COMPACT
+from claude_bridge.delivery.streams import StreamReader, Streams
+from claude_bridge.events.catalogue import POST_COMPACT, PRE_COMPACT
 from claude_bridge.events.models import (
     HookEvent,
     MessageDisplay,
@@ -26,6 +27,7 @@ class ContextReader:
         self.log = log
         self.router = router
         self.mirror = mirror
+        self._streams = StreamReader(log)
 
     @functools.cached_property
     def around_approvals(self) -> ApprovalContext:
@@ -95,18 +97,6 @@ class ContextReader:
             "done": False,
         }
 
-    async def streams(self, thread_id: str, up_to: int) -> dict[str, tuple[str | None, str]]:
+    async def streams(self, thread_id: str, up_to: int) -> Streams:
         """MessageDisplay streams so far: message id → (prompt id, text), oldest first."""
-        chunks: dict[str, dict[int, str]] = {}
-        prompts: dict[str, str | None] = {}
-        for payload in await self.log.payloads(thread_id, MESSAGE_DISPLAY.name, up_to):
-            data = json.loads(payload)
-            mid, delta = data.get("message_id"), data.get("delta")
-            if not isinstance(mid, str) or not isinstance(delta, str):
-                continue
-            prompts.setdefault(mid, data.get("prompt_id"))
-            chunks.setdefault(mid, {}).setdefault(int(data.get("index") or 0), delta)
-        return {
-            mid: (prompts[mid], "".join(parts[i] for i in sorted(parts)))
-            for mid, parts in chunks.items()
-        }
+        return await self._streams.streams(thread_id, up_to)

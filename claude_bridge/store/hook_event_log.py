@@ -23,13 +23,17 @@ class HookEventLog:
         value = await self.db.fetchval("SELECT payload FROM hook_event WHERE id=$1", hook_event_id)
         return str(value) if value is not None else None
 
-    async def payloads(self, thread_id: str, event_name: str, up_to: int) -> list[str]:
+    async def payloads(
+        self, thread_id: str, event_name: str, up_to: int, after: int = 0
+    ) -> list[str]:
+        """The thread's payloads of ``event_name`` in ``(after, up_to]``, oldest first."""
         rows = await self.db.fetch(
             "SELECT payload FROM hook_event WHERE thread_id=$1 AND event_name=$2 AND id<=$3 "
-            "ORDER BY id",
+            "AND id>$4 ORDER BY id",
             thread_id,
             event_name,
             up_to,
+            after,
         )
         return [r["payload"] for r in rows]
 
