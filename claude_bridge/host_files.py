@@ -14,6 +14,12 @@ bridge knows they can carry files. ``session`` and ``name`` are sanitised to ``[
 so no name can climb out of its folder or hide. Folders are 0700, files 0600, written to a
 temporary name and renamed into place; a symlinked session folder is refused.
 
+The other way (``!claude file <path>``, ``fulfil``): an answer may ask, under
+``"claudeBridgeFileRequests"``, for files of the session's project directory. ``read_confined``
+reads one without ever leaving that directory: each component is opened relative to the one
+before with ``O_NOFOLLOW``, so a ``..`` or a symlink anywhere on the way is refused, and only a
+regular file up to the size cap is read. The bytes (or the reason for refusing) are POSTed back.
+
 Standard library only, imported lazily: the shim's start-up must not pay for it.
 
 Host side, in one call (``receive``): a hook answer (or the waiter's) lists the files under
@@ -35,6 +41,11 @@ FILES_HEADER = "X-Claude-Bridge-Files"
 ANSWER_KEY = "claudeBridgeFiles"
 """The key of a hook answer (and the waiter's) listing files to fetch; the shim removes it."""
 FILE_PATH = "/claude/v1/sessions/{session}/attachments/{id}"
+REQUESTS_KEY = "claudeBridgeFileRequests"
+"""The key of an answer asking this host for files of the project (``!claude file <path>``)."""
+REQUEST_PATH = "/claude/v1/sessions/{session}/file-requests/{id}"
+ERROR_HEADER = "X-Claude-Bridge-File-Error"
+"""Sent, with an empty body, instead of a requested file this host refuses to read."""
 NAME_CHARS = 120
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -175,3 +186,73 @@ def amend_answer(answer: dict[str, object], problems: list[str]) -> None:
         answer["reason"] = str(answer["reason"]) + note
     elif isinstance(answer.get("text"), str):
         answer["text"] = str(answer["text"]) + note
+
+
+def read_confined(root: str, relative: str, max_bytes: int) -> bytes:
+    """The bytes of ``root/relative``, a regular file of at most ``max_bytes``; ``FileRefused``
+    for ``..``, an absolute path, a symlink on the way (the file itself included), anything
+    but a regular file, or a larger one."""
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    if relative.startswith("/") or not parts or ".." in parts or "\0" in relative:
+        raise FileRefused(f"{relative!r}: only a path inside the project directory, without ..")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as e:
+                raise FileRefused(f"{relative!r}: {part!r} is not a directory (or a link)") from e
+            os.close(fd)
+            fd = inner
+        try:
+            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        except OSError as e:
+            raise FileRefused(f"{relative!r}: no such file here, or a link ({e.strerror})") from e
+    finally:
+        os.close(fd)
+    import stat
+
+    info = os.fstat(file_fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+        os.close(file_fd)
+        what = "is not a regular file" if not stat.S_ISREG(info.st_mode) else "is larger than"
+        raise FileRefused(
+            f"{relative!r} {what}" + (f" {max_bytes} bytes" if what.endswith("than") else "")
+        )
+    with os.fdopen(file_fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileRefused(f"{relative!r} is larger than {max_bytes} bytes")
+    return data
+
+
+def fulfil(
+    send: Callable[[str, bytes, str | None], object],
+    session_id: str,
+    requests: Iterable[object],
+) -> list[str]:
+    """Read each requested file and ``send(path, body, error)`` it back to the bridge (``error``
+    set, body empty, when refused); what went wrong, one line each."""
+    from urllib.parse import quote
+
+    problems = []
+    for request in requests:
+        if not isinstance(request, dict):
+            continue
+        request_id, root, relative = request.get("id"), request.get("root"), request.get("path")
+        max_bytes = request.get("max_bytes")
+        if not isinstance(request_id, str) or not request_id.isalnum():
+            continue
+        where = REQUEST_PATH.format(session=quote(session_id, safe=""), id=request_id)
+        data, error = b"", None
+        try:
+            if not isinstance(root, str) or not isinstance(relative, str):
+                raise FileRefused("a file request without root and path")
+            data = read_confined(root, relative, max_bytes if isinstance(max_bytes, int) else 0)
+        except (FileRefused, OSError) as e:
+            error = str(e)
+        try:
+            send(where, data, error)
+        except Exception as e:
+            problems.append(f"could not send {relative!r} to the bridge: {e}")
+    return problems

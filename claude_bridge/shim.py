@@ -425,7 +425,8 @@ def default_files_root() -> str:
 
 FILES_HEADER = "X-Claude-Bridge-Files"
 """``host_files.FILES_HEADER``, here too so the common call need not import it."""
-FILES_KEY = b'"claudeBridgeFiles"'
+FILES_KEY = b'"claudeBridgeFile'
+"""Starts both answer keys about files (``host_files.ANSWER_KEY``, ``REQUESTS_KEY``)."""
 
 
 def files_header() -> dict[str, str]:
@@ -442,7 +443,8 @@ def with_files(
     endpoint: HookEndpoint, answer: bytes, session_id: object, deadline: float
 ) -> tuple[bytes, dict[str, object]]:
     """An answer listing files from Matrix: fetch and write them, and return the answer without
-    the list (a file that could not be written is named in the answer's own text instead)."""
+    the list (a file that could not be written is named in the answer's own text instead).
+    Files of the project it asks for (``!claude file``) are read and sent back."""
     import json
 
     from claude_bridge import host_files
@@ -451,10 +453,32 @@ def with_files(
         data = json.loads(answer)
     except ValueError:
         return answer, {}
-    if not isinstance(data, dict) or host_files.ANSWER_KEY not in data:
-        return answer, data if isinstance(data, dict) else {}
-    entries = data.pop(host_files.ANSWER_KEY)
+    if not isinstance(data, dict):
+        return answer, {}
     base = endpoint.path.removesuffix(HOOK_PATH)
+    requests = data.pop(host_files.REQUESTS_KEY, None)
+    if isinstance(requests, list) and isinstance(session_id, str):
+
+        def send_back(path: str, body: bytes, error: str | None) -> None:
+            headers = {}
+            if error is not None:  # one header line, whatever the reason holds
+                reason = error.encode("ascii", "backslashreplace").decode()
+                headers[host_files.ERROR_HEADER] = " ".join(reason.split())[:500]
+            got = endpoint.request(
+                "POST",
+                base + path,
+                body,
+                timeout=max(deadline - time.monotonic(), FILE_TIMEOUT),
+                headers=headers,
+            )
+            if got.kind != "ok":
+                raise OSError(f"the bridge answered {got.reason or got.status}")
+
+        for problem in host_files.fulfil(send_back, session_id, requests):
+            log(problem)
+    if host_files.ANSWER_KEY not in data:
+        return json.dumps(data, ensure_ascii=False).encode(), data
+    entries = data.pop(host_files.ANSWER_KEY)
 
     def fetch(path: str) -> bytes:
         got = endpoint.request(
@@ -923,6 +947,9 @@ def wait(args: Args) -> tuple[bytes, int]:
                 text = data["text"]
             except (ValueError, KeyError, TypeError):
                 return b"", 0
+            if not text:  # it only asked for files of the project: keep waiting
+                delay = 0.5
+                continue
             # UTF-8 whatever the locale says (-I ignores PYTHONIOENCODING and PYTHONUTF8)
             sys.stderr.flush()
             sys.stderr.buffer.write(f"{text}\n".encode("utf-8", "backslashreplace"))

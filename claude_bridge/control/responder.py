@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from claude_bridge import host_files
 from claude_bridge.config.sections.control import ControlConfig
 from claude_bridge.control import framing
 from claude_bridge.control.approvals import Approvals
@@ -60,6 +61,8 @@ class Responder:
         self.approvals = approvals
         self.signals = signals
         self.on_delivered = on_delivered
+        self.offer_requests: Callable[[str], list[dict[str, Any]]] = lambda _: []
+        """``!claude file`` requests of a thread for its host (``control/file_requests``)."""
         # thread → (busy, monotonic time of its last hook event): for the background waiter.
         self._activity: dict[str, tuple[bool, float]] = {}
         self._held_stops: set[str] = set()
@@ -68,10 +71,15 @@ class Responder:
 
     async def __call__(self, event: HookEvent, thread: Thread, call: HookCall) -> dict[str, Any]:
         try:
-            return await self._respond(event, thread, call)
+            answer = await self._respond(event, thread, call)
         except Exception:
             log.exception("composing a hook answer failed; answering {}", thread_id=thread.id)
-            return {}
+            answer = {}
+        if call.files_root and not call.replayed and call.token_name == thread.token_name:
+            # A command path: it can read files of the project for ``!claude file``.
+            if offered := self.offer_requests(thread.id):
+                answer = {**answer, host_files.REQUESTS_KEY: offered}
+        return answer
 
     def idle(self, thread_id: str) -> bool:
         """Whether the background waiter may deliver now (nobody else will any time soon)."""

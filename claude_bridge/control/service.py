@@ -25,6 +25,7 @@ from claude_bridge.control.approvals import Approvals
 from claude_bridge.control.attachments import AttachmentIntake, held_note
 from claude_bridge.control.commands import CommandSet
 from claude_bridge.control.file_carrier import FILE_ROUTE, FileCarrier, FileRoute
+from claude_bridge.control.file_requests import REQUEST_ROUTE, FileRequests
 from claude_bridge.control.handler import InboundHandler
 from claude_bridge.control.handoff_expiry import HandoffExpiry
 from claude_bridge.control.info_commands import InfoCommands
@@ -135,6 +136,8 @@ class Control:
         ThreadCommands(self.parts, commands)
         replies = RoomReplies(client)
         self.intake = AttachmentIntake(self.parts, replies, files, self.files_dir)
+        self.file_requests = FileRequests(self.parts, replies, files, client.scrub, commands)
+        self.respond.offer_requests = self.file_requests.offer
         carrier.on_held = lambda message: self._note_held(replies, message)
         self.runner_rooms = RunnerRooms(self.parts, self.runners, replies)
         RunnerCommands(self.parts, commands, self.runners, self.runner_rooms, info)
@@ -186,6 +189,7 @@ class Control:
             self.receipts.notify,
         )
         server.app.router.add_get(FILE_ROUTE, route.handle)
+        server.app.router.add_post(REQUEST_ROUTE, self.file_requests.route(server.token_name))
 
     def renderer(self, render: Renderer) -> Renderer:
         """``render`` with tool calls switched off in muted threads, and a prompt the bridge

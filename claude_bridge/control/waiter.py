@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from claude_bridge import host_files
 from claude_bridge.config.sections.control import ControlConfig
 from claude_bridge.control.file_carrier import Carrier, FileCarrier, with_files
 from claude_bridge.control.messages import MessageQueue, compose
@@ -136,6 +137,11 @@ class Waiter:
             while not self.signals.closed:
                 if since < self._newest.get(thread_id, 0):
                     return _error(410, "a newer waiter of this session took over")
+                if carrier.root is not None and (
+                    offered := self.responder.offer_requests(thread_id)
+                ):
+                    body = {"messages": [], "text": "", host_files.REQUESTS_KEY: offered}
+                    return web.json_response(body)  # ``!claude file``: the host reads it
                 queued = await self.queue.inbox.count_queued(thread_id)
                 if (
                     queued

@@ -15,6 +15,7 @@ import os
 import stat
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,20 @@ async def send_file(
     return await user.send_event(room, "m.room.message", content)
 
 
-async def reply_to(user: MatrixTestClient, room: str, ghost: str, event_id: str) -> str:
-    """The body of the ghost's reply to ``event_id``."""
+async def reply_to(
+    user: MatrixTestClient,
+    room: str,
+    ghost: str,
+    event_id: str,
+    where: Callable[[dict[str, Any]], bool] = lambda _: True,
+) -> str:
+    """The body of the ghost's (first, or first ``where``) reply to ``event_id``."""
     reply = await user.wait_for(
         lambda e: (
             e["sender"] == ghost
             and e["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
             == event_id
+            and where(e["content"])
         ),
         room_id=room,
     )
@@ -134,6 +142,18 @@ async def run_shim(
     out, err = await asyncio.wait_for(proc.communicate(json.dumps(payload).encode()), 60)
     assert proc.returncode is not None
     return proc.returncode, out, err
+
+
+async def idle_with_waiter(
+    stack: Stack, bridge: Bridge, hooks: HookPoster, home: Path, session: str
+) -> asyncio.Task[tuple[int, bytes, bytes]]:
+    """The session's turn ended and its background waiter (the real shim) long-polls."""
+    assert (await hooks.post(hook_payload("Stop", session)))[1] == {}  # idle
+    waiting = asyncio.create_task(run_shim(stack, home, ["wait"], hook_payload("Stop", session)))
+    await _until(
+        lambda: _true(bridge.control.waiter.waiting(session.lower())), "the waiter's long-poll"
+    )
+    return waiting
 
 
 def attached_path(text: str, sender: str = "@alice:localhost") -> Path:
@@ -238,13 +258,7 @@ async def test_the_background_waiter_writes_the_file_before_waking_the_session(
 ) -> None:
     session, room, ghost = await open_thread(stack, bridge, hooks)
     alice = stack.users["alice"]
-    assert (await hooks.post(hook_payload("Stop", session)))[1] == {}  # idle
-    waiting = asyncio.create_task(
-        run_shim(stack, tmp_path, ["wait"], hook_payload("Stop", session))
-    )
-    await _until(
-        lambda: _true(bridge.control.waiter.waiting(session.lower())), "the waiter's long-poll"
-    )
+    waiting = await idle_with_waiter(stack, bridge, hooks, tmp_path, session)
     data = b"%PDF-1.4 not much of a pdf\n" * 40
     sent = await send_file(alice, room, data, "report.pdf", "application/pdf", msgtype="m.file")
     code, _, err = await waiting

@@ -134,3 +134,39 @@ def test_file_messages_parse_with_caption_and_filename() -> None:
     assert isinstance(encrypted, FileMessage) and encrypted.encrypted and encrypted.url is None
     text = parse({**base, "content": {"msgtype": "m.text", "body": "hi"}})
     assert isinstance(text, Message) and not isinstance(text, FileMessage)
+
+
+def test_read_confined_never_leaves_the_project(tmp_path: Path) -> None:
+    project, outside = tmp_path / "p", tmp_path / "o"
+    (project / "src").mkdir(parents=True)
+    outside.mkdir()
+    (project / "src" / "a.py").write_bytes(b"a")
+    (outside / "s").write_bytes(b"secret")
+    (project / "link").symlink_to(outside / "s")
+    (project / "dirlink").symlink_to(outside)
+    os.mkfifo(project / "fifo")
+    assert host_files.read_confined(str(project), "./src//a.py", 10) == b"a"
+    for bad in ("../o/s", "/etc/passwd", "link", "dirlink/s", "src", "fifo", "", "src/../x"):
+        with pytest.raises(host_files.FileRefused):
+            host_files.read_confined(str(project), bad, 10)
+    with pytest.raises(host_files.FileRefused, match="larger"):
+        host_files.read_confined(str(project), "src/a.py", 0)
+
+
+def test_request_paths_and_text_clearing() -> None:
+    from claude_bridge.config.sections.mirror import RedactConfig
+    from claude_bridge.control.commands import CommandError
+    from claude_bridge.control.file_requests import clear_text, is_text, request_path
+    from claude_bridge.render.scrub import scrubber_for
+
+    assert request_path(" ./src//a.py ", "/p") == "src/a.py"
+    assert request_path("/p/src/a.py", "/p") == "src/a.py"
+    for bad in ("../x", "a/../../x", "/etc/passwd", "/pother/x", "", ".", "a\nb"):
+        with pytest.raises(CommandError):
+            request_path(bad, "/p")
+    scrub = scrubber_for(RedactConfig())
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    cleared = clear_text(f"x={token}\n".encode(), scrub)
+    assert cleared is not None and token.encode() not in cleared[0] and cleared[1]
+    assert clear_text(b"plain\n", scrub) == (b"plain\n", False)
+    assert is_text(b"hello") and not is_text(b"\x89PNG\0") and not is_text(b"\xff\xfe")
