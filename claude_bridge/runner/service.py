@@ -16,6 +16,7 @@ from claude_bridge.installer import (
     claude_version,
     default_hook_command,
     desired_hooks,
+    reconcile,
 )
 from claude_bridge.log import get_logger
 from claude_bridge.runner.config import RunnerConfig
@@ -57,7 +58,7 @@ def write_hooks_settings(config: RunnerConfig) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"hooks": hooks}, f, indent=2)
+        json.dump(reconcile({}, hooks), f, indent=2)  # what install-hooks writes to a new file
     os.replace(tmp, path)
     return path
 

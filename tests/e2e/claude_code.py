@@ -49,9 +49,9 @@ class ClaudeCode:
     hook_token: str
 
     @classmethod
-    async def install(
-        cls, base: Path, model: FakeAnthropic, bridge_url: str, hook_token: str, *extra: str
-    ) -> ClaudeCode:
+    def prepare(cls, base: Path, model: FakeAnthropic, hook_token: str) -> ClaudeCode:
+        """A HOME whose Claude Code has done its first run (onboarding, the API key approved,
+        the project trusted), without the bridge's hooks."""
         home, project = base / "home", base / "demo-app"
         home.mkdir()
         project.mkdir()
@@ -65,6 +65,13 @@ class ClaudeCode:
                 }
             )
         )
+        return claude
+
+    @classmethod
+    async def install(
+        cls, base: Path, model: FakeAnthropic, bridge_url: str, hook_token: str, *extra: str
+    ) -> ClaudeCode:
+        claude = cls.prepare(base, model, hook_token)
         env = claude.env()
         env["PATH"] = f"{CLAUDE.parent}:{env['PATH']}"  # install-hooks asks `claude --version`
         argv = ["-m", "claude_bridge", "install-hooks", "--user", "--url", bridge_url, *extra]

@@ -17,7 +17,9 @@ prompt:
 - anything else: a text reply naming what the turn ended with, so a test can tell a plain reply
   from one that answers a Stop hook's feedback;
 - ``HOLD`` anywhere in the turn: the answer waits until the test calls :meth:`release` (so a
-  test can act while the session is mid-turn).
+  test can act while the session is mid-turn);
+- ``DRIP`` anywhere in the turn: a long streamed answer, a few words every 0.1 s, until the test
+  calls :meth:`release` or the client goes away (:attr:`dropped` is set then: an interrupt).
 
 Every request body is kept in :attr:`requests` for assertions.
 """
@@ -25,6 +27,7 @@ Every request body is kept in :attr:`requests` for assertions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from typing import Any
@@ -73,6 +76,7 @@ class FakeAnthropic:
         self.port = free_port()
         self.requests: list[dict[str, Any]] = []
         self.holding = asyncio.Event()
+        self.dropped = asyncio.Event()
         self._released = asyncio.Event()
         self._tool_ids = 0
         self._runner: web.AppRunner | None = None
@@ -110,10 +114,48 @@ class FakeAnthropic:
         if "HOLD" in turn and not self._released.is_set():
             self.holding.set()
             await self._released.wait()
+        if "DRIP" in turn and body.get("stream") and not self._released.is_set():
+            return await self._drip(request, body)
         blocks, stop_reason = self._answer(turn, _ends_with_tool_result(body))
         if body.get("stream"):
             return await self._stream(request, body, blocks, stop_reason)
         return web.json_response(_message(body, blocks, stop_reason))
+
+    async def _drip(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        start = _message(body, [], None)
+        opened = {"index": 0, "content_block": {"type": "text", "text": ""}}
+        try:
+            await response.write(_sse("message_start", {"type": "message_start", "message": start}))
+            await response.write(
+                _sse("content_block_start", {"type": "content_block_start", **opened})
+            )
+            self.holding.set()
+            while not self._released.is_set():
+                delta = {"index": 0, "delta": {"type": "text_delta", "text": "still going… "}}
+                await response.write(
+                    _sse("content_block_delta", {"type": "content_block_delta", **delta})
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), 0.1)
+            for name, data in (
+                ("content_block_stop", {"index": 0}),
+                (
+                    "message_delta",
+                    {
+                        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                        "usage": {"output_tokens": 12},
+                    },
+                ),
+                ("message_stop", {}),
+            ):
+                await response.write(_sse(name, {"type": name, **data}))
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.dropped.set()
+            raise
+        return response
 
     def _answer(self, turn: str, tool_result: bool) -> tuple[list[dict[str, Any]], str]:
         if tool_result:

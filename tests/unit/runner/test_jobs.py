@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from claude_bridge.installer import claude_version, default_hook_command, desired_hooks, reconcile
 from claude_bridge.runner.config import RunnerConfig
 from claude_bridge.runner.jobs import Executor
 from claude_bridge.runner.journal import INTERRUPTED
+from claude_bridge.runner.service import write_hooks_settings
 from claude_bridge.runner.tmux import Tmux
 from tests.unit.runner.conftest import eventually, screen
 
@@ -193,3 +195,21 @@ async def test_an_untrusted_folder_is_refused_unless_the_runner_trusts_its_proje
     (home / ".claude.json").write_text("{}")
     fresh = await ex.execute(job("new", session_id=str(uuid.uuid4())))
     assert not fresh.ok and "onboarding" in (fresh.error or "")
+
+
+def test_the_hooks_file_is_what_install_hooks_writes(config: RunnerConfig) -> None:
+    path = write_hooks_settings(config)
+    written = json.loads(path.read_text())
+    expected = reconcile(
+        {},
+        desired_hooks(
+            url=config.url,
+            hook_command=default_hook_command(False),
+            claude_version=claude_version(config.claude),
+            wake=False,
+        ),
+    )
+    assert written == expected
+    assert all(isinstance(groups, list) for groups in written["hooks"].values())
+    assert config.token not in path.read_text()  # the hooks read it from the environment
+    assert oct(path.stat().st_mode & 0o777) == "0o600"

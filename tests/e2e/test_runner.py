@@ -1,0 +1,216 @@
+"""``claude-bridge runner`` end to end (issue 15): the real runner process, the real Claude Code
+CLI's terminal UI in tmux (a private tmux server per test), the bridge and Synapse, on SQLite
+and Postgres. Only the model is scripted (``fake_anthropic.py``). admin is an admin, alice an
+operator.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_bridge.app import Bridge
+from tests.e2e.claude_code import CLAUDE
+from tests.e2e.conftest import Stack
+from tests.e2e.fake_anthropic import PLAIN_REPLY, FakeAnthropic
+from tests.e2e.host_runner import HostRunner, host_runner
+from tests.e2e.test_control import command
+from tests.e2e.test_foundation import _until
+from tests.matrix_client import MatrixTestClient
+
+pytestmark = pytest.mark.e2e
+
+BOT = "@claudebot:localhost"
+ALICE = "@alice:localhost"
+
+
+@pytest.fixture
+async def runner(stack: Stack, model: FakeAnthropic, tmp_path: Path) -> AsyncIterator[HostRunner]:
+    if not CLAUDE.exists():
+        pytest.fail(f"no Claude Code CLI at {CLAUDE}: run scripts/install-claude-code")
+    async with host_runner(tmp_path, model, f"http://{stack.config['hooks']['listen']}") as r:
+        yield r
+
+
+def body(event: dict[str, Any]) -> str:
+    content = event.get("content")
+    return str(content.get("body", "")) if isinstance(content, dict) else ""
+
+
+async def online(bridge: Bridge, runner: HostRunner, want: bool = True) -> None:
+    runners = bridge.control.runners
+
+    async def there() -> bool:
+        found = [r for r in runners.all() if r.host == "laptop"]
+        return bool(found) and runners.online(found[0]) == want
+
+    try:
+        await _until(there, f"the runner {'online' if want else 'offline'}")
+    except AssertionError:
+        raise AssertionError(f"runner log:\n{runner.output()[-3000:]}") from None
+
+
+async def bot_chat(user: MatrixTestClient) -> str:
+    dm = await user.create_room(invite=[BOT], is_direct=True)
+    await user.wait_for(lambda e: e["sender"] == BOT and e["type"] == "m.room.message", room_id=dm)
+    return dm
+
+
+async def launch(stack: Stack, bridge: Bridge, runner: HostRunner, prompt: str) -> tuple[str, str]:
+    """admin's ``new api <prompt>`` in the bot chat: the session id and its room (joined)."""
+    await online(bridge, runner)
+    admin = stack.users["admin"]
+    said = await command(admin, await bot_chat(admin), BOT, f"new api {prompt}")
+    assert "Starting Claude Code in `api` on `laptop`" in said, said
+    session = await bridge.db.fetchval(
+        "SELECT session_id FROM runner_jobs WHERE kind='new' ORDER BY created_at DESC LIMIT 1"
+    )
+    thread = await bridge.threads.for_session(session)
+    assert thread is not None and thread.room_id is not None
+    await admin.wait_for_invite(thread.room_id)
+    await admin.join(thread.room_id)
+    return str(session), thread.room_id
+
+
+async def shows(
+    user: MatrixTestClient, room: str, session: str, needle: str, timeout: float = 60
+) -> dict[str, Any]:
+    ghost = f"@claude-{session}:localhost"
+    return await user.wait_for(
+        lambda e: e["sender"] == ghost and needle in body(e), room_id=room, timeout=timeout
+    )
+
+
+async def on_screen(runner: HostRunner, session: str, needle: str) -> str:
+    async def shown() -> str | None:
+        text = await runner.screen(session)
+        return text if needle in text else None
+
+    try:
+        return await _until(shown, f"{needle!r} in the pane")
+    except AssertionError:
+        raise AssertionError(
+            f"{needle!r} not in the pane:\n{await runner.screen(session)}\n"
+            f"runner log:\n{runner.output()[-3000:]}"
+        ) from None
+
+
+async def test_an_admins_new_runs_claude_code_in_tmux_and_its_room_shows_the_turn(
+    stack: Stack, bridge: Bridge, runner: HostRunner, model: FakeAnthropic
+) -> None:
+    admin = stack.users["admin"]
+    session, room = await launch(stack, bridge, runner, "hello from the phone")
+    await on_screen(runner, session, "hello from the phone")
+    await shows(admin, room, session, "hello from the phone")  # the prompt
+    await shows(admin, room, session, PLAIN_REPLY)  # the scripted model's reply
+    assert any("hello from the phone" in turn for turn in model.turns())
+    (pane,) = await runner.panes()
+    assert (pane.session, pane.session_id, pane.project) == (
+        f"claude-api-{session[:8]}",
+        session,
+        "api",
+    )
+    await on_screen(runner, session, PLAIN_REPLY)  # the terminal UI a person can attach to
+    thread = await bridge.threads.for_session(session)
+    assert thread is not None and thread.token_name == "laptop"
+
+
+async def test_interrupt_stops_a_streamed_answer_mid_turn(
+    stack: Stack, bridge: Bridge, runner: HostRunner, model: FakeAnthropic
+) -> None:
+    admin = stack.users["admin"]
+    session, room = await launch(stack, bridge, runner, "DRIP a long answer please")
+    await _until(lambda: _set(model.holding), "the model streaming its long answer")
+    ghost = f"@claude-{session}:localhost"
+    said = await command(admin, room, ghost, "!claude interrupt")
+    assert "Interrupting" in said, said
+    await _until(lambda: _set(model.dropped), "Claude Code dropping the streamed answer")
+    await on_screen(runner, session, "Interrupted")
+    job = await bridge.db.fetchrow(
+        "SELECT state, error FROM runner_jobs WHERE kind='interrupt' AND session_id=$1", session
+    )
+    assert job is not None and (job["state"], job["error"]) == ("done", None)
+
+
+async def _set(event: Any) -> bool:
+    return bool(event.is_set())
+
+
+async def test_end_then_resume_continues_in_the_same_room(
+    stack: Stack, bridge: Bridge, runner: HostRunner, model: FakeAnthropic
+) -> None:
+    admin = stack.users["admin"]
+    session, room = await launch(stack, bridge, runner, "remember the word tangerine")
+    ghost = f"@claude-{session}:localhost"
+    await shows(admin, room, session, PLAIN_REPLY)
+    said = await command(admin, room, ghost, "!claude end")
+    assert "Ending the session" in said, said
+    exited = await shows(admin, room, session, "exited on `laptop`")
+    assert "status 0" in body(exited)
+
+    async def gone() -> bool:
+        return not await runner.panes()
+
+    await _until(gone, "the ended session's tmux session killed")
+    said = await command(admin, room, ghost, "!claude resume")
+    assert "Resuming the session on `laptop`, here" in said, said
+    await on_screen(runner, session, "tangerine")  # the conversation is back on screen
+    (pane,) = await runner.panes()
+    assert pane.session_id == session and not pane.dead
+    resumed = await bridge.threads.for_session(session)
+    assert resumed is not None and resumed.room_id == room
+    await shows(admin, room, session, "resume")  # SessionStart (resume) in the same room
+
+
+async def test_a_killed_runner_is_offline_and_new_is_refused(
+    stack: Stack, bridge: Bridge, runner: HostRunner
+) -> None:
+    await online(bridge, runner)
+    await runner.kill()
+    await online(bridge, runner, want=False)
+    admin = stack.users["admin"]
+    said = await command(admin, await bot_chat(admin), BOT, "new api write the tests")
+    assert "host `laptop` is offline since" in said and "nothing was queued" in said
+    assert await runner.panes() == []
+
+
+async def test_a_runner_killed_in_the_middle_of_a_new_starts_no_duplicate(
+    stack: Stack, bridge: Bridge, runner: HostRunner, model: FakeAnthropic
+) -> None:
+    """The runner is frozen as soon as the bridge has handed it the job (SIGSTOP: it may or
+    may not have started tmux), then killed and started again: the job is redelivered, and
+    there is one session, one Claude Code, one room."""
+    admin = stack.users["admin"]
+    await online(bridge, runner)
+    assert runner.proc is not None
+    said = await command(admin, await bot_chat(admin), BOT, "new api only once please")
+    assert "Starting Claude Code" in said, said
+
+    async def handed_out() -> str | None:
+        row = await bridge.db.fetchrow("SELECT session_id, state FROM runner_jobs WHERE kind='new'")
+        return str(row["session_id"]) if row and row["state"] != "queued" else None
+
+    session = await _until(handed_out, "the job handed to the runner")
+    runner.proc.send_signal(signal.SIGSTOP)
+    await runner.kill()
+    await runner.start()
+
+    async def done() -> bool:
+        state = await bridge.db.fetchval("SELECT state FROM runner_jobs WHERE kind='new'")
+        return state == "done"
+
+    await _until(done, "the redelivered job done")
+    thread = await bridge.threads.for_session(session)
+    assert thread is not None and thread.room_id is not None
+    await admin.wait_for_invite(thread.room_id)
+    await admin.join(thread.room_id)
+    await shows(admin, thread.room_id, session, PLAIN_REPLY)
+    assert [p.session_id for p in await runner.panes()] == [session]
+    starts = await bridge.db.fetchval(
+        "SELECT COUNT(*) FROM hook_event WHERE thread_id=$1 AND event_name='SessionStart'", session
+    )
+    assert starts == 1  # one Claude Code ever started for it
