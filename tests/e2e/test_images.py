@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from claude_bridge.app import Bridge, build
 from claude_bridge.config import parse_config
 from claude_bridge.devenv.synapse import LocalSynapse
 from claude_bridge.registration import build_registration
+from tests.e2e.claude_code import REPO
 from tests.e2e.conftest import (
     HOOK_TOKEN,
     HookPoster,
@@ -330,3 +332,41 @@ async def test_the_real_cli_reading_a_png_shows_it_in_the_room(
     got = await download(stack.synapse.url, stack.users["alice"], shown["content"]["url"])
     assert got == image  # small enough that the CLI sent it as it is
     assert HOOK_TOKEN not in json.dumps(events)
+
+
+async def test_the_real_cli_calling_an_mcp_screenshot_tool_shows_its_image(
+    stack: Stack, bridge: Bridge, model: FakeAnthropic, tmp_path: Path
+) -> None:
+    """A stdio MCP server (``image_mcp.py``) returns image content, as a browser tool does."""
+    claude = await claude_code(stack, model, tmp_path)
+    image = png(40, 24)
+    (tmp_path / "page.png").write_bytes(image)
+    server = {"command": sys.executable, "args": ["-m", "tests.e2e.image_mcp", str(tmp_path / "page.png")],
+              "env": {"PYTHONPATH": str(REPO)}}  # fmt: skip
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": {"images": server}}))
+    settings = claude.home / ".claude" / "settings.json"
+    # MCP tools are deferred behind ToolSearch by default; the scripted model calls it directly.
+    merged = {**json.loads(settings.read_text()), "env": {"ENABLE_TOOL_SEARCH": "false"}}
+    settings.write_text(json.dumps(merged))
+    session = str(uuid.uuid4())
+
+    rc, out, err = await claude.print_mode(
+        "CALL: mcp__images__screenshot",
+        "--session-id",
+        session,
+        "--mcp-config",
+        str(tmp_path / "mcp.json"),
+        "--allowedTools",
+        "mcp__images__screenshot",
+    )
+
+    assert (rc, out.strip()) == (0, TOOL_REPLY), err
+    room = await room_of(bridge, session)
+    await until(lambda: drained(bridge, session), "the session delivered")
+    events = await room_events(stack, room)
+    thread = in_thread(events, line_of(events, "images › screenshot")["event_id"])
+    (shown,) = images(thread)
+    assert shown["content"]["body"] == "screenshot.png"
+    got = await download(stack.synapse.url, stack.users["alice"], shown["content"]["url"])
+    assert got == image
+    assert any("the page" in e["content"]["body"] for e in thread if e not in images(thread))
