@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable
 
 from claude_bridge.config.sections.control import ControlConfig
@@ -30,6 +30,12 @@ from claude_bridge.store.session_messages import SessionInbox
 ECHO_WAIT = 600.0
 """Seconds a posted hand-off counts without its proposal stored: longer than any homeserver takes
 to hand its echo over; a hand-off the bridge never stores (an encrypted room) stops counting."""
+
+
+REPEAT_WINDOW = 300.0
+"""Seconds a posted hand-off's idempotency key lets a repeated request through unchecked: well
+within the homeserver's own memory of transaction ids (Synapse: 30 minutes), so a repeat never
+posts anything new."""
 
 
 class HandoffRefused(Exception):
@@ -54,15 +60,26 @@ class HandoffLimits:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._posted: defaultdict[str, dict[str, float]] = defaultdict(dict)
         """Per target thread: hand-offs posted (event id → when) whose proposal is not stored."""
+        self._keys: OrderedDict[str, float] = OrderedDict()
+        """Idempotency keys of hand-offs posted within ``REPEAT_WINDOW`` (key → when)."""
 
     @contextlib.asynccontextmanager
     async def admit(
-        self, token_name: str, target: Thread, proposal: bool
+        self, token_name: str, target: Thread, proposal: bool, key: str | None = None
     ) -> AsyncIterator[Callable[[str], None]]:
         """Hold the target thread while one hand-off is posted into it; raise
         :class:`HandoffRefused` when the cap or the token's rate forbids it. The caller reports
-        the posted event id through the function it gets (a proposal counts from then on)."""
+        the posted event id through the function it gets (a proposal counts from then on).
+
+        ``key``: the request's own idempotency key (with its session and target, as the
+        homeserver's transaction id has them). A request repeated with
+        the key of one posted already is let through unchecked, since posting it again changes
+        nothing (the homeserver answers with the event it has): answering 429 would tell the
+        sender that a hand-off which is in the room was not posted."""
         async with self._locks[target.id]:
+            if key is not None and self._repeats(key):
+                yield lambda _: None
+                return
             if proposal:
                 await self._check_waiting(target)
             wait = self.rate.take(token_name)
@@ -75,7 +92,20 @@ class HandoffLimits:
                     wait,
                 )
             posted = self._posted[target.id] if proposal else {}
-            yield lambda event_id: posted.__setitem__(event_id, self.clock())
+
+            def record(event_id: str) -> None:
+                posted[event_id] = self.clock()
+                if key is not None:
+                    self._keys[key] = self.clock()
+
+            yield record
+
+    def _repeats(self, key: str) -> bool:
+        """``key`` is that of a hand-off posted within the window."""
+        now = self.clock()
+        while self._keys and now - next(iter(self._keys.values())) > REPEAT_WINDOW:
+            self._keys.popitem(last=False)
+        return key in self._keys
 
     async def _check_waiting(self, target: Thread) -> None:
         # In flight first: one stored between the two reads is then counted twice, never not.

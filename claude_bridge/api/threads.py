@@ -190,14 +190,17 @@ class ThreadsAPI:
         target = await self._thread(request)
         caller = await self._caller(request)
         text = await self._text(request)
-        key = request.headers.get(IDEMPOTENCY_HEADER) or uuid.uuid4().hex
+        given = request.headers.get(IDEMPOTENCY_HEADER)
+        key = given or uuid.uuid4().hex
         if not IDEMPOTENCY_KEY.match(key):
             raise APIError(400, f"{IDEMPOTENCY_HEADER} must match {IDEMPOTENCY_KEY.pattern}")
         how = "none" if caller.id == target.id else delivery(self.handoffs, caller, target)
         if how == "none":
             return await self._post(target, caller, text, key, how, lambda _: None)
         try:
-            async with self.limits.admit(request[TOKEN_NAME], target, how == PROPOSAL) as posted:
+            replay = f"{caller.id}.{target.id}.{key}" if given else None  # as the send's txn id
+            admit = self.limits.admit(request[TOKEN_NAME], target, how == PROPOSAL, replay)
+            async with admit as posted:
                 return await self._post(target, caller, text, key, how, posted)
         except HandoffRefused as e:
             log.info("hand-off refused", thread_id=target.id, from_thread=caller.id, why=str(e))

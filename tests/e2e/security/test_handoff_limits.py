@@ -38,11 +38,18 @@ pytestmark = pytest.mark.e2e
 
 
 async def try_hand_off(
-    stack: Stack, source: str, target: str, body: str, token: str = HOOK_TOKEN
+    stack: Stack,
+    source: str,
+    target: str,
+    body: str,
+    token: str = HOOK_TOKEN,
+    key: str | None = None,
 ) -> tuple[int, Any, str | None]:
     """(status, answer, Retry-After) of one hand-off through the threads API."""
     url = f"http://{stack.config['hooks']['listen']}/claude/v1/threads/{target.lower()}/messages"
     headers = {"Authorization": f"Bearer {token}", "X-Claude-Session-Id": source}
+    if key is not None:
+        headers["Idempotency-Key"] = key
     async with aiohttp.ClientSession() as http:
         async with http.post(url, json={"text": body}, headers=headers) as resp:
             return resp.status, await resp.json(), resp.headers.get("Retry-After")
@@ -66,8 +73,9 @@ async def test_the_cap_holds_against_a_burst_from_several_sessions_of_one_token(
     alice = stack.users["alice"]
 
     # Six at once, three from each of two sessions of the same token: two get in.
+    sources = [a1, a2] * 3
     tries = await asyncio.gather(
-        *(try_hand_off(stack, source, b, f"flood {i}") for i, source in enumerate([a1, a2] * 3))
+        *(try_hand_off(stack, s, b, f"flood {i}", key=f"k{i}") for i, s in enumerate(sources))
     )
     accepted = [answer for status, answer, _ in tries if status == 201]
     refused = [answer for status, answer, _ in tries if status != 201]
@@ -85,6 +93,13 @@ async def test_the_cap_holds_against_a_burst_from_several_sessions_of_one_token(
         await mcp.call("POST", f"/claude/v1/threads/{b.lower()}/messages", json={"text": "x"})
     status, _, wait = await try_hand_off(stack, a1, b, "once more")
     assert status == 429 and 1 <= int(wait or 0) <= 60
+    # A request repeated after a lost answer (same session and key) is not refused: it posts
+    # nothing new, and the answer is the hand-off already in the room.
+    n = next(i for i, (status, _, _) in enumerate(tries) if status == 201)
+    status, again, _ = await try_hand_off(stack, sources[n], b, f"flood {n}", key=f"k{n}")
+    assert status == 201 and again["event_id"] == tries[n][1]["event_id"], again
+    status, answer, _ = await try_hand_off(stack, sources[n], b, "a new one", key="k-new")
+    assert status == 429, answer
     # Nothing refused reached the room: two hand-offs, two notices pinging the operators.
     assert len(await hand_offs_in_room(stack, room_b)) == 2
     for answer in accepted:
