@@ -212,7 +212,7 @@ class RunnerCommands:
             raise CommandError("This session is archived: it is not resumed from Matrix.")
         if thread.room_id is None:
             raise CommandError("That session has no room yet.")
-        running = self.runners.running(thread.session_id)
+        running = self.runners.running(thread.session_id, thread.token_name)
         if running is not None:
             raise CommandError(f"The session is running on `{running.host}` now.")
         runner = await self._runner_of(thread)
@@ -243,8 +243,8 @@ class RunnerCommands:
     async def _running_here(self, caller: Caller, what: str) -> tuple[Thread, Runner]:
         assert caller.thread is not None
         thread = caller.thread
-        runner = self.runners.running(thread.session_id)
-        if runner is not None and runner.token_name == thread.token_name:
+        runner = self.runners.running(thread.session_id, thread.token_name)
+        if runner is not None:
             return thread, runner
         known = await self._runner_of(thread)
         if known is None:

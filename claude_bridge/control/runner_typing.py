@@ -27,6 +27,7 @@ from claude_bridge.ids import thread_id_for
 from claude_bridge.log import get_logger
 from claude_bridge.store.database import now_ms
 from claude_bridge.store.runner_jobs import RunnerJob
+from claude_bridge.store.runners import Runner
 from claude_bridge.store.session_messages import SessionMessage
 
 log = get_logger("runners")
@@ -56,6 +57,13 @@ class RunnerTyping:
         self.on_delivered = on_delivered
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._typed: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
+        runners.on_polled = self.poke
+
+    async def poke(self, runner: Runner) -> None:
+        """A runner polled: its idle sessions get what waited for them (a message written while
+        it was offline, the next one after a typed prompt)."""
+        for session in runner.sessions:
+            await self.offer(thread_id_for(session.session_id))
 
     def author(self, thread_id: str, prompt: str) -> str | None:
         """Who wrote ``prompt``, when the bridge had it typed into this session."""
@@ -77,7 +85,9 @@ class RunnerTyping:
         for message in await self.p.inbox.delivered_via(VIA, since):
             if await self.runners.jobs.get(_job_id(message)) is None:
                 thread = await self.p.threads.get(message.thread_id)
-                runner = self.runners.running(thread.session_id) if thread else None
+                runner = (
+                    self.runners.running(thread.session_id, thread.token_name) if thread else None
+                )
                 launch = await self.runners.jobs.last_launch(message.thread_id)
                 token, host = (
                     (runner.token_name, runner.host)
@@ -97,8 +107,8 @@ class RunnerTyping:
         thread = await self.p.threads.get(thread_id)
         if thread is None:
             return False
-        runner = self.runners.running(thread.session_id)
-        if runner is None or runner.token_name != thread.token_name:
+        runner = self.runners.running(thread.session_id, thread.token_name)
+        if runner is None:
             return False  # not a runner session (or its runner is offline): the usual paths
         if not self.responder.idle(thread_id):
             return False  # mid-turn: hook answers carry it

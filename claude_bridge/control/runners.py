@@ -48,6 +48,7 @@ class Superseded(Exception):
 OnFailed = Callable[[RunnerJob], Awaitable[None]]
 OnExit = Callable[[Runner, Exit], Awaitable[None]]
 OnDone = Callable[[RunnerJob], Awaitable[None]]
+OnPolled = Callable[[Runner], Awaitable[None]]
 
 
 async def _nothing(*_: object) -> None:
@@ -62,6 +63,8 @@ class Runners:
         self.on_failed: OnFailed = _nothing
         self.on_done: OnDone = _nothing
         self.on_exit: OnExit = _nothing
+        self.on_polled: OnPolled = _nothing
+        """After a poll's results and exits: what its sessions may be handed now (typing)."""
         self._open: dict[tuple[str, str], int] = {}
         self._newest: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -83,10 +86,15 @@ class Runners:
     def all(self) -> list[Runner]:
         return sorted(self._known.values(), key=lambda r: (r.host, r.token_name))
 
-    def running(self, session_id: str) -> Runner | None:
-        """The online runner that runs this session now, if any."""
+    def running(self, session_id: str, token_name: str | None) -> Runner | None:
+        """The online runner of ``token_name`` (the session's owner) that runs the session now,
+        if any: what another token's runner claims to run counts for nothing."""
         for runner in self._known.values():
-            if runner.session(session_id) is not None and self.online(runner):
+            if (
+                runner.token_name == token_name
+                and runner.session(session_id) is not None
+                and self.online(runner)
+            ):
                 return runner
         return None
 
@@ -122,6 +130,7 @@ class Runners:
             await self.store.save(runner)
             self._seen(runner)
             await self._settle(runner, poll)
+            self._later(self.on_polled(runner))
             return await self._jobs(key, generation, poll.wait, connected)
         finally:
             self._open[key] -= 1

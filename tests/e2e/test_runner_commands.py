@@ -260,3 +260,40 @@ async def test_hosts_lists_the_runners(stack: Stack, launching: Bridge, poller: 
     said = await ask(admin, dm, "hosts")
     assert "laptop" in said and "online" in said and "`api`" in said
     assert f"tmux attach -t claude-api-{job['session_id'][:8]}" in said
+
+
+async def test_another_tokens_runner_cannot_claim_a_session(
+    stack: Stack, start_bridge: StartBridge, poller: Poller
+) -> None:
+    """A runner of another token that says it runs this session, or that it exited, changes
+    nothing: no exit notice, no job for it; the owner's runner still gets the interrupt."""
+    from tests.e2e.test_runner_poll import OTHER, TOKENS
+
+    bridge = await start_bridge(**LAUNCH, hooks={"tokens": TOKENS})
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    job, room = await started(stack, bridge, poller, await bot_chat(admin))
+    session = job["session_id"]
+    ghost = f"@claude-{session}:localhost"
+    poller.sessions = [running(job)]
+    await poller.settle(job)
+    intruder = Poller(poller.url, token=OTHER, projects=["api"])
+    try:
+        intruder.sessions = [running(job)]
+        fake_exit = {"session_id": session, "status": 1, "tail": "pwned"}
+        assert await intruder.poll(exits=[fake_exit]) == []
+        said = await ask(alice, room, "!claude interrupt", ghost)
+        assert "Interrupting" in said and "`laptop`" in said
+        assert await intruder.poll() == []
+        assert [j["kind"] for j in await poller.poll()] == ["interrupt"]
+        # The owner's runner reports the real exit: the only one shown.
+        poller.sessions = []
+        real_exit = {"session_id": session, "status": 0, "tail": "the real end"}
+        await poller.poll(exits=[real_exit])
+        await admin.wait_for(
+            lambda e: e["sender"] == ghost and "the real end" in e["content"].get("body", ""),
+            room_id=room,
+        )
+        rows = await bridge.db.fetch("SELECT token_name, text FROM runner_jobs WHERE kind='exit'")
+        assert [(r["token_name"], r["text"]) for r in rows] == [("laptop", "the real end")]
+    finally:
+        await intruder.close()

@@ -125,3 +125,30 @@ async def test_mid_turn_messages_go_by_the_hook_answers(
     status, answer = await hooks.post(hook_payload("PreToolUse", session, tool_use_id="toolu_1"))
     assert status == 200 and "also check the docs" in str(answer)
     assert await states(launching, session) == [("delivered", "PreToolUse")]
+
+
+async def test_a_message_written_while_the_runner_was_away_is_typed_when_it_polls(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    job, room = await started(stack, launching, poller, await bot_chat(admin))
+    session = job["session_id"]
+    poller.sessions = [running(job)]
+    await poller.settle(job)
+    for name in ("SessionStart", "Stop"):
+        assert (await hooks.post(hook_payload(name, session)))[0] == 200
+    runners = launching.control.runners
+
+    async def offline() -> bool:
+        return not runners.online(runners.all()[0])
+
+    await _until(offline, "the runner to count as offline")
+    await alice.send_text(room, "are you there?")
+
+    async def queued() -> bool:
+        return await states(launching, session) == [("queued", None)]
+
+    await _until(queued, "the message queued, not typed: no runner to type it")
+    jobs = await poller.poll(wait=20)  # back: the poll hands it over
+    assert [(j["kind"], j["text"]) for j in jobs] == [("type", "are you there?")]
+    assert await states(launching, session) == [("delivered", "runner")]
