@@ -160,6 +160,12 @@ class AttachmentIntake:
         await self.p.audit.record(thread.id, event.sender, "file refused", event.event_id)
         await self.replies.send(thread, event.room_id, event.event_id, text)
 
+    async def discard(self, message: SessionMessage) -> None:
+        """Delete the bridge's copy of a file that will not be delivered (withdrawn)."""
+        if message.file_store is not None:
+            await asyncio.to_thread(self.path(message.file_store).unlink, missing_ok=True)
+        await self.p.inbox.forget_file(message.id)
+
     async def prune(self, cutoff: int) -> int:
         """Delete the files of threads quiet (or ended) since before ``cutoff`` (ms)."""
         gone = 0

@@ -15,7 +15,8 @@ Claude reads the message naming it. Per answer (``Carrier``):
   (once per file).
 
 The ✓ on a file comes once it was written where Claude reads it: the bridge wrote it, or the host
-fetched it.
+fetched it. A file handed to a command path that its host has not fetched ``FETCH_GRACE`` seconds
+later is said in the room (in memory: not after a restart).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ log = get_logger("attachments")
 
 FILE_ROUTE = "/claude/v1/sessions/{session_id}/attachments/{message_id}"
 HELD_KEPT = 10_000
+FETCH_GRACE = 120.0
 MAX_ROOT = 1024
 
 
@@ -93,7 +95,10 @@ class FileCarrier:
         self.store_dir = store_dir
         self.local_root = os.path.abspath(os.path.expanduser(local_root))
         self.on_held: HeldNote | None = None
+        self.on_unfetched: HeldNote | None = None
         self._held: set[int] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def carrier(self, session_id: str, header: str | None, local: bool) -> Carrier:
         root = valid_root(header)
@@ -151,6 +156,8 @@ class FileCarrier:
                 path = self.path(message, carrier)
                 await self.inbox.set_file_path(message.id, path, fetched=carrier.bridge_writes)
                 message = dataclasses.replace(message, file_path=path)
+                if not carrier.bridge_writes:
+                    self._watch(message)
             out.append(message)
         return out
 
@@ -164,6 +171,32 @@ class FileCarrier:
             for m in messages
             if m.has_file and m.file_path
         ]
+
+    def _watch(self, message: SessionMessage) -> None:
+        """Say in the room if the host never fetches this file."""
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            self._timers.discard(handle)
+            task = loop.create_task(self._check_fetched(message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        handle = loop.call_later(FETCH_GRACE, check)
+        self._timers.add(handle)
+
+    async def _check_fetched(self, message: SessionMessage) -> None:
+        try:
+            current = await self.inbox.get(message.event_id)
+            if current is not None and current.file_fetched_at is None and self.on_unfetched:
+                await self.on_unfetched(current)
+        except Exception as e:
+            log.warning("could not check a file was fetched", message=message.id, error=repr(e))
+
+    def close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
 
     async def _note_held(self, message: SessionMessage) -> None:
         if message.id in self._held or self.on_held is None:

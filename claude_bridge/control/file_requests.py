@@ -122,6 +122,7 @@ class FileRequests:
         self.options = options
         self.scrub = scrub
         self._pending: dict[str, FileRequest] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         commands.add(
             "file",
             "Post a file of the session's project directory here (read on Claude Code's host).",
@@ -147,7 +148,7 @@ class FileRequests:
             caller.event_id,
         )
         loop = asyncio.get_running_loop()
-        request.timer = loop.call_later(WAIT, lambda: asyncio.ensure_future(self._expire(request)))
+        request.timer = loop.call_later(WAIT, self._expire_later, request)
         self._pending[request.id] = request
         await self.p.audit.record(thread.id, caller.user_id, "file request", path)
         self.p.signals.fire(thread_key(thread.id))  # a waiting background waiter takes it now
@@ -156,6 +157,13 @@ class FileRequests:
             "hook through the command shim (`install-hooks --durable`) or by its background "
             "waiter while the session is idle; plain `http` hooks can't read files."
         )
+
+    def close(self) -> None:
+        """The bridge stops: outstanding requests are dropped (they live in memory)."""
+        for request in self._pending.values():
+            if request.timer is not None:
+                request.timer.cancel()
+        self._pending.clear()
 
     def offer(self, thread_id: str) -> list[dict[str, Any]]:
         """Requests of this thread not yet handed to a host: now handed to this answer."""
@@ -168,6 +176,11 @@ class FileRequests:
 
     def waiting(self, thread_id: str) -> bool:
         return any(r.thread_id == thread_id and r.sent_at is None for r in self._pending.values())
+
+    def _expire_later(self, request: FileRequest) -> None:
+        task = asyncio.get_running_loop().create_task(self._expire(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _expire(self, request: FileRequest) -> None:
         if self._pending.pop(request.id, None) is None:

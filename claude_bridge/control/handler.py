@@ -103,8 +103,10 @@ class InboundHandler:
             level = await self.p.roles.level(event.sender, thread.id)
             if not allows(level, OPERATOR):
                 return
-        if await self.p.inbox.withdraw(message.event_id, thread.id):
+        if withdrawn := await self.p.inbox.withdraw(message.event_id, thread.id):
             await self.p.audit.record(thread.id, event.sender, "withdraw", message.event_id)
+            if withdrawn.has_file and self.intake is not None:
+                await self.intake.discard(withdrawn)  # never to be delivered: gone now
 
     async def _message(self, event: Message, thread: Thread | None) -> None:
         """A new message: from the bridge's own users, a hand-off or nothing; from a person with

@@ -139,6 +139,7 @@ class Control:
         self.file_requests = FileRequests(self.parts, replies, files, client.scrub, commands)
         self.respond.offer_requests = self.file_requests.offer
         carrier.on_held = lambda message: self._note_held(replies, message)
+        carrier.on_unfetched = lambda message: self._note_unfetched(replies, message)
         self.runner_rooms = RunnerRooms(self.parts, self.runners, replies)
         RunnerCommands(self.parts, commands, self.runners, self.runner_rooms, info)
         self.handoff_expiry = HandoffExpiry(self.parts, replies)
@@ -159,6 +160,20 @@ class Control:
         )
         self.keep_days = files.keep_days
         self._sweeper: asyncio.Task[None] | None = None
+
+    async def _note_unfetched(self, replies: RoomReplies, message: SessionMessage) -> None:
+        thread = await self.parts.threads.get(message.thread_id)
+        text = (
+            f"⚠️ {message.file_name} was handed to Claude Code's hook, but its host never "
+            "fetched it: Claude was told of a file that isn't there. Send it again."
+        )
+        await replies.send(
+            thread,
+            message.room_id,
+            f"{message.event_id}.unfetched",
+            text,
+            reply_to=message.event_id,
+        )
 
     async def _note_held(self, replies: RoomReplies, message: SessionMessage) -> None:
         thread = await self.parts.threads.get(message.thread_id)
@@ -246,6 +261,8 @@ class Control:
 
     async def stop(self) -> None:
         self.release()
+        self.queue.files.close()
+        self.file_requests.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

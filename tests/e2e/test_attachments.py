@@ -23,6 +23,8 @@ import aiohttp
 import pytest
 
 from claude_bridge.app import Bridge
+from claude_bridge.control import file_carrier
+from claude_bridge.store.database import now_ms
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
 from tests.e2e.test_control import (
     command,
@@ -331,9 +333,12 @@ async def test_plain_http_hooks_hold_the_file_and_say_why_until_a_command_path_t
     assert (await hooks.post(post_tool_use(session)))[1] == {}
     note = await reply_to(alice, room, ghost, sent)
     assert "waits" in note and "--durable" in note
-    # Redacting a file before delivery withdraws it, like a text.
+    stored = list(bridge.control.files_dir.rglob("*-held.png"))
+    assert len(stored) == 1 and stored[0].read_bytes() == png()
+    # Redacting a file before delivery withdraws it, like a text, and the bridge's copy goes.
     redaction = await alice.redact(room, sent)
     await processed(bridge, redaction)
+    assert not stored[0].exists()
     assert context_of((await hooks.post(post_tool_use(session)))[1]) == (
         "Message from @alice:localhost via Matrix:\n> what do you see?"
     )
@@ -362,3 +367,36 @@ async def test_a_local_token_gets_the_file_written_by_the_bridge(
     assert_private(path)
     await delivered_mark(alice, room, ghost, sent)
     assert sorted(os.listdir(local_root)) == [session]
+
+
+async def test_a_file_the_host_never_fetches_is_said_in_the_room(
+    stack: Stack, bridge: Bridge, hooks: HookPoster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(file_carrier, "FETCH_GRACE", 0.2)
+    session, room, ghost = await open_thread(stack, bridge, hooks)
+    alice = stack.users["alice"]
+    sent = await send_file(alice, room, png(), "lost.png")
+    await queued(bridge, session.lower(), 1)
+    # A command path says it writes files, takes the answer naming one, and never fetches it.
+    headers = {"X-Claude-Bridge-Files": "/home/dev/.cache/claude-bridge/attachments"}
+    answer = (await hooks.post(post_tool_use(session), **headers))[1]
+    assert [f["name"] for f in answer["claudeBridgeFiles"]] == ["lost.png"]
+    note = await reply_to(alice, room, ghost, sent, lambda c: "never fetched" in c["body"])
+    assert "lost.png was handed to Claude Code's hook" in note
+    seen = alice.seen_events(room)
+    assert not any(e["type"] == "m.reaction" and e["sender"] == ghost for e in seen)
+
+
+async def test_files_of_quiet_sessions_are_deleted_and_queued_ones_withdrawn(
+    stack: Stack, bridge: Bridge, hooks: HookPoster
+) -> None:
+    session, room, _ = await open_thread(stack, bridge, hooks)
+    alice = stack.users["alice"]
+    await send_file(alice, room, png(), "old.png")
+    await queued(bridge, session.lower(), 1)
+    [stored] = list(bridge.control.files_dir.rglob("*-old.png"))
+    assert await bridge.control.intake.prune(now_ms() - 60_000) == 0  # not quiet long enough
+    assert await bridge.control.intake.prune(now_ms() + 60_000) == 1
+    assert not stored.exists()
+    assert await bridge.control.parts.inbox.count_queued(session.lower()) == 0
+    assert (await hooks.post(post_tool_use(session)))[1] == {}

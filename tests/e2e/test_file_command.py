@@ -8,6 +8,7 @@ back through Synapse's authenticated media API.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +93,12 @@ async def test_a_project_file_is_read_on_the_host_and_posted(
     (project / "src" / "app.py").write_text("print('hello')\n")
     (project / "shot.png").write_bytes(image := png(4, 4, noise=True))
     (project / "config.env").write_text(f"GITHUB_TOKEN={GITHUB_TOKEN}\nDEBUG=1\n")
+    big = os.urandom(1536 * 1024)  # past hooks.max_body_bytes (1 MiB): files have their own cap
+    (project / "dump.bin").write_bytes(big)
     session, room, ghost = await project_thread(stack, bridge, hooks, project)
     alice = stack.users["alice"]
     asked = {}
-    for path in ("src/app.py", str(project / "shot.png"), "./config.env"):
+    for path in ("src/app.py", str(project / "shot.png"), "./config.env", "dump.bin"):
         asked[path], reply = await ask(alice, room, ghost, path)
         assert "Asked Claude Code's host for" in reply
     # A plain http hook can't read files: the requests stay for a command path.
@@ -105,6 +108,7 @@ async def test_a_project_file_is_read_on_the_host_and_posted(
 
     assert await posted_file(alice, room, ghost, asked["src/app.py"]) == b"print('hello')\n"
     assert await posted_file(alice, room, ghost, asked[str(project / "shot.png")]) == image
+    assert await posted_file(alice, room, ghost, asked["dump.bin"]) == big
     scrubbed = await posted_file(alice, room, ghost, asked["./config.env"])
     assert GITHUB_TOKEN not in scrubbed.decode() and b"DEBUG=1" in scrubbed
     assert "secrets redacted" in await outcome(alice, room, ghost, asked["./config.env"])
