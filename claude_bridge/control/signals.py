@@ -15,6 +15,12 @@ from collections.abc import Callable, Iterator
 # Held answers also look at their HTTP client this often: aiohttp does not cancel a handler
 # whose client went away, so a hook Claude Code gave up on must be noticed by polling.
 CONNECTION_POLL = 0.5
+IDLE_POLL = 5.0
+"""How often a background waiter's client is looked at (``wait(..., idle=True)``). There are
+many of them (one per idle session) and nothing waits on noticing one gone: a message is never
+claimed for a waiter whose client has left (``MessageQueue.take`` looks), and a newer waiter of
+the session ends the older one at once; only its slot is held a few seconds longer."""
+_IDLE_BUCKETS = round(IDLE_POLL / CONNECTION_POLL)
 
 
 def thread_key(thread_id: str) -> str:
@@ -33,6 +39,12 @@ class Signals:
         # of them every CONNECTION_POLL s (a timer per held answer cost ~1 % of a core per
         # thousand held).
         self._watched: dict[asyncio.Event, Callable[[], bool]] = {}
+        # Background waiters: in buckets, one looked at per sweep (each every IDLE_POLL s).
+        self._idle: list[dict[asyncio.Event, Callable[[], bool]]] = [
+            {} for _ in range(_IDLE_BUCKETS)
+        ]
+        self._next_bucket = 0
+        self._sweeps = 0
         self._sweeper: asyncio.Task[None] | None = None
 
     def fire(self, key: str) -> None:
@@ -63,10 +75,15 @@ class Signals:
                 del self._listeners[key]
 
     async def wait(
-        self, wake: asyncio.Event, deadline: float, connected: Callable[[], bool]
+        self,
+        wake: asyncio.Event,
+        deadline: float,
+        connected: Callable[[], bool],
+        *,
+        idle: bool = False,
     ) -> bool:
         """Sleep until ``wake`` is set, the deadline (``loop.time()``) passes or the client
-        disconnects.
+        disconnects (noticed within CONNECTION_POLL s; IDLE_POLL s with ``idle``).
 
         True when woken (look at the database again); False when the time is up or nobody is
         listening any more.
@@ -75,7 +92,12 @@ class Signals:
         if not wake.is_set():
             if deadline <= loop.time() or not connected():
                 return False
-            self._watched[wake] = connected
+            if idle:
+                watched = self._idle[self._next_bucket]
+                self._next_bucket = (self._next_bucket + 1) % _IDLE_BUCKETS
+            else:
+                watched = self._watched
+            watched[wake] = connected
             if self._sweeper is None:
                 self._sweeper = loop.create_task(self._sweep(), name="held-connection-sweep")
             try:
@@ -84,7 +106,7 @@ class Signals:
             except TimeoutError:
                 return False
             finally:
-                self._watched.pop(wake, None)
+                watched.pop(wake, None)
             if not connected():
                 return False
         wake.clear()
@@ -93,10 +115,12 @@ class Signals:
     async def _sweep(self) -> None:
         """Wake every held answer whose client went away; ends when none is held."""
         try:
-            while self._watched:
+            while self._watched or any(self._idle):
                 await asyncio.sleep(CONNECTION_POLL)
-                for wake, connected in list(self._watched.items()):
-                    if not connected():
-                        wake.set()
+                self._sweeps += 1
+                for watched in (self._watched, self._idle[self._sweeps % _IDLE_BUCKETS]):
+                    for wake, connected in list(watched.items()):
+                        if not connected():
+                            wake.set()
         finally:
             self._sweeper = None

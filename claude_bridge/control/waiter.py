@@ -37,7 +37,7 @@ from claude_bridge.control.owned import error as _error
 from claude_bridge.control.owned import owned_session
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.signals import Signals, thread_key
-from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
+from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot, connection_check
 from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.log import get_logger
 from claude_bridge.store import ThreadStore
@@ -103,8 +103,7 @@ class Waiter:
             self._newest[thread.id] = since
             self.signals.fire(thread_key(thread.id))  # an older waiter's poll ends now
 
-        def connected() -> bool:
-            return not (request.transport is None or request.transport.is_closing())
+        connected = connection_check(request.transport)
 
         try:
             self.connections.take()
@@ -168,7 +167,7 @@ class Waiter:
                             with_files(body, FileCarrier.to_fetch(messages, carrier))
                         )
                 until = min(deadline, loop.time() + BUSY_RECHECK) if queued else deadline
-                if not await self.signals.wait(wake, until, connected) and (
+                if not await self.signals.wait(wake, until, connected, idle=True) and (
                     loop.time() >= deadline or not connected()
                 ):
                     break

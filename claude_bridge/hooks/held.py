@@ -19,6 +19,7 @@ the process goes on (``tests/e2e/test_fd_limits.py``).
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 
 from claude_bridge.log import get_logger
 
@@ -113,3 +114,13 @@ class HeldConnections:
 
     def give_back(self) -> None:
         self.held = max(self.held - 1, 0)
+
+
+def connection_check(transport: object | None) -> Callable[[], bool]:
+    """Whether the client is still there, for a request's transport, as cheap as can be: the
+    sweep calls it for every held answer (``request.transport`` is a property; the transport
+    object stays the same for the life of the connection and says when it is closing)."""
+    if transport is None:
+        return lambda: False
+    is_closing = transport.is_closing  # type: ignore[attr-defined]
+    return lambda: not is_closing()

@@ -21,7 +21,7 @@ from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.hooks.call import HookCall
 from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached
-from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
+from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot, connection_check
 from claude_bridge.hooks.ingest import Ingest, SessionRejected
 from claude_bridge.hooks.limits import NewThreadLimit
 from claude_bridge.hooks.validate import (
@@ -166,7 +166,7 @@ class HookServer:
             event_id,
             token_name,
             replayed=SPOOLED_HEADER in request.headers,
-            connected=lambda: not (request.transport is None or request.transport.is_closing()),
+            connected=connection_check(request.transport),
             files_root=request.headers.get(FILES_HEADER),
             local=self.access.is_local(token_name),
         )
