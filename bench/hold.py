@@ -233,6 +233,8 @@ async def run(stack: Stack, p: HoldParams, wait: float) -> tuple[list[Row], dict
     gen: LoadGenerator | None = None
     injector = Injector(stack)
     try:
+        await settle(stack, wait)
+        raw["idle_nothing_held"] = await _idle(stack, None, p.idle_window / 2)
         acks["without"].append(await _ack(stack, active, p, wait))
         # Everything held: waiters with first polls spread over REPOLL s, then the approvals.
         rng = random.Random(17)
@@ -255,18 +257,24 @@ async def run(stack: Stack, p: HoldParams, wait: float) -> tuple[list[Row], dict
         if refused:
             raise RuntimeError(f"{len(refused)} held requests answered early: "
                                f"{list(refused.items())[:5]}")  # fmt: skip
-        raw["idle"] = await _idle(stack, gen, p.idle_window)
+        await settle(stack, wait)
+        async with stack.profile("hold-idle"):
+            raw["idle"] = await _idle(stack, gen, p.idle_window)
         for _ in range(2):
             acks["with"].append(await _ack(stack, active, p, wait))
         # Messages to idle sessions: each wakes its waiter.
         picks = random.Random(3).sample(range(len(seeded)), p.messages)
-        msg_ms, msg_status = await timed_answers(gen, "w", [
+        await settle(stack, wait)
+        async with stack.profile("hold-messages"):
+            msg_ms, msg_status = await timed_answers(gen, "w", [
             (i, lambda r=seeded[i][1], i=i: injector.push(
                 r, "m.room.message", {"msgtype": "m.text", "body": f"hold message {i}"}))
             for i in picks], p.spacing, wait)  # fmt: skip
         # Decisions: a ✅ on the prompt answers the held PermissionRequest.
         chosen = random.Random(5).sample(range(len(posts)), p.decisions)
-        dec_ms, dec_status = await timed_answers(gen, "p", [
+        await settle(stack, wait)
+        async with stack.profile("hold-decisions"):
+            dec_ms, dec_status = await timed_answers(gen, "p", [
             (i, lambda r=prompts[i][0], e=prompts[i][1]: injector.push(
                 r, "m.reaction",
                 {"m.relates_to": {"rel_type": "m.annotation", "event_id": e, "key": "✅"}}))
@@ -289,8 +297,23 @@ async def run(stack: Stack, p: HoldParams, wait: float) -> tuple[list[Row], dict
     return rows(raw, p), raw
 
 
+async def settle(stack: Stack, timeout: float, quiet: float = 0.25) -> float:
+    """Wait until the outbox is drained and the bridge used under ``quiet`` of a core over a
+    second (it has finished what the last step left it, e.g. 10,000 closed connections);
+    returns the seconds waited (gives up after ``timeout``)."""
+    start = time.monotonic()
+    await stack.drain(timeout)
+    pid = stack.bridge_pid
+    while time.monotonic() - start < timeout:
+        cpu = proc_cpu_seconds(pid)
+        await asyncio.sleep(1.0)
+        if proc_cpu_seconds(pid) - cpu < quiet:
+            break
+    return time.monotonic() - start
+
+
 async def _ack(stack: Stack, sessions: list[LiveSession], p: HoldParams, wait: float) -> Any:
-    await stack.drain(wait * 2)
+    await settle(stack, wait)
     result = await acknowledgement(stack, sessions, p.active_events, p.active_rate)
     await stack.drain(wait * 2)
     return result
@@ -317,9 +340,9 @@ async def _prompts_shown(stack: Stack, marks: list[str], timeout: float) -> list
             await asyncio.sleep(0.5)
 
 
-async def _idle(stack: Stack, gen: LoadGenerator, window: float) -> dict[str, Any]:
+async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[str, Any]:
     pid, synapse = stack.bridge_pid, stack.synapse.pid or 0
-    before = await gen.get_stats()
+    before = await gen.get_stats() if gen else {"repolls": 0, "rss_kb": 0}
     cpu0, syn0, t0 = (
         proc_cpu_seconds(pid),
         proc_cpu_seconds(synapse) if synapse else 0.0,
@@ -331,7 +354,7 @@ async def _idle(stack: Stack, gen: LoadGenerator, window: float) -> dict[str, An
         proc_cpu_seconds(synapse) if synapse else 0.0,
         time.monotonic(),
     )
-    after = await gen.get_stats()
+    after = await gen.get_stats() if gen else before
     status = proc_status(pid)
     return {
         "window_s": round(t1 - t0, 1),
