@@ -361,9 +361,16 @@ class Run:
         await self.modes.restore(WAIT)
 
     async def burst(self) -> None:
+        from bench import load
         from bench.hooks import burst
         from bench.modes import GROUP, case, row_id
+        from bench.payloads import Session, new_tag
 
+        floor_session, bodies = Session(new_tag()), []
+        while len(bodies) < self.p.burst_n:
+            bodies.extend(body for body, _ in floor_session.pair())
+        async with load.null_server() as port:
+            floor = await load.null_burst(port, bodies[: self.p.burst_n])
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
         for _, mode in self.modes.order(self.p.burst_repeats):
             await self.modes.use(mode, [], WAIT)
@@ -379,8 +386,14 @@ class Run:
                     1000 * (c1[1] - c0[1]) / self.p.burst_n, 3
                 )
                 runs[mode].append(result)
-        self.raw["burst"] = runs
+        self.raw["burst"] = {**runs, "floor": floor}
         n = self.p.burst_n
+        self.add(
+            Row("burst.floor", "burst", f"{n} events on one connection, do-nothing aiohttp server",
+                floor["ack_rate"], "ev/s", better="higher", detail=floor,
+                note=f"the floor of one connection: aiohttp answers its requests one after "
+                f"another; one at a time (no pipelining) {floor['sequential_rate']:.0f} ev/s"),
+        )  # fmt: skip
         for mode in self.modes.all:
             m = merge_repeats(
                 [{k: v for k, v in r.items() if isinstance(v, int | float)} for r in runs[mode]]

@@ -147,3 +147,30 @@ async def with_probes(
         await prober
         await asyncio.gather(*waiting)
     return result, latency_summary(hook_ms), latency_summary(raw_ms)
+
+
+async def null_burst(port: int, bodies: list[bytes], window: int = 32) -> dict[str, Any]:
+    """The burst's floor: the same bodies pipelined on one connection to the do-nothing server.
+    aiohttp handles one connection's requests one after another, so this rate is one over
+    aiohttp's own cost per request (plus this client's), whatever the bridge does."""
+    conn = HookConnection("127.0.0.1", port, HOOK_TOKEN)
+    try:
+        statuses, took, first, last = await conn.pipeline(bodies, window=window)
+    finally:
+        await conn.close()
+    if any(s != 200 for s in statuses):
+        raise RuntimeError(f"the null server answered {sorted(set(statuses))}")
+    one_by_one = HookConnection("127.0.0.1", port, HOOK_TOKEN)
+    try:
+        start = time.perf_counter()
+        for body in bodies[: len(bodies) // 4]:
+            await post_ok(one_by_one, body)
+        sequential = len(bodies) // 4 / (time.perf_counter() - start)
+    finally:
+        await one_by_one.close()
+    return {
+        "n": len(bodies),
+        "ack_rate": round(len(bodies) / (last - first), 1),
+        "sequential_rate": round(sequential, 1),
+        "ack_in_pipeline": latency_summary([t * 1000 for t in took]),
+    }
