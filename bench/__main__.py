@@ -592,6 +592,8 @@ async def run(args: argparse.Namespace) -> int:
         "profiled": args.profile is not None,
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
     }
+    if args.note:
+        meta["note"] = args.note
     print(f"claude-bridge benchmarks: {store}, {'quick' if args.quick else 'full'}; "
           f"{meta['machine']['nproc']} × {meta['machine']['cpu']}, "
           f"load {meta['machine']['loadavg_at_start']}", flush=True)  # fmt: skip
@@ -687,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--profile", type=Path, metavar="DIR",
                    help="record py-spy profiles of the bridge per phase into DIR (slows it down)")  # fmt: skip
     r.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")
+    r.add_argument("--note", help="a note kept in the results (e.g. 'shared machine')")
     r.add_argument("--no-coalesce", action="store_true",
                    help="the bridge with coalescing off (one message per event, as the raw rows)")  # fmt: skip
     c = sub.add_parser("compare", help="ratios between two result files")

@@ -136,6 +136,8 @@ def markdown(path: Path) -> str:
         f"Synapse {meta.get('versions', {}).get('synapse', '?').split()[0]}, commit {commit}{dirty}; "
         f"{meta.get('seconds')} s."
     )
+    if meta.get("note"):
+        head += f" Note: {meta['note']}"
     lines = [
         head,
         "",
