@@ -15,7 +15,7 @@ import pytest
 
 from claude_bridge.app import Bridge
 from tests.e2e.claude_code import CLAUDE
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, StartBridge
 from tests.e2e.fake_anthropic import PLAIN_REPLY, FakeAnthropic
 from tests.e2e.host_runner import HostRunner, host_runner
 from tests.e2e.test_control import command
@@ -214,3 +214,74 @@ async def test_a_runner_killed_in_the_middle_of_a_new_starts_no_duplicate(
         "SELECT COUNT(*) FROM hook_event WHERE thread_id=$1 AND event_name='SessionStart'", session
     )
     assert starts == 1  # one Claude Code ever started for it
+
+
+async def test_a_bridge_restarted_in_the_middle_of_a_new_starts_no_duplicate(
+    stack: Stack, start_bridge: StartBridge, runner: HostRunner, model: FakeAnthropic
+) -> None:
+    """The bridge stops as soon as it has handed the job out and starts again on the same store:
+    the runner reconnects (backoff), the job is redelivered or already settled, and there is one
+    session. The model holds its answer until the bridge is back, so the turn reaches the room."""
+    bridge = await start_bridge()
+    admin = stack.users["admin"]
+    await online(bridge, runner)
+    said = await command(admin, await bot_chat(admin), BOT, "new api HOLD only once please")
+    assert "Starting Claude Code" in said, said
+
+    async def handed_out() -> str | None:
+        row = await bridge.db.fetchrow("SELECT session_id, state FROM runner_jobs WHERE kind='new'")
+        return str(row["session_id"]) if row and row["state"] != "queued" else None
+
+    session = await _until(handed_out, "the job handed to the runner")
+    await bridge.stop()
+    again = await start_bridge()
+
+    async def done() -> bool:
+        state = await again.db.fetchval("SELECT state FROM runner_jobs WHERE kind='new'")
+        return state == "done"
+
+    await _until(done, "the job settled with the restarted bridge")
+    await _until(lambda: _set(model.holding), "the session's first request")
+    model.release()
+    thread = await again.threads.for_session(session)
+    assert thread is not None and thread.room_id is not None
+    await admin.wait_for_invite(thread.room_id)
+    await admin.join(thread.room_id)
+    await shows(admin, thread.room_id, session, PLAIN_REPLY)
+    assert [p.session_id for p in await runner.panes()] == [session]
+    assert await again.db.fetchval("SELECT COUNT(*) FROM runner_jobs WHERE kind='new'") == 1
+
+
+async def test_an_operators_message_reaches_an_idle_session_as_a_user_turn(
+    stack: Stack, bridge: Bridge, runner: HostRunner, model: FakeAnthropic
+) -> None:
+    """After its first turn the session sits at its prompt; alice writes in the room; the
+    runner types it into the pane (bracketed paste, Enter) and Claude Code gets it as the
+    user's prompt, not as a hook's system reminder."""
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    session, room = await launch(stack, bridge, runner, "hello first")
+    await shows(admin, room, session, PLAIN_REPLY)
+    await alice.wait_for_invite(room)
+    await alice.join(room)
+
+    async def idle() -> bool:
+        return bool(
+            await bridge.db.fetchval(
+                "SELECT 1 FROM hook_event WHERE thread_id=$1 AND event_name='Stop'", session
+            )
+        )
+
+    await _until(idle, "the first turn's Stop")
+    await alice.send_text(room, "please run the linter next\nand then stop")
+
+    async def typed() -> str | None:
+        return next((t for t in model.turns() if "please run the linter next" in t), None)
+
+    turn = await _until(typed, "a model request carrying alice's message")
+    assert "Message from" not in turn and "hook" not in turn.lower()  # a prompt, not a reminder
+    assert "and then stop" in turn  # the paste kept its line break: one prompt
+    shown = await shows(admin, room, session, "🧑‍💻 @alice")
+    assert body(shown) == f"🧑‍💻 {ALICE}:\n> please run the linter next\n> and then stop"
+    await on_screen(runner, session, "please run the linter next")
+    jobs = await bridge.db.fetch("SELECT state FROM runner_jobs WHERE kind='type'")
+    assert [j["state"] for j in jobs] == ["done"]
