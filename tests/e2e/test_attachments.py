@@ -400,3 +400,19 @@ async def test_files_of_quiet_sessions_are_deleted_and_queued_ones_withdrawn(
     assert not stored.exists()
     assert await bridge.control.parts.inbox.count_queued(session.lower()) == 0
     assert (await hooks.post(post_tool_use(session)))[1] == {}
+
+
+async def test_a_sessions_files_are_capped_in_total(
+    stack: Stack, start_bridge: StartBridge, hooks: HookPoster
+) -> None:
+    image = png()
+    limit = {"max_bytes": 1000, "session_max_bytes": len(image) * 2}
+    bridge = await start_bridge(bridge={"attachments": limit})
+    session, room, ghost = await open_thread(stack, bridge, hooks)
+    alice = stack.users["alice"]
+    for name in ("one.png", "two.png"):
+        await send_file(alice, room, image, name)
+    await queued(bridge, session.lower(), 2)
+    third = await send_file(alice, room, image, "three.png")
+    assert "would take this session's files past" in await reply_to(alice, room, ghost, third)
+    assert await bridge.control.parts.inbox.count_queued(session.lower()) == 2
