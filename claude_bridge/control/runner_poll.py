@@ -17,9 +17,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from claude_bridge.config import TokenRole
+from claude_bridge.control.file_carrier import valid_root
 from claude_bridge.control.runner_wire import WireError, parse_poll
 from claude_bridge.control.runners import Runners
 from claude_bridge.hooks.validate import BadJSON, decode_json, too_deep
+from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.log import get_logger
 from claude_bridge.token_access import TokenAccess
 
@@ -64,12 +66,16 @@ class RunnerPoll:
             poll = parse_poll(data)
         except WireError as e:
             return _error(422, f"not a valid runner poll: {e}")
+        header = request.headers.get(FILES_HEADER)
+        root = valid_root(header)
+        if header is not None and root is None:
+            return _error(422, f"{FILES_HEADER} must be an absolute path without . or ..")
 
         def connected() -> bool:
             return not (request.transport is None or request.transport.is_closing())
 
         try:
-            answer = await self.runners.poll(token, poll, connected)
+            answer = await self.runners.poll(token, poll, connected, files_root=root)
         except Exception as e:
             log.warning("runner poll failed", error=repr(e), host=poll.host)
             return _error(503, "the bridge cannot store right now; poll again later")

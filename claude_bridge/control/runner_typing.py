@@ -3,10 +3,12 @@
 When a session that a host runner runs sits at its prompt, the oldest queued message is claimed
 for a ``type`` job instead of the background waiter: the runner pastes its text into the pane
 (bracketed paste, then Enter), so Claude gets it as a prompt, and the room shows that prompt as
-``🧑‍💻 @alice:example.org: …`` (``author``). One path claims a message: the claim is the inbox's
+``🧑‍💻 @alice:example.org: …`` (``author``). A file goes with its job when the runner said where
+its host keeps files (``X-Claude-Bridge-Files``; it fetches the file before typing), else it waits
+as on any path that cannot carry files. One path claims a message: the claim is the inbox's
 one conditional UPDATE, taken under a per-thread lock, and the waiter asks here first
 (``Waiter``), stepping aside when a job took the message. Mid-turn the hook answers carry
-messages as before; a file or a hand-off is never typed.
+messages as before; a hand-off is never typed.
 
 One type job per session at a time: the next message waits for it (and is then carried by the
 turn the typed prompt starts, or typed once Claude is back at its prompt). A crash between the
@@ -17,9 +19,12 @@ job gets it then.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import defaultdict
 from collections.abc import Callable
 
+from claude_bridge.control.file_carrier import FileCarrier
+from claude_bridge.control.messages import attributed
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.runners import Runners
@@ -49,9 +54,11 @@ class RunnerTyping:
         parts: Parts,
         runners: Runners,
         responder: Responder,
+        files: FileCarrier,
         on_delivered: Callable[[], None],
     ) -> None:
         self.p = parts
+        self.files = files
         self.runners = runners
         self.responder = responder
         self.on_delivered = on_delivered
@@ -119,17 +126,31 @@ class RunnerTyping:
             if not queued:
                 return False
             message = queued[0]
-            if message.file_name or message.from_thread or not runner.accepts(message.sender):
-                return False  # files and hand-offs go the usual way; so does a sender it refuses
+            if message.from_thread or not runner.accepts(message.sender):
+                return False  # hand-offs go the usual way; so does a sender it refuses
+            carrier = self.files.carrier(thread.session_id, self.runners.files_root(runner), False)
+            if not await self.files.carriable([message], carrier):
+                return False  # a file this runner can't fetch: it waits (the room is told)
             claimed = await self.p.inbox.claim_through(thread_id, message.id, VIA, None)
             if not claimed:
                 return False  # a hook answer took it first
-            await self._submit(claimed[0], runner.token_name, runner.host)
+            claimed = await self.files.claimed(claimed, carrier)
+            files = FileCarrier.to_fetch(claimed, carrier)
+            await self._submit(claimed[0], runner.token_name, runner.host, files)
         self.on_delivered()
         return True
 
-    async def _submit(self, message: SessionMessage, token_name: str, host: str) -> None:
+    async def _submit(
+        self,
+        message: SessionMessage,
+        token_name: str,
+        host: str,
+        files: list[dict[str, object]] | None = None,
+    ) -> None:
         thread = await self.p.threads.get(message.thread_id)
+        # A file's message tells Claude where it is (``framing.with_file``); a text is typed as
+        # it was written.
+        text = attributed(message) if message.has_file else message.body
         job = RunnerJob(
             id=_job_id(message),
             token_name=token_name,
@@ -138,10 +159,11 @@ class RunnerTyping:
             session_id=thread.session_id if thread else message.thread_id,
             requested_by=message.sender,
             project=thread.project_name if thread else None,
-            text=message.body,
+            text=text,
             room_id=message.room_id,
             origin_room=message.room_id,
             origin_event=message.event_id,
+            files=json.dumps(files) if files else None,
         )
         self._remember(job)
         await self.runners.submit(job)

@@ -71,6 +71,12 @@ class Runners:
         # What each runner last announced, and when it was last seen: the commands and the
         # background waiter ask without a query (the table has the same, for a restart).
         self._known: dict[tuple[str, str], Runner] = {}
+        # Where each runner's host keeps operators' files (its X-Claude-Bridge-Files header):
+        # announced with every poll, so kept in memory only.
+        self._files_roots: dict[tuple[str, str], str] = {}
+
+    def files_root(self, runner: Runner) -> str | None:
+        return self._files_roots.get((runner.token_name, runner.host))
 
     async def load(self) -> None:
         self._known = {(r.token_name, r.host): r for r in await self.store.all()}
@@ -111,8 +117,19 @@ class Runners:
 
     # --- the poll ------------------------------------------------------------------------------
 
-    async def poll(self, token_name: str, poll: Poll, connected: Callable[[], bool]) -> Answer:
+    async def poll(
+        self,
+        token_name: str,
+        poll: Poll,
+        connected: Callable[[], bool],
+        *,
+        files_root: str | None = None,
+    ) -> Answer:
         key = (token_name, poll.host)
+        if files_root is None:
+            self._files_roots.pop(key, None)
+        else:
+            self._files_roots[key] = files_root
         generation = self._newest.get(key, 0) + 1
         self._newest[key] = generation
         self.signals.fire(runner_key(*key))  # an older poll of this runner ends now: 409

@@ -129,7 +129,9 @@ class Control:
             on_delivered=self.receipts.notify,
         )
         self.runners = Runners(RunnerStore(db), RunnerJobStore(db), self.signals)
-        self.typing = RunnerTyping(self.parts, self.runners, self.respond, self.receipts.notify)
+        self.typing = RunnerTyping(
+            self.parts, self.runners, self.respond, carrier, self.receipts.notify
+        )
         self.parts.offer_typing = self.typing.offer
         commands = CommandSet(options.command_prefix)
         info = InfoCommands(self.parts, commands)

@@ -8,6 +8,7 @@ harmless; the bridge never hands one job to another runner.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ EXIT = "exit"
 
 _COLUMNS = (
     "id, token_name, host, kind, project, session_id, prompt, text, requested_by, room_id, "
-    "origin_room, origin_event, state, error, created_at, updated_at"
+    "origin_room, origin_event, state, error, created_at, updated_at, files"
 )
 
 
@@ -44,6 +45,8 @@ class RunnerJob:
     error: str | None = None
     created_at: int = 0
     updated_at: int = 0
+    files: str | None = None
+    """``type``: JSON list of the files the runner fetches before typing ({id, name, path})."""
 
     def wire(self) -> dict[str, Any]:
         """The job as the runner gets it (``openapi.yaml``: RunnerJob)."""
@@ -56,6 +59,7 @@ class RunnerJob:
             "text": self.text,
             "requested_by": self.requested_by,
             "room_id": self.room_id,
+            "files": json.loads(self.files) if self.files else [],
         }
 
     @classmethod
@@ -72,7 +76,7 @@ class RunnerJobStore:
         now = now_ms()
         inserted = await self.db.fetchval(
             f"INSERT INTO runner_jobs ({_COLUMNS}) VALUES "
-            "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) "
+            "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) "
             "ON CONFLICT DO NOTHING RETURNING id",
             job.id,
             job.token_name,
@@ -90,6 +94,7 @@ class RunnerJobStore:
             job.error,
             now,
             now,
+            job.files,
         )
         return inserted is not None
 

@@ -29,6 +29,7 @@ class Poller:
         self.projects = ["api", "web"] if projects is None else projects
         self.accept_from = accept_from
         self.sessions: list[dict[str, Any]] = []
+        self.headers: dict[str, str] = {}
         self.http = aiohttp.ClientSession()
 
     def body(self, **fields: Any) -> dict[str, Any]:
@@ -48,7 +49,7 @@ class Poller:
         self, body: Any, *, token: str | None = None, data: bytes | None = None
     ) -> tuple[int, Any]:
         tok = self.token if token is None else token
-        headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+        headers = {**self.headers, **({"Authorization": f"Bearer {tok}"} if tok else {})}
         kwargs: dict[str, Any] = {"data": data} if data is not None else {"json": body}
         async with self.http.post(self.url + POLL, headers=headers, **kwargs) as resp:
             return resp.status, await resp.json(content_type=None)
@@ -61,6 +62,12 @@ class Poller:
 
     async def settle(self, job: dict[str, Any], ok: bool = True, error: str | None = None) -> None:
         await self.poll(results=[{"job_id": job["id"], "ok": ok, "error": error}])
+
+    async def fetch(self, path: str) -> tuple[int, bytes]:
+        """GET a path of the bridge with the runner's token (a file a job names)."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with self.http.get(self.url + path, headers=headers) as resp:
+            return resp.status, await resp.read()
 
     async def close(self) -> None:
         await self.http.close()

@@ -54,18 +54,25 @@ async def states(bridge: Bridge, session: str) -> list[tuple[str, str | None]]:
     return [(r["state"], r["delivered_via"]) for r in rows]
 
 
+async def idle_runner_session(
+    stack: Stack, bridge: Bridge, poller: Poller, hooks: HookPoster
+) -> tuple[str, str, str]:
+    """An admin's ``new``, started by the runner and sitting at its prompt: (session, room,
+    ghost)."""
+    job, room = await started(stack, bridge, poller, await bot_chat(stack.users["admin"]))
+    session = job["session_id"]
+    poller.sessions = [running(job)]
+    await poller.settle(job)
+    for name in ("SessionStart", "Stop"):
+        assert (await hooks.post(hook_payload(name, session)))[0] == 200
+    return session, room, f"@claude-{session}:localhost"
+
+
 async def test_a_message_to_an_idle_runner_session_is_typed_once(
     stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
 ) -> None:
     admin, alice = stack.users["admin"], stack.users["alice"]
-    job, room = await started(stack, launching, poller, await bot_chat(admin))
-    session = job["session_id"]
-    ghost = f"@claude-{session}:localhost"
-    poller.sessions = [running(job)]
-    await poller.settle(job)
-    # The session started and sits at its prompt.
-    for name in ("SessionStart", "Stop"):
-        assert (await hooks.post(hook_payload(name, session)))[0] == 200
+    session, room, ghost = await idle_runner_session(stack, launching, poller, hooks)
 
     key = f"thread:{session}"
     waiter = asyncio.create_task(wait_once(stack, session, 4))
@@ -130,13 +137,8 @@ async def test_mid_turn_messages_go_by_the_hook_answers(
 async def test_a_message_written_while_the_runner_was_away_is_typed_when_it_polls(
     stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
 ) -> None:
-    admin, alice = stack.users["admin"], stack.users["alice"]
-    job, room = await started(stack, launching, poller, await bot_chat(admin))
-    session = job["session_id"]
-    poller.sessions = [running(job)]
-    await poller.settle(job)
-    for name in ("SessionStart", "Stop"):
-        assert (await hooks.post(hook_payload(name, session)))[0] == 200
+    alice = stack.users["alice"]
+    session, room, _ = await idle_runner_session(stack, launching, poller, hooks)
     runners = launching.control.runners
 
     async def offline() -> bool:
@@ -151,4 +153,32 @@ async def test_a_message_written_while_the_runner_was_away_is_typed_when_it_poll
     await _until(queued, "the message queued, not typed: no runner to type it")
     jobs = await poller.poll(wait=20)  # back: the poll hands it over
     assert [(j["kind"], j["text"]) for j in jobs] == [("type", "are you there?")]
+    assert await states(launching, session) == [("delivered", "runner")]
+
+
+async def test_a_file_goes_with_its_type_job_only_to_a_runner_that_keeps_files(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    from tests.e2e.test_attachments import png, reply_to, send_file
+
+    alice = stack.users["alice"]
+    session, room, ghost = await idle_runner_session(stack, launching, poller, hooks)
+    # This runner keeps no files: the file waits, and the room is told why.
+    image = png()
+    sent = await send_file(alice, room, image, "plot.png")
+    note = await reply_to(alice, room, ghost, sent)
+    assert "waits" in note
+    assert await poller.poll() == []
+    assert await states(launching, session) == [("queued", None)]
+
+    # It says where its host keeps them: the next poll hands the file over with the job.
+    poller.headers = {"X-Claude-Bridge-Files": "/home/me/.cache/claude-bridge/attachments"}
+    jobs = await poller.poll(wait=20)
+    assert [j["kind"] for j in jobs] == ["type"]
+    [entry] = jobs[0]["files"]
+    assert entry["name"] == "plot.png"
+    assert entry["path"].startswith(f"/home/me/.cache/claude-bridge/attachments/{session}/")
+    assert entry["path"] in jobs[0]["text"] and ALICE in jobs[0]["text"]
+    fetched = f"/claude/v1/sessions/{session}/attachments/{entry['id']}"
+    assert await poller.fetch(fetched) == (200, image)
     assert await states(launching, session) == [("delivered", "runner")]
