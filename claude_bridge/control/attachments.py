@@ -35,7 +35,8 @@ log = get_logger("attachments")
 
 MIMETYPE = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 OCTETS = "application/octet-stream"
-TRIES = 3
+TRIES = 2
+"""Downloads run on the inbound worker (Matrix events wait meanwhile): one retry only."""
 BACKOFF = 0.5
 
 
