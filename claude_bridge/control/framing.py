@@ -12,6 +12,8 @@ own lines (user ids, thread ids) are cut to one printable line.
 
 from __future__ import annotations
 
+import unicodedata
+
 QUOTE = ">"
 # How the bridge's own lines begin: no line of quoted text can begin like these.
 ATTRIBUTIONS = ("Message from ", "Hand-off from ", "Denied by ", "[… cut:", "[claude-bridge: ")
@@ -64,3 +66,38 @@ def denial(by: str, reason: str | None) -> str:
 
 def cut_marker(missing: int) -> str:
     return f"[… cut: {missing} more characters were sent in Matrix]"
+
+
+# --- text typed into a terminal (a host runner's tmux pane) ------------------------------------
+
+PROMPT_COMMANDS = "/!#&"
+"""What Claude Code's prompt does not send to the model when a submitted text starts with it
+(after any blank): ``/`` a slash command (``/exit``, ``/permissions`` …), ``!`` a shell command
+run at once with no permission asked, ``#`` and ``&`` other input modes. Checked with the real
+CLI: a pasted ``/exit`` or ``!touch x`` followed by Enter runs, leading blanks or not."""
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe to paste into a terminal program: line breaks as ``\\n``, tabs kept, every
+    other control character (C0, DEL, C1: ``ESC [201~`` would end a bracketed paste early and
+    type the rest as keys) replaced by U+FFFD."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(c if c in "\n\t" or unicodedata.category(c) != "Cc" else "\ufffd" for c in text)
+
+
+def prompt_command(text: str) -> str | None:
+    """The character that makes Claude Code's prompt treat ``text`` as a command rather than a
+    message (``PROMPT_COMMANDS``), after blanks and invisible characters; None for a message."""
+    for c in text:
+        if c.isspace() or unicodedata.category(c)[0] in "ZC":
+            continue
+        return c if c in PROMPT_COMMANDS else None
+    return None
+
+
+def typed_prompt(sender: str, body: str) -> str:
+    """A person's message as it is typed into a runner session's prompt: their words as a user
+    turn, unless they start like a command (``prompt_command``), which is then framed like any
+    other path's message so that it reaches Claude as words, never as a command."""
+    text = terminal_text(body)
+    return from_person(sender, text) if prompt_command(text) else text

@@ -23,6 +23,7 @@ from claude_bridge.control.commands import (
     CommandSet,
     Reply,
 )
+from claude_bridge.control.framing import prompt_command
 from claude_bridge.control.info_commands import InfoCommands, ago, clock, link
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.runner_rooms import RunnerRooms, attach_hint
@@ -179,6 +180,11 @@ class RunnerCommands:
             raise CommandError("What should Claude do? Usage: `new PROJECT [on HOST] PROMPT`")
         if len(prompt) > MAX_PROMPT:
             raise CommandError(f"The prompt is longer than {MAX_PROMPT} characters.")
+        if command := prompt_command(prompt):
+            raise CommandError(
+                f"The prompt starts with `{command}`, which Claude Code runs as a command (`/`) "
+                "or a shell command (`!`) instead of sending it to Claude. Start it with a word."
+            )
         self._may_launch(caller, project, "new")
         runner = self._pick(project, host)
         self._usable(runner, caller)
@@ -285,6 +291,8 @@ class RunnerCommands:
             )
             for s in r.sessions:
                 thread = await self.p.threads.get(thread_id_for(s.session_id))
+                if thread is not None and thread.token_name != r.token_name:
+                    thread = None  # another token's session: this runner does not run it
                 shown = link(thread) if thread is not None else f"`{s.session_id[:8]}`"
                 lines.append(f"  - {shown} · `{s.project}` · {s.state} · `tmux attach -t {s.tmux}`")
         return Reply("\n".join(lines))

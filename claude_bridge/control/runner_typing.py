@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from claude_bridge.control.file_carrier import FileCarrier
+from claude_bridge.control.framing import typed_prompt
 from claude_bridge.control.messages import attributed
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.responder import Responder
@@ -149,8 +150,11 @@ class RunnerTyping:
     ) -> None:
         thread = await self.p.threads.get(message.thread_id)
         # A file's message tells Claude where it is (``framing.with_file``); a text is typed as
-        # it was written.
-        text = attributed(message) if message.has_file else message.body
+        # it was written, unless it starts with `/` or `!`: Claude Code would run it as a slash
+        # command or a shell command (no permission asked), so it is framed.
+        text = (
+            attributed(message) if message.has_file else typed_prompt(message.sender, message.body)
+        )
         job = RunnerJob(
             id=_job_id(message),
             token_name=token_name,

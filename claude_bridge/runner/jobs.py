@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from claude_bridge.control.framing import prompt_command, terminal_text
 from claude_bridge.log import get_logger
 from claude_bridge.runner import launch
 from claude_bridge.runner.config import RunnerConfig, check_project_name
@@ -35,6 +36,10 @@ log = get_logger(__name__)
 KINDS = ("new", "resume", "interrupt", "end", "type")
 JOB_ID = re.compile(r"[A-Za-z0-9_.:=+-]{1,128}")
 PASTE_SHOWN_TIMEOUT = 3.0
+_COMMAND = (
+    "the text starts with {char!r}, which Claude Code's prompt runs as a command (`/`) or a "
+    "shell command (`!`) instead of sending it to Claude: not typed"
+)
 
 
 class Refused(Exception):
@@ -162,6 +167,8 @@ class Executor:
             argv += ["--settings", str(self.settings_file)]
         prompt = job.get("prompt")
         if not resume and isinstance(prompt, str) and prompt.strip():
+            if command := prompt_command(prompt):
+                raise Refused(_COMMAND.format(char=command))
             argv += ["--", prompt]
         status_file = self.sessions.status_file(session_id)
         if status_file is not None:
@@ -206,6 +213,13 @@ class Executor:
             replaced = await step(job, live)
             if replaced is not None:
                 text = replaced
+        # The pane is a terminal: an escape sequence in the text (``ESC [201~`` ends the
+        # bracketed paste) would type the rest as keys, and a prompt that starts with ``/`` or
+        # ``!`` runs as Claude Code's command or as a shell command with no permission asked.
+        # The bridge frames such a message (``framing.typed_prompt``); this host checks again.
+        text = terminal_text(text)
+        if command := prompt_command(text):
+            raise Refused(_COMMAND.format(char=command))
         before = await self.tmux.capture(live.pane_id, 200)
         await self.tmux.paste(live.pane_id, text, f"cb-{job['id']}"[:100])
         for _ in range(int(PASTE_SHOWN_TIMEOUT / 0.05)):

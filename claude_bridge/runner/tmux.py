@@ -17,6 +17,8 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
+from claude_bridge.control.framing import terminal_text
+
 SESSION_OPTION = "@claude-bridge-session"
 PROJECT_OPTION = "@claude-bridge-project"
 JOB_OPTION = "@claude-bridge-job"
@@ -209,9 +211,11 @@ class Tmux:
 
     async def paste(self, pane_id: str, text: str, buffer: str) -> None:
         """``text`` into the pane as one bracketed paste (the program sees a paste, not keys:
-        a line break in it does not submit). The buffer is deleted after the paste."""
+        a line break in it does not submit). The buffer is deleted after the paste. Control
+        characters are replaced (``terminal_text``): tmux pastes bytes as they are, and an
+        ``ESC [201~`` in them would end the paste and type the rest as keys."""
         _check_safe(buffer)
-        await self.run("load-buffer", "-b", buffer, "-", stdin=text.encode())
+        await self.run("load-buffer", "-b", buffer, "-", stdin=terminal_text(text).encode())
         await self.run("paste-buffer", "-p", "-d", "-r", "-b", buffer, "-t", pane_id)
 
     async def send_keys(self, pane_id: str, *keys: str) -> None:
