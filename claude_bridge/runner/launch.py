@@ -64,6 +64,7 @@ def main(argv: list[str]) -> int:
         except InterruptedError:
             continue
     code = os.waitstatus_to_exitcode(status)
+    code = code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
     # tmux does not always record a dead pane's status (3.3a misses about one in twenty):
     # the runner reads it here
     status_file = spec.get("status_file")
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> int:
                 json.dump({"status": code}, f)
         except OSError:
             pass
-    return code if code >= 0 else 128 - code
+    return code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ operator.
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -135,6 +136,10 @@ async def test_interrupt_stops_a_streamed_answer_mid_turn(
         "SELECT state, error FROM runner_jobs WHERE kind='interrupt' AND session_id=$1", session
     )
     assert job is not None and (job["state"], job["error"]) == ("done", None)
+
+
+def _first_child(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
 
 
 async def _set(event: Any) -> bool:
@@ -303,3 +308,24 @@ async def test_a_prompt_that_looks_like_flags_stays_a_prompt(
     assert not (runner.claude.project / "pwned").exists()
     screen = await runner.screen(session)
     assert "bypass permissions" not in screen.lower()
+
+
+async def test_a_crashed_session_is_reported_in_its_room(
+    stack: Stack, bridge: Bridge, runner: HostRunner
+) -> None:
+    admin = stack.users["admin"]
+    session, room = await launch(stack, bridge, runner, "hello before the crash")
+    await shows(admin, room, session, PLAIN_REPLY)
+    (pane,) = await runner.panes()
+    assert pane.pid is not None
+    os.kill(_first_child(pane.pid), signal.SIGKILL)  # Claude Code, under the runner's launcher
+    notice = await shows(admin, room, session, "exited on `laptop`")
+    text = body(notice)
+    assert "status 137" in text, text  # killed by signal 9
+    assert len(text.splitlines()) > 1  # and the pane's last lines
+
+    async def ended() -> bool:
+        thread = await bridge.threads.for_session(session)
+        return thread is not None and thread.status == "ended" and not await runner.panes()
+
+    await _until(ended, "the room marked ended and the pane closed")

@@ -14,8 +14,8 @@ import pytest
 from claude_bridge.installer import claude_version, default_hook_command, desired_hooks, reconcile
 from claude_bridge.runner.config import RunnerConfig
 from claude_bridge.runner.jobs import Executor
-from claude_bridge.runner.journal import INTERRUPTED
-from claude_bridge.runner.service import write_hooks_settings
+from claude_bridge.runner.journal import INTERRUPTED, lock_state_dir
+from claude_bridge.runner.service import run_runner, write_hooks_settings
 from claude_bridge.runner.tmux import Tmux
 from tests.unit.runner.conftest import eventually, screen
 
@@ -213,3 +213,18 @@ def test_the_hooks_file_is_what_install_hooks_writes(config: RunnerConfig) -> No
     assert all(isinstance(groups, list) for groups in written["hooks"].values())
     assert config.token not in path.read_text()  # the hooks read it from the environment
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_the_runner_stops_at_start_without_tmux_or_with_its_state_in_use(
+    config: RunnerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.tmux = str(tmp_path / "no-tmux")
+    assert await run_runner(config) == 1
+    assert "tmux not found" in capsys.readouterr().out
+    config.tmux = "tmux"
+    held = lock_state_dir(config.state_dir)
+    try:
+        assert await run_runner(config) == 1
+        assert "another runner is using" in capsys.readouterr().out
+    finally:
+        held.close()
