@@ -8,7 +8,9 @@ Claude Code 2.1.332 sends the image itself (base64) in two shapes, recorded from
   resized image, ``displayWidth`` × ``displayHeight``);
 - an MCP tool's image content: ``tool_response`` is a list of Anthropic content blocks, an image
   being ``{"type": "image", "source": {"type": "base64", "media_type": …, "data": …}}``;
-- a Bash command that printed an image as a data URI: ``isImage: true`` and ``stdout`` the URI.
+- a Bash command that printed an image as a data URI: ``isImage: true`` and ``stdout`` the URI;
+- a Read of a notebook: ``file.cells[i].outputs[j].image`` with ``image_data`` and
+  ``media_type``.
 
 The bridge never reads an image from a path (docs/mirroring.md, Images). Width and height
 are read from the image's own header (PNG, JPEG, GIF, WebP), which is what a client will show;
@@ -59,6 +61,8 @@ def encoded_images(response: Any) -> list[tuple[list[Any], str]]:
         if isinstance(file, dict) and isinstance(file.get("base64"), str):
             declared = file.get("type")
             found.append((["file", "base64"], declared if isinstance(declared, str) else ""))
+        elif isinstance(file, dict) and isinstance(file.get("cells"), list):
+            found += _notebook_images(file["cells"])
     elif isinstance(response, list):
         for index, block in enumerate(response):
             if not isinstance(block, dict) or block.get("type") != "image":
@@ -71,6 +75,20 @@ def encoded_images(response: Any) -> list[tuple[list[Any], str]]:
             elif isinstance(block.get("data"), str):  # MCP's own shape, should a version pass it
                 declared = block.get("mimeType")
                 found.append(([index, "data"], declared if isinstance(declared, str) else ""))
+    return found
+
+
+def _notebook_images(cells: list[Any]) -> list[tuple[list[Any], str]]:
+    """A notebook's image outputs (a Read of an ``.ipynb``): ``cells[i].outputs[j].image``."""
+    found: list[tuple[list[Any], str]] = []
+    for i, cell in enumerate(cells):
+        outputs = cell.get("outputs") if isinstance(cell, dict) else None
+        for j, output in enumerate(outputs if isinstance(outputs, list) else []):
+            image = output.get("image") if isinstance(output, dict) else None
+            if isinstance(image, dict) and isinstance(image.get("image_data"), str):
+                declared = image.get("media_type")
+                path = ["file", "cells", i, "outputs", j, "image", "image_data"]
+                found.append((path, declared if isinstance(declared, str) else ""))
     return found
 
 
@@ -122,7 +140,10 @@ def _filename(tool_name: str, tool_input: dict[str, Any], mimetype: str, number:
         # The CLI may send another format than the file's (a large PNG comes as a JPEG).
         stem, ext = posixpath.splitext(posixpath.basename(path))
         same = ext.lower().lstrip(".") in (_EXTENSIONS[mimetype], mimetype.split("/")[1])
-        return f"{stem}{ext}" if same else f"{stem or 'image'}.{_EXTENSIONS[mimetype]}"
+        if same:
+            return f"{stem}{ext}"
+        suffix = f"-{number}" if number > 1 else ""  # a notebook's second plot
+        return f"{stem or 'image'}{suffix}.{_EXTENSIONS[mimetype]}"
     stem = tool_name.rsplit("__", 1)[-1].lower()
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-")[:40] or "image"
     suffix = f"-{number}" if number > 1 else ""

@@ -113,7 +113,10 @@ def render_post_tool_use(event: PostToolUse, env: Env) -> list[OutboundMessage]:
         return out
     images = _images(event, env)
     shown = tool_output(event, env)
-    if shown is not None and not (images and event.tool_name == "Read"):
+    image_read = (
+        isinstance(event.tool_response, dict) and event.tool_response.get("type") == "image"
+    )
+    if shown is not None and not (images and image_read):
         # A Read of an image says only "🖼️ image/png, 64×48": the image itself says more.
         text, frame, kind = shown
         out += _reply(event, env, text, frame, kind, after_line=bool(out))

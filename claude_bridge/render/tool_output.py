@@ -107,6 +107,8 @@ def _read(tool_input: dict[str, Any], response: Any) -> Shown | None:
         return None
     if isinstance(file.get("base64"), str):
         return _image(file), Frame(style="plain"), "output"
+    if isinstance(file.get("cells"), list):
+        return _notebook(file["cells"])
     content = file.get("content")
     if not isinstance(content, str):
         return None
@@ -142,3 +144,26 @@ def _image(file: dict[str, Any]) -> str:
         if isinstance(w, int) and isinstance(h, int):
             size = f", {w}×{h}"
     return f"🖼️ {kind}{size}"
+
+
+def _notebook(cells: list[Any]) -> Shown:
+    """A notebook's cells: each one's source, then its outputs' text; an image output as a note
+    (the image itself is posted beside it, render/images.py)."""
+    parts = []
+    for number, cell in enumerate(cells, start=1):
+        if not isinstance(cell, dict):
+            continue
+        kind = cell.get("cellType") if isinstance(cell.get("cellType"), str) else "cell"
+        source = cell.get("source") if isinstance(cell.get("source"), str) else ""
+        lines = [f"# [{number}] {kind}", source]
+        outputs = cell.get("outputs")
+        for output in outputs if isinstance(outputs, list) else []:
+            if not isinstance(output, dict):
+                continue
+            if isinstance(output.get("text"), str) and output["text"]:
+                lines.append(output["text"])
+            image = output.get("image")
+            if isinstance(image, dict):
+                lines.append(f"🖼️ {image.get('media_type') or 'image'}")
+        parts.append("\n".join(line for line in lines if line))
+    return "\n\n".join(parts) or "(empty)", Frame(style="plain"), "output"

@@ -134,6 +134,20 @@ def test_a_bash_data_uri_image_is_an_image_not_text() -> None:
         assert only.content["msgtype"] == "m.notice"
 
 
+def test_a_notebooks_plots_are_images_after_its_cells_as_text() -> None:
+    data = payload("Read.ipynb")
+    text, image = render(data)
+    assert text.content["body"] == "# [1] code\nplot()\n<Figure>\n🖼️ image/png"
+    assert "iVBOR" not in json.dumps(text.content)
+    assert image.content["body"] == "nb.png" and image.attachment is not None
+    output = data["tool_response"]["file"]["cells"][0]["outputs"][0]["image"]
+    assert image.attachment.data == base64.b64decode(output["image_data"])
+    cells = data["tool_response"]["file"]["cells"]
+    data["tool_response"]["file"]["cells"] = [cells[0], cells[0]]
+    names = [m.content["body"] for m in render(data)[1:]]
+    assert names == ["nb.png", "nb-2.png"]
+
+
 def test_inline_output_puts_the_image_in_the_timeline_and_off_shows_none() -> None:
     (msg,) = render(payload("Read.png"), tool_output="inline")
     assert msg.thread_root is None and msg.content["msgtype"] == "m.image"
