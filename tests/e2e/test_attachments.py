@@ -24,6 +24,8 @@ import pytest
 
 from claude_bridge.app import Bridge
 from claude_bridge.control import file_carrier
+from claude_bridge.matrix import media
+from claude_bridge.matrix.client import MatrixError
 from claude_bridge.store.database import now_ms
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
 from tests.e2e.test_control import (
@@ -416,3 +418,22 @@ async def test_a_sessions_files_are_capped_in_total(
     third = await send_file(alice, room, image, "three.png")
     assert "would take this session's files past" in await reply_to(alice, room, ghost, third)
     assert await bridge.control.parts.inbox.count_queued(session.lower()) == 2
+
+
+async def test_downloads_go_through_the_authenticated_media_api(
+    stack: Stack, bridge: Bridge
+) -> None:
+    alice = stack.users["alice"]
+    image = png(2, 2)
+    url = await upload(alice, image, "a.png", "image/png")
+    server, media_id = media.split_mxc(url)
+    path = media.AUTHENTICATED.format(server=server, media=media_id)
+    assert (await media._get(bridge.client, path, 1000))[0] == image  # v1 itself, as the bot
+    assert (await media.download(bridge.client, url, 1000))[0] == image
+    with pytest.raises(media.TooLarge):
+        await media.download(bridge.client, url, len(image) - 1)
+    with pytest.raises(MatrixError) as missing:
+        await media.download(bridge.client, f"mxc://{server}/NoSuchMedia", 1000)
+    assert missing.value.status == 404
+    with pytest.raises(media.BadMediaURL):
+        await media.download(bridge.client, "https://example.org/a.png", 1000)
