@@ -32,6 +32,10 @@ SHOWN_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 SELF_THUMBNAIL_MAX = 800
 """An image no wider or taller than this is its own thumbnail (``thumbnail_url`` = ``url``);
 for a larger one, clients ask the media repository, which scales it (Synapse's thumbnailer)."""
+MAX_PICTURES = 8
+"""Images posted for one tool call, at most. A hook body of 1 MiB can hold ten thousand tiny
+images (an MCP tool's answer), each an upload and a message that pings the room; the rest are
+counted in one line (``left_out``)."""
 _DATA_URI = re.compile(r"\s*data:(image/[\w.+-]+);base64,[A-Za-z0-9+/=]+\s*")
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
 
@@ -116,6 +120,8 @@ def pictures(tool_name: str, tool_input: dict[str, Any], response: Any) -> list[
     unknown format or one whose bytes disagree with no known header are left out."""
     out: list[Picture] = []
     for number, (path, declared) in enumerate(encoded_images(response), start=1):
+        if len(out) == MAX_PICTURES:
+            break
         encoded = str(_at(response, path))
         if encoded.startswith("data:"):
             encoded = encoded.split(",", 1)[1].strip()
@@ -132,6 +138,11 @@ def pictures(tool_name: str, tool_input: dict[str, Any], response: Any) -> list[
         name = _filename(tool_name, tool_input, mimetype, number)
         out.append(Picture(data, mimetype, width, height, name))
     return out
+
+
+def left_out(response: Any, shown: int) -> int:
+    """How many images of the response were not looked at, past ``MAX_PICTURES`` shown."""
+    return len(encoded_images(response)) - shown if shown >= MAX_PICTURES else 0
 
 
 def _filename(tool_name: str, tool_input: dict[str, Any], mimetype: str, number: int) -> str:

@@ -27,7 +27,7 @@ from claude_bridge.events.models import (
 )
 from claude_bridge.render.blocks import Frame, long_text
 from claude_bridge.render.content import Env, message, project_dir, speaker
-from claude_bridge.render.images import image_content, pictures
+from claude_bridge.render.images import MAX_PICTURES, image_content, left_out, pictures
 from claude_bridge.render.messages import Attachment, OutboundMessage
 from claude_bridge.render.registry import renders
 from claude_bridge.render.text import esc, first_line
@@ -140,6 +140,16 @@ def _images(event: PostToolUse, env: Env) -> list[OutboundMessage]:
                 sender_displayname=displayname,
                 thread_root=root,
                 attachment=attachment,
+            )
+        )
+    if more := left_out(event.tool_response, len(out)):
+        note = f"🖼️ {more} more images of this call not shown (at most {MAX_PICTURES} a call)"
+        out.append(
+            OutboundMessage(
+                content=message(note),
+                sender=sender,
+                sender_displayname=displayname,
+                thread_root=root,
             )
         )
     return out
