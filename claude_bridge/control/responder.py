@@ -88,6 +88,11 @@ class Responder:
         busy, at = self._activity.get(thread_id, (False, 0.0))
         return not busy or time.monotonic() - at >= self.options.idle_after
 
+    def interrupted(self, thread_id: str) -> None:
+        """The turn was interrupted (a runner sent Escape): Claude Code fires no Stop for that,
+        but the session is at its prompt now."""
+        self._activity[thread_id] = (False, time.monotonic())
+
     async def _respond(self, event: HookEvent, thread: Thread, call: HookCall) -> dict[str, Any]:
         if call.replayed:
             return {}  # a spooled event from the past: its answer goes nowhere

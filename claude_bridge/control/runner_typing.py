@@ -66,6 +66,15 @@ class RunnerTyping:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._typed: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
         runners.on_polled = self.poke
+        runners.on_done = self.done
+
+    async def done(self, job: RunnerJob) -> None:
+        """An interrupt went through: the session is at its prompt (no Stop says so), and what
+        waits for it is typed now rather than at its next hook."""
+        if job.kind == "interrupt":
+            thread_id = thread_id_for(job.session_id)
+            self.responder.interrupted(thread_id)
+            await self.offer(thread_id)
 
     async def poke(self, runner: Runner) -> None:
         """A runner polled: its idle sessions get what waited for them (a message written while

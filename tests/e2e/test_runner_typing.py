@@ -16,7 +16,7 @@ import pytest
 from claude_bridge.app import Bridge
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
 from tests.e2e.runner_poller import Poller
-from tests.e2e.test_control import delivered_mark
+from tests.e2e.test_control import command, delivered_mark
 from tests.e2e.test_foundation import _until
 from tests.e2e.test_runner_commands import LAUNCH, bot_chat, running, started
 
@@ -181,4 +181,30 @@ async def test_a_file_goes_with_its_type_job_only_to_a_runner_that_keeps_files(
     assert entry["path"] in jobs[0]["text"] and ALICE in jobs[0]["text"]
     fetched = f"/claude/v1/sessions/{session}/attachments/{entry['id']}"
     assert await poller.fetch(fetched) == (200, image)
+    assert await states(launching, session) == [("delivered", "runner")]
+
+
+async def test_after_an_interrupt_what_waited_is_typed(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    """An interrupt ends the turn without a Stop hook: once the runner says it went through, a
+    message written during the turn is typed, not left for a hook that may never come."""
+    alice = stack.users["alice"]
+    session, room, ghost = await idle_runner_session(stack, launching, poller, hooks)
+    payload = hook_payload("UserPromptSubmit", session, prompt="write a long essay")
+    assert (await hooks.post(payload))[0] == 200  # Claude is working
+    await alice.send_text(room, "stop, do the short version")
+
+    async def queued() -> bool:
+        return await states(launching, session) == [("queued", None)]
+
+    await _until(queued, "the message queued")
+    said = await command(alice, room, ghost, "!claude interrupt")
+    assert "Interrupting" in said
+    [interrupt] = await poller.poll()
+    assert interrupt["kind"] == "interrupt"
+    jobs = await poller.poll(results=[{"job_id": interrupt["id"], "ok": True}], wait=20)
+    if not jobs:  # the type job may come with the next answer
+        jobs = await poller.poll(wait=20)
+    assert [(j["kind"], j["text"]) for j in jobs] == [("type", "stop, do the short version")]
     assert await states(launching, session) == [("delivered", "runner")]
