@@ -46,6 +46,7 @@ log = get_logger("waiter")
 
 WAIT_PATH = "/claude/v1/sessions/{session_id}/wait"
 BUSY_RECHECK = 1.0
+OWNERS_KEPT = 100_000
 
 
 class Waiter:
@@ -75,6 +76,13 @@ class Waiter:
         self.runner_typed = runner_typed
         self._newest: dict[str, int] = {}
         self._polling: dict[str, int] = {}
+        # session id → (thread id, session id, owning token) of waiters let in: a waiter polls
+        # again every few minutes, and 10,000 of them reading the thread row each time was
+        # most of an idle bridge's CPU. A thread's id and session id never change, and its
+        # owner only when a renamed token's threads move to the new name, at start-up
+        # (``ownership.settle_owners``), before the first poll. Another token still goes to the
+        # database, and gets its 403.
+        self._owned: dict[str, tuple[str, str, str]] = {}
 
     def waiting(self, thread_id: str) -> bool:
         """Whether a waiter of the thread is long-polling right now."""
@@ -86,9 +94,18 @@ class Waiter:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         token = self.token_name(request)
-        thread = await owned_session(request, token, self.threads, "wait for its messages")
-        if isinstance(thread, web.Response):
-            return thread
+        session = request.match_info["session_id"]
+        known = self._owned.get(session)
+        if token is not None and known is not None and known[2] == token:
+            thread_id, session_id = known[0], known[1]
+        else:
+            thread = await owned_session(request, token, self.threads, "wait for its messages")
+            if isinstance(thread, web.Response):
+                return thread
+            thread_id, session_id = thread.id, thread.session_id
+            if len(self._owned) >= OWNERS_KEPT:
+                self._owned.clear()
+            self._owned[session] = (thread_id, session_id, str(token))
         try:
             timeout = float(request.query.get("timeout", self.options.max_wait))
             since = int(request.query.get("since", "0"))
@@ -97,11 +114,11 @@ class Waiter:
         except ValueError:
             return _error(400, "timeout and since must be (finite) numbers")
         timeout = min(timeout, self.options.max_wait)
-        if since < self._newest.get(thread.id, 0):
+        if since < self._newest.get(thread_id, 0):
             return _error(410, "a newer waiter of this session took over")
-        if since > self._newest.get(thread.id, 0):
-            self._newest[thread.id] = since
-            self.signals.fire(thread_key(thread.id))  # an older waiter's poll ends now
+        if since > self._newest.get(thread_id, 0):
+            self._newest[thread_id] = since
+            self.signals.fire(thread_key(thread_id))  # an older waiter's poll ends now
 
         connected = connection_check(request.transport)
 
@@ -112,16 +129,16 @@ class Waiter:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         carrier = self.queue.files.carrier(
-            thread.session_id, request.headers.get(FILES_HEADER), self.is_local(token)
+            session_id, request.headers.get(FILES_HEADER), self.is_local(token)
         )
-        self._polling[thread.id] = self._polling.get(thread.id, 0) + 1
+        self._polling[thread_id] = self._polling.get(thread_id, 0) + 1
         try:
-            return await self._poll(thread.id, since, deadline, connected, carrier)
+            return await self._poll(thread_id, since, deadline, connected, carrier)
         finally:
             self.connections.give_back()
-            self._polling[thread.id] -= 1
-            if not self._polling[thread.id]:
-                del self._polling[thread.id]
+            self._polling[thread_id] -= 1
+            if not self._polling[thread_id]:
+                del self._polling[thread_id]
 
     async def _poll(
         self,

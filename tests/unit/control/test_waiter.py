@@ -77,6 +77,15 @@ async def test_refuses_strangers(served: Served) -> None:
     assert (await served.wait(timeout="soon"))[0] == 400
 
 
+async def test_after_its_owner_polled_another_token_is_still_refused(served: Served) -> None:
+    # The owner's poll is remembered (no thread row read per poll); nobody else's is let in.
+    assert (await served.wait(timeout=0, since=1))[0] == 204
+    assert (await served.wait(timeout=0, since=1))[0] == 204
+    assert (await served.wait(token="other-secret", timeout=0, since=2))[0] == 403
+    assert (await served.wait(token="", timeout=0))[0] == 401
+    assert (await served.wait(timeout=0, since=1))[0] == 204  # and no newer waiter was recorded
+
+
 async def test_an_idle_session_gets_its_messages(served: Served) -> None:
     await served.env.hook("Stop")  # the turn ended
     poll = asyncio.create_task(served.wait(timeout=30, since=1))
