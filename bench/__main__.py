@@ -15,7 +15,9 @@ and raw and bridge measurements alternate so both see the same machine. About 5�
 
 Benchmarks (``--only`` names): latency, throughput, creation, ack, load, burst, control, shim, scale
 (scale also reports memory; run it last, after the burst, as the full run does). Only when named:
-hold (10,000 idle sessions' waiters and 1,000 approvals held at once; ``bench/hold.py``).
+hold (10,000 idle sessions' waiters and 1,000 approvals held at once; ``bench/hold.py``), curves
+(cost against threads in the store, rooms written at once, held connections, with a PNG beside
+the JSON; ``bench/curves.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from bench.stats import Row, error_row, merge_repeats, na_row
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ["latency", "throughput", "creation", "ack", "load", "burst", "control", "shim", "scale"]
-OPT_IN = ["hold"]  # run only when named in --only
+OPT_IN = ["hold", "curves"]  # run only when named in --only
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ QUICK = Params(
 )  # fmt: skip
 CAPS = {  # seconds per benchmark, set-up included
     "latency": 90, "throughput": 240, "creation": 90, "ack": 360, "load": 420, "burst": 240,
-    "control": 60, "shim": 90, "scale": 150, "hold": 900,
+    "control": 60, "shim": 90, "scale": 150, "hold": 900, "curves": 900,
 }  # fmt: skip
 WAIT = 60.0  # longest wait for any single thing to show up
 ACK50_RATE = 5.0  # events/s per session: "a busy session fires several hook events per second"
@@ -91,6 +93,7 @@ class Run:
         from bench.modes import Modes
 
         self.modes = Modes(stack, stack.options.postgres)
+        self.png: Path | None = None  # where ``curves`` draws its plot
 
     def add(self, *rows: Row) -> None:
         self.rows.extend(rows)
@@ -532,6 +535,14 @@ class Run:
                 note=f"peak (VmHWM) {mem['hwm_mb']:.0f} MB; at start {self.raw.get('rss_at_start_mb', 0):.0f} MB"),
         )  # fmt: skip
 
+    async def curves(self) -> None:
+        from bench import curves
+
+        assert self.png is not None
+        rows, raw = await curves.run(self.stack, WAIT, self.png)
+        self.raw["curves"] = raw
+        self.add(*rows)
+
     async def hold(self) -> None:
         from bench import hold
 
@@ -552,6 +563,7 @@ ROW_IDS = {  # for error rows when a benchmark fails before producing its rows
     "shim": [("shim.median", "command shim", "wall time per call")],
     "scale": [("scale.route.p50", "scale", "10,000 threads")],
     "hold": [("hold.msg.p99", "hold", "10,000 waiters held")],
+    "curves": [("curves.store.1000", "cost curves", "1k–100k threads, 1–100 rooms, 1k–10k held")],
 }
 
 
@@ -607,6 +619,7 @@ async def run(args: argparse.Namespace) -> int:
         )
     )
     run_ = Run(stack, params)
+    run_.png = Path(out).with_suffix(".png")
     try:
         await stack.start()
         print(f"stack up in {time.perf_counter() - started:.1f} s (work dir {stack.workdir})")
