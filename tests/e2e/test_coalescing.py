@@ -247,7 +247,7 @@ async def test_a_merged_message_whose_answer_was_lost_is_found_not_sent_again(
     lost: dict[str, str] = {}
 
     def lose_first_answer(name: str) -> None:
-        record = getattr(bridge.outbox, name)
+        record = getattr(bridge.delivery.sent, name)
 
         async def answer_lost(thread_id: str, event_id: str, *args: Any) -> None:
             if name not in lost:  # the merged message is in the room; the bridge never heard
@@ -255,7 +255,7 @@ async def test_a_merged_message_whose_answer_was_lost_is_found_not_sent_again(
                 raise ConnectionError("answer lost")
             await record(thread_id, event_id, *args)
 
-        setattr(bridge.outbox, name, answer_lost)
+        setattr(bridge.delivery.sent, name, answer_lost)
 
     lose_first_answer(lost_call)
     gate.held = True
