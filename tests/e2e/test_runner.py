@@ -329,3 +329,55 @@ async def test_a_crashed_session_is_reported_in_its_room(
         return thread is not None and thread.status == "ended" and not await runner.panes()
 
     await _until(ended, "the room marked ended and the pane closed")
+
+
+async def test_a_runner_killed_while_typing_types_at_most_once(
+    stack: Stack, bridge: Bridge, runner: HostRunner, model: FakeAnthropic
+) -> None:
+    """The runner is frozen as soon as the bridge hands it a type job, killed, and started
+    again: the job comes again, and the message reaches the model once or, if the runner had
+    begun typing, is answered as not repeated — never typed twice."""
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    session, room = await launch(stack, bridge, runner, "hello first")
+    await shows(admin, room, session, PLAIN_REPLY)
+    await alice.wait_for_invite(room)
+    await alice.join(room)
+
+    async def idle() -> bool:
+        return bool(
+            await bridge.db.fetchval(
+                "SELECT 1 FROM hook_event WHERE thread_id=$1 AND event_name='Stop'", session
+            )
+        )
+
+    await _until(idle, "the first turn's Stop")
+    await alice.send_text(room, "just once please")
+
+    async def handed_out() -> bool:
+        state = await bridge.db.fetchval("SELECT state FROM runner_jobs WHERE kind='type'")
+        return state is not None and state != "queued"
+
+    await _until(handed_out, "the type job handed to the runner")
+    assert runner.proc is not None
+    runner.proc.send_signal(signal.SIGSTOP)
+    await runner.kill()
+    await runner.start()
+
+    async def settled() -> str | None:
+        state = await bridge.db.fetchval("SELECT state FROM runner_jobs WHERE kind='type'")
+        return state if state in ("done", "failed") else None
+
+    state = await _until(settled, "the type job settled")
+    if state == "done":
+        await _until(lambda: _typed(model, "just once please"), "the message at the model")
+    prompts = await bridge.db.fetch(
+        "SELECT payload FROM hook_event WHERE thread_id=$1 AND event_name='UserPromptSubmit'",
+        session,
+    )
+    typed = [p["payload"] for p in prompts if "just once please" in p["payload"]]
+    assert len(typed) <= 1  # never twice ("failed": begun, maybe typed, not repeated)
+    assert len(typed) == 1 or state == "failed"
+
+
+async def _typed(model: FakeAnthropic, text: str) -> bool:
+    return any(text in t for t in model.turns())
