@@ -37,6 +37,9 @@ from claude_bridge.store.approvals import PENDING, Approval
 from claude_bridge.store.session_messages import StoredFile
 
 FORWARDED_MSGTYPES = frozenset({"m.text", "m.emote"})
+FILES_GO_TO_THREADS = (
+    "📎 Files reach Claude from a session's own room (`#claude-thread-…`): send it there."
+)
 HINTS_KEPT = 10_000
 OPERATOR = PermissionLevel.OPERATOR
 
@@ -121,6 +124,8 @@ class InboundHandler:
         if isinstance(event, FileMessage):
             if thread is not None and allows(level, OPERATOR):
                 await self._file(event, thread)
+            elif thread is None and level is not None:  # the bot's chat: say where files go
+                await self.replies.send(None, event.room_id, event.event_id, FILES_GO_TO_THREADS)
             return  # a viewer's file stays in the room; a file's caption is never a command
         if level is None or await self._command(event, thread, level):
             return

@@ -437,3 +437,14 @@ async def test_downloads_go_through_the_authenticated_media_api(
     assert missing.value.status == 404
     with pytest.raises(media.BadMediaURL):
         await media.download(bridge.client, "https://example.org/a.png", 1000)
+
+
+async def test_a_file_in_the_bots_chat_is_answered(
+    stack: Stack, bridge: Bridge, hooks: HookPoster
+) -> None:
+    alice, bot = stack.users["alice"], "@claudebot:localhost"
+    dm = await alice.create_room(invite=[bot], is_direct=True)
+    await alice.wait_for(lambda e: e["sender"] == bot and e["type"] == "m.room.message", room_id=dm)
+    sent = await send_file(alice, dm, png(), "where.png")
+    assert "session's own room" in await reply_to(alice, dm, bot, sent)
+    assert await bridge.db.fetchval("SELECT COUNT(*) FROM session_message") == 0
