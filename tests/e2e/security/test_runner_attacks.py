@@ -14,12 +14,15 @@ Postgres, with the minimal poller of ``runner_poller.py`` seeing exactly what a 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from claude_bridge.app import Bridge
 from tests.e2e import test_runner_commands
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
 from tests.e2e.runner_poller import Poller
+from tests.e2e.test_foundation import _until
 from tests.e2e.test_runner_commands import (
     ALICE,
     LAUNCH,
@@ -142,3 +145,36 @@ async def test_another_tokens_runner_announcing_the_session_takes_nothing_over(
         assert "claude-api-evil" in desk and "matrix.to" not in desk and room not in desk
     finally:
         await evil.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="KNOWN GAP (docs/security.md, Known gaps): a runner is its hook token, and the "
+    "sessions it starts get that token in their environment; a newer poll of (token, host) "
+    "wins, so a session's Claude can supersede its own runner",
+)
+async def test_a_sessions_claude_cannot_take_its_runners_place(
+    stack: Stack, launching: Bridge, poller: Poller
+) -> None:
+    """What a prompt-injected Claude in a runner session can run: ``curl -X POST
+    $CLAUDE_BRIDGE_URL/claude/v1/runner/poll -H "Authorization: Bearer $CLAUDE_BRIDGE_TOKEN"
+    -d '{"host": "laptop", "sessions": []}'``. The real runner's open poll is answered 409 and
+    it exits (status 3, which its systemd unit does not restart); the impostor then gets the
+    host's jobs (typed messages for other sessions, new prompts), can settle them unseen and
+    report the host's sessions as exited."""
+    await poller.poll()
+    real = asyncio.create_task(poller.raw(poller.body(wait=20)))
+
+    async def holding() -> bool:
+        return launching.control.signals.holding("runner:laptop:laptop") > 0
+
+    await _until(holding, "the real runner's long-poll")
+    impostor = Poller(poller.url)  # same token, same host name: all the session knows
+    try:
+        status, _ = await impostor.raw(impostor.body(sessions=[]))
+        assert status == 409  # refused while the real runner is online
+        status, _ = await real
+        assert status == 200
+    finally:
+        real.cancel()
+        await impostor.close()
