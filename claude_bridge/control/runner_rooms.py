@@ -108,6 +108,17 @@ class RunnerRooms:
             await self.replies.send(
                 thread, thread.room_id, f"job.{job.id}.room", text, as_reply=False
             )
+        if thread is not None:
+            await self.p.audit.record(thread.id, job.requested_by, "runner job failed", job.id)
+        # A session that never started leaves a room that must not look live (unless the runner
+        # says it runs it after all: it died after starting it).
+        if (
+            job.kind == "new"
+            and thread is not None
+            and thread.room_id is not None
+            and self.runners.running(job.session_id, thread.token_name) is None
+        ):
+            await self.mark_ended(thread)
 
     async def exited(self, runner: Runner, exit_: Exit) -> None:
         """A session of the runner exited: once per launch, a notice in its room with the exit

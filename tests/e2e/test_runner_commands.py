@@ -250,6 +250,12 @@ async def test_a_refused_job_is_told_to_whoever_asked(
     )
     assert "could not do `new` in `api`" in told["content"]["body"]
 
+    async def ended() -> bool:
+        thread = await launching.threads.for_session(job["session_id"])
+        return thread is not None and thread.status == "ended"
+
+    await _until(ended, "the room of the session that never started marked ended")
+
 
 async def test_hosts_lists_the_runners(stack: Stack, launching: Bridge, poller: Poller) -> None:
     admin = stack.users["admin"]
