@@ -136,6 +136,19 @@ async def test_interrupt_stops_a_streamed_answer_mid_turn(
         "SELECT state, error FROM runner_jobs WHERE kind='interrupt' AND session_id=$1", session
     )
     assert job is not None and (job["state"], job["error"]) == ("done", None)
+    # The session is at its prompt again: the next message is typed in as a new turn, after
+    # the cut one.
+    model.release()
+    await admin.send_text(room, "carry on with something short")
+
+    async def next_turn() -> dict[str, Any] | None:
+        return next(
+            (r for r in model.requests if "carry on with something short" in json.dumps(r)), None
+        )
+
+    request = await _until(next_turn, "the next turn's request")
+    assert "interrupted by user" in json.dumps(request["messages"]).lower()
+    await shows(admin, room, session, "carry on with something short")
 
 
 def _first_child(pid: int) -> int:
