@@ -195,6 +195,14 @@ def read_confined(root: str, relative: str, max_bytes: int) -> bytes:
     parts = [p for p in relative.split("/") if p not in ("", ".")]
     if relative.startswith("/") or not parts or ".." in parts or "\0" in relative:
         raise FileRefused(f"{relative!r}: only a path inside the project directory, without ..")
+    # A session started in a home directory (or above one) has no project to confine to: its
+    # "project" would be every file of the user (~/.ssh, ~/.pgpass, binary key stores).
+    real, home = os.path.realpath(root), os.path.realpath(os.path.expanduser("~"))
+    if real == os.sep or real == home or home.startswith(real.rstrip(os.sep) + os.sep):
+        raise FileRefused(
+            f"the session started in {root!r}, a home directory or above one: files are read "
+            "only from a project directory"
+        )
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in parts[:-1]:

@@ -153,6 +153,23 @@ def test_read_confined_never_leaves_the_project(tmp_path: Path) -> None:
         host_files.read_confined(str(project), "src/a.py", 0)
 
 
+def test_read_confined_refuses_a_home_directory_as_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session started in ~ (or /) would let an operator's `!claude file .pgpass` read any
+    file of the user; the host refuses such a root, however it is spelt."""
+    home = tmp_path / "home" / "dev"
+    (home / "src").mkdir(parents=True)
+    (home / ".pgpass").write_bytes(b"db:5432:app:app:hunter2")
+    (home / "src" / "a.py").write_bytes(b"a")
+    (tmp_path / "homelink").symlink_to(home)
+    monkeypatch.setenv("HOME", str(home))
+    for root in (home, tmp_path / "home", tmp_path, Path("/"), tmp_path / "homelink", f"{home}/"):
+        with pytest.raises(host_files.FileRefused, match="home directory"):
+            host_files.read_confined(str(root), ".pgpass", 100)
+    assert host_files.read_confined(str(home / "src"), "a.py", 10) == b"a"  # a project in ~
+
+
 def test_request_paths_and_text_clearing() -> None:
     from claude_bridge.config.sections.mirror import RedactConfig
     from claude_bridge.control.commands import CommandError
