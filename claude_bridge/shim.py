@@ -957,6 +957,12 @@ def wait(args: Args) -> tuple[bytes, int]:
             return b"", WAKE
         if answer.kind == "permanent":
             return b"", 0  # superseded (410), not ours (403), unknown session (404), bad token
+        busy = _retry_after(answer.body) if answer.status == 503 else None
+        if busy is not None:
+            # The bridge is up but holds every connection it may: not a failure, wait as told.
+            failing_since = None
+            time.sleep(max(min(busy, deadline - time.monotonic()), 0))
+            continue
         now = time.monotonic()
         if answer.kind == "temporary":
             failing_since = now if failing_since is None else failing_since
@@ -975,6 +981,20 @@ def wait(args: Args) -> tuple[bytes, int]:
         else:
             delay = 0.5
     return b"", 0
+
+
+def _retry_after(body: bytes) -> float | None:
+    """The ``retry_after`` seconds of a 503 the bridge sends when every held-connection slot is
+    taken (``hooks/held.py``); None for any other 503 (a restart, the database away)."""
+    import json
+
+    try:
+        value = json.loads(body).get("retry_after")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 3600:
+        return float(value)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,8 @@ them. Answers (bearer token as for hooks; only the token that owns the session m
 404     no such session
 410     a newer waiter of this session took over (``since`` older than its): exit quietly
 503     every held-connection slot is taken (``hooks.max_held_connections`` or the file-
-        descriptor limit, ``hooks/held.py``): poll again after ``Retry-After`` seconds
+        descriptor limit, ``hooks/held.py``): poll again after ``Retry-After`` seconds (also
+        ``retry_after`` in the body, which the shim reads)
 ======  =====================================================================================
 
 While the session is busy (it had a hook event within ``idle_after`` and did not end its turn)
@@ -124,8 +125,12 @@ class Waiter:
 
         try:
             self.connections.take()
-        except NoSlot as e:
-            return _error(503, str(e), headers={"Retry-After": str(RETRY_AFTER)})
+        except NoSlot as e:  # the shim waits ``retry_after`` and polls again (not a failure)
+            return web.json_response(
+                {"error": str(e), "retry_after": RETRY_AFTER},
+                status=503,
+                headers={"Retry-After": str(RETRY_AFTER)},
+            )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         carrier = self.queue.files.carrier(

@@ -107,6 +107,20 @@ async def test_superseded_or_refused_exits_quietly(
         assert len(endpoint.polls) == n  # one poll, answered with the refusal, and no other
 
 
+async def test_a_bridge_out_of_slots_is_waited_for_not_given_up_on(
+    endpoint: FakeWaitEndpoint, env: dict[str, str]
+) -> None:
+    """503 with ``retry_after`` (every held-connection slot taken) is a busy bridge, not a
+    failing one: the waiter waits as told, past ``--give-up``, and polls again."""
+    await endpoint.start()
+    full = {"error": "the bridge holds 10 connections open already", "retry_after": 1}
+    endpoint.answers = [(503, full), (503, full), (200, WAKE)]
+    argv = waiter(endpoint.url, "--timeout", "30")
+    run = await run_command([*argv, "--give-up", "0.5"], STOP, env)
+    assert (run.rc, run.stderr) == (2, "Message from @alice:x: hi\n")
+    assert len(endpoint.polls) == 3
+
+
 async def test_keeps_waiting_while_the_bridge_restarts(
     endpoint: FakeWaitEndpoint, env: dict[str, str]
 ) -> None:
