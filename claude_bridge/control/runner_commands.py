@@ -173,7 +173,7 @@ class RunnerCommands:
         host = None
         if len(words) >= 2 and words[0].lower() == "on":
             host, words = words[1], words[2:]
-            if not HOST.match(host):
+            if not HOST.fullmatch(host):
                 raise CommandError(f"`{host}` is not a host name (a-z, 0-9, `-`).")
         prompt = " ".join(words).strip()
         if not prompt:

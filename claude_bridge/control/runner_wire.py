@@ -66,7 +66,7 @@ def project_problem(name: str) -> str | None:
         return f"`{name}` is not a project name: `..` is not allowed"
     if name.startswith(("/", "~")) or "/" in name or "\\" in name:
         return f"`{name}` is not a project name: paths are not allowed, only a project's name"
-    if not PROJECT.match(name):
+    if not PROJECT.fullmatch(name):
         return f"`{name}` is not a project name (letters, digits, `_`, `.`, `-`; up to 64)"
     return None
 
@@ -89,7 +89,7 @@ def _text(value: Any, key: str, limit: int, *, pattern: re.Pattern[str] | None =
         raise WireError(f"{key} must be a string")
     if len(value) > limit:
         raise WireError(f"{key} is longer than {limit} characters")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise WireError(f"{key} {value[:80]!r} must match {pattern.pattern}")
     if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
         raise WireError(f"{key} holds a character that cannot be stored")

@@ -30,7 +30,7 @@ class BadMediaURL(ValueError):
 
 
 def split_mxc(url: str) -> tuple[str, str]:
-    match = MXC.match(url)
+    match = MXC.fullmatch(url)
     if match is None:
         raise BadMediaURL(f"not a media URL: {url[:80]!r}")
     return match.group(1), match.group(2)

@@ -187,3 +187,14 @@ def test_request_paths_and_text_clearing() -> None:
     assert cleared is not None and token.encode() not in cleared[0] and cleared[1]
     assert clear_text(b"plain\n", scrub) == (b"plain\n", False)
     assert is_text(b"hello") and not is_text(b"\x89PNG\0") and not is_text(b"\xff\xfe")
+
+
+def test_a_media_url_is_all_of_the_string() -> None:
+    """Only ``mxc://server/id``, all of it: a trailing line break (which ``$`` lets through), a
+    path or a query would reach the homeserver's media API as part of the URL."""
+    from claude_bridge.matrix import media
+
+    assert media.split_mxc("mxc://localhost/AbC_1-2") == ("localhost", "AbC_1-2")
+    for bad in ("mxc://localhost/abc\n", "mxc://localhost/a/../b", "mxc://h/a?x=1", "mxc://h/"):
+        with pytest.raises(media.BadMediaURL):
+            media.split_mxc(bad)

@@ -85,3 +85,22 @@ def test_project_names_are_names_never_paths() -> None:
     assert project_problem("api") is None and project_problem("web.v2") is None
     for bad in ("", ".", "..", "../x", "x/..", "/abs", "a/b", "a\\b", "~root", "-x"):
         assert project_problem(bad) is not None, bad
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"host": "laptop\n"},  # `$` matches before a final line break
+        {"projects": ["api\n"]},
+        {"sessions": [{"session_id": SID + "\n", "project": "api", "tmux": "t"}]},
+        {"sessions": [{"session_id": SID, "project": "api", "tmux": "t\n"}]},
+        {"results": [{"job_id": "j1\n", "ok": True}]},
+        {"exits": [{"session_id": SID + "\n", "status": 0}]},
+    ],
+)
+def test_a_trailing_line_break_is_no_name(fields: dict[str, Any]) -> None:
+    """A host, project, session, tmux or job name is all of the string: "laptop\n" is another
+    runner than "laptop" (and a line of its own in `hosts`), so it is refused."""
+    with pytest.raises(WireError):
+        parse_poll(body(**fields))
+    assert project_problem("api\n") is not None
