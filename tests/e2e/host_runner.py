@@ -1,5 +1,5 @@
 """``claude-bridge runner`` as the tests run it: the real command in a process of its own, the
-real Claude Code CLI in tmux (a private tmux server per test, ``-L``), HOME prepared like
+real Claude Code CLI in tmux (a private tmux server per test, ``-S``), HOME prepared like
 ``claude_code.py`` does (first run done, the project trusted) but without installed hooks: the
 runner passes them with ``--settings``. Only the model is scripted."""
 
@@ -25,7 +25,8 @@ class HostRunner:
         self.base = base
         self.claude = claude
         self.url = url
-        self.tmux = Tmux(socket_name=f"cb-e2e-{uuid.uuid4().hex[:12]}")
+        self.socket = Path(f"/tmp/cb-e2e-{uuid.uuid4().hex[:12]}")  # a private tmux server
+        self.tmux = Tmux(socket_path=str(self.socket))
         self.proc: asyncio.subprocess.Process | None = None
         self.log = base / "runner.log"
         self.starts = 0
@@ -37,7 +38,7 @@ class HostRunner:
     async def start(self) -> None:
         argv = ["-m", "claude_bridge", "runner", "--host", "laptop"]
         argv += ["--project", f"api={self.claude.project}", "--claude", str(CLAUDE)]
-        argv += ["--tmux-socket", self.tmux.socket_name or "", "--state-dir", str(self.state)]
+        argv += ["--tmux-socket", str(self.socket), "--state-dir", str(self.state)]
         argv += ["--wait", "2", "--end-timeout", "10", "--log-level", "DEBUG"]
         env = {**self.claude.env(), "CLAUDE_BRIDGE_URL": self.url}
         self.starts += 1
@@ -72,6 +73,8 @@ class HostRunner:
         pids = [p.pid for p in await self.tmux.panes() if p.pid]
         doomed = [pid for root in pids for pid in (root, *_descendants(root))]
         await self.tmux.kill_server()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket)
         for pid in doomed:  # Claude Code and the hooks it started, in groups of their own
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)

@@ -1,11 +1,13 @@
-"""Real tmux on a private server per test (``-L`` with a name of its own, killed afterwards):
-no test touches the user's tmux server."""
+"""Real tmux on a private server per test (``-S`` with a socket of its own, killed and removed
+afterwards): no test touches the user's tmux server."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,9 +29,12 @@ FAKE_CLAUDE = Path(__file__).with_name("fake_claude.py")
 
 @pytest.fixture
 async def tmux() -> AsyncIterator[Tmux]:
-    server = Tmux(socket_name=f"cb-test-{uuid.uuid4().hex[:12]}")
+    socket = Path(f"/tmp/cb-test-{uuid.uuid4().hex[:12]}")  # short: a socket path has a limit
+    server = Tmux(socket_path=str(socket))
     yield server
     await server.kill_server()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket)
 
 
 @pytest.fixture
