@@ -66,6 +66,12 @@ def safe_component(name: str, fallback: str = "file") -> str:
     return cleaned or fallback
 
 
+def _safe_name(name: str) -> bool:
+    """A name ``safe_component`` could have made, or two joined by ``-`` (``<id>-<name>``): only
+    safe characters, no leading dot, within what a file system takes (255 bytes)."""
+    return bool(name) and not name.startswith(".") and set(name) <= _SAFE and len(name) <= 255
+
+
 def host_path(root: str, session_id: str, message_id: int, name: str) -> str:
     """Where message ``message_id``'s file ``name`` goes under ``root`` (an absolute path)."""
     folder = safe_component(session_id, "session")
@@ -96,9 +102,7 @@ def write_file(root: str, path: str, data: bytes) -> None:
     Raises ``FileRefused`` for a path outside ``root`` or a session folder that is a symlink."""
     root = os.path.abspath(root)
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.dirname(folder) != root or os.path.basename(path) != safe_component(
-        os.path.basename(path)
-    ):
+    if os.path.dirname(folder) != root or not _safe_name(os.path.basename(path)):
         raise FileRefused(f"{path!r} is not a file of a session folder under {root!r}")
     _private_dirs(folder)
     if os.path.islink(folder) or os.path.realpath(folder) != os.path.join(

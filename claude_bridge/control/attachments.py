@@ -129,9 +129,19 @@ class AttachmentIntake:
         digest = hashlib.sha256(event.event_id.encode()).hexdigest()[:16]
         folder = host_files.safe_component(thread.id, "thread")
         stored = f"{folder}/{digest}-{name}"
-        await asyncio.to_thread(
-            host_files.write_file, str(self.store_dir), str(self.path(stored)), data
-        )
+        try:
+            await asyncio.to_thread(
+                host_files.write_file, str(self.store_dir), str(self.path(stored)), data
+            )
+        except (OSError, host_files.FileRefused) as e:
+            log.warning("attachment not stored", event_id=event.event_id, error=str(e))
+            await self._refuse(
+                event,
+                thread,
+                f"⚠️ {shown} could not be stored on the bridge ({one_line(str(e), 160)}): not "
+                "forwarded to Claude. Send it again to retry.",
+            )
+            return None
         return StoredFile(name=name, type=mimetype, size=len(data), store=stored)
 
     async def _download(self, url: str, cap: int) -> tuple[bytes, str]:
