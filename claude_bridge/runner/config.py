@@ -12,6 +12,7 @@ args: ["--model", "opus"]              # added to every session; chosen here, ne
 max_sessions: 4
 accept_from: ["@alice:example.org"]    # default: whoever the bridge lets start sessions
 trust_projects: false                  # true: mark the projects trusted in ~/.claude.json
+files_root: ~/.cache/claude-bridge/attachments  # operators' files go here; "" carries none
 ```
 """
 
@@ -49,6 +50,7 @@ KEYS = {
     "trust_projects",
     "hooks",
     "durable",
+    "files_root",
 }
 
 
@@ -74,6 +76,8 @@ class RunnerConfig:
     trust_projects: bool = False
     hooks: bool = True
     durable: bool = False
+    files_root: str | None = None
+    """Where operators' files are written (``runner/files.py``); None: none are carried."""
 
 
 def sanitise_host(name: str) -> str:
@@ -172,6 +176,22 @@ def resolve_claude(explicit: str | None, env: dict[str, str]) -> str:
     return str(Path(found).absolute())
 
 
+def _files_root(raw: Any) -> str | None:
+    """The configured root, absolute (default: the shim's and the waiter's); None for ``""``."""
+    if raw is None:
+        from claude_bridge.shim import default_files_root
+
+        return default_files_root()
+    if not isinstance(raw, str):
+        raise RunnerConfigError('files_root must be a path (or "" to carry no files)')
+    if not raw:
+        return None
+    root = os.path.abspath(os.path.expanduser(raw))
+    if not root.isascii() or not root.isprintable():
+        raise RunnerConfigError(f"files_root {root!r}: only printable ASCII can go in the header")
+    return root
+
+
 def default_state_dir(host: str, env: dict[str, str]) -> Path:
     home = env.get("HOME") or str(Path.home())
     base = env.get("XDG_STATE_HOME") or str(Path(home) / ".local" / "state")
@@ -229,4 +249,5 @@ def build_config(
         trust_projects=bool(pick("trust_projects", False)),
         hooks=bool(pick("hooks", True)),
         durable=bool(pick("durable", False)),
+        files_root=_files_root(pick("files_root")),
     )

@@ -21,6 +21,7 @@ import aiohttp
 
 from claude_bridge.log import get_logger
 from claude_bridge.runner.config import RunnerConfig
+from claude_bridge.runner.files import files_header
 from claude_bridge.runner.jobs import Executor
 from claude_bridge.runner.journal import Result
 from claude_bridge.runner.sessions import Exit, Sessions
@@ -149,6 +150,7 @@ class PollLoop:
         short by an exit or a stop."""
         timeout = aiohttp.ClientTimeout(total=self.config.wait + 20)
         headers = {"Authorization": f"Bearer {self.config.token}"}
+        headers |= files_header(self.config.files_root)
 
         async def post() -> tuple[int, Any]:
             async with self.http.post(

@@ -20,6 +20,7 @@ from claude_bridge.installer import (
 )
 from claude_bridge.log import get_logger
 from claude_bridge.runner.config import RunnerConfig
+from claude_bridge.runner.files import FileReceiver
 from claude_bridge.runner.jobs import Executor
 from claude_bridge.runner.journal import Journal, lock_state_dir
 from claude_bridge.runner.loop import PollLoop
@@ -96,6 +97,8 @@ async def run_runner(config: RunnerConfig) -> int:
         attach=tmux.attach_hint("<name>"),
     )
     executor = Executor(config, tmux, sessions, journal, env, settings)
+    if config.files_root is not None:
+        executor.before_type.append(FileReceiver(config.url, config.token, config.files_root))
     async with aiohttp.ClientSession() as http:
         loop = PollLoop(config, executor, sessions, http)
         running = asyncio.get_running_loop()

@@ -78,6 +78,25 @@ async def launch(stack: Stack, bridge: Bridge, runner: HostRunner, prompt: str) 
     return str(session), thread.room_id
 
 
+async def idle_session(stack: Stack, bridge: Bridge, runner: HostRunner) -> tuple[str, str]:
+    """A session after its first turn, at its prompt, with alice (an operator) in its room."""
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    session, room = await launch(stack, bridge, runner, "hello first")
+    await shows(admin, room, session, PLAIN_REPLY)
+    await alice.wait_for_invite(room)
+    await alice.join(room)
+
+    async def idle() -> bool:
+        return bool(
+            await bridge.db.fetchval(
+                "SELECT 1 FROM hook_event WHERE thread_id=$1 AND event_name='Stop'", session
+            )
+        )
+
+    await _until(idle, "the first turn's Stop")
+    return session, room
+
+
 async def shows(
     user: MatrixTestClient, room: str, session: str, needle: str, timeout: float = 60
 ) -> dict[str, Any]:
@@ -278,19 +297,7 @@ async def test_an_operators_message_reaches_an_idle_session_as_a_user_turn(
     runner types it into the pane (bracketed paste, Enter) and Claude Code gets it as the
     user's prompt, not as a hook's system reminder."""
     admin, alice = stack.users["admin"], stack.users["alice"]
-    session, room = await launch(stack, bridge, runner, "hello first")
-    await shows(admin, room, session, PLAIN_REPLY)
-    await alice.wait_for_invite(room)
-    await alice.join(room)
-
-    async def idle() -> bool:
-        return bool(
-            await bridge.db.fetchval(
-                "SELECT 1 FROM hook_event WHERE thread_id=$1 AND event_name='Stop'", session
-            )
-        )
-
-    await _until(idle, "the first turn's Stop")
+    session, room = await idle_session(stack, bridge, runner)
     await alice.send_text(room, "please run the linter next\nand then stop")
 
     async def typed() -> str | None:
@@ -350,20 +357,8 @@ async def test_a_runner_killed_while_typing_types_at_most_once(
     """The runner is frozen as soon as the bridge hands it a type job, killed, and started
     again: the job comes again, and the message reaches the model once or, if the runner had
     begun typing, is answered as not repeated — never typed twice."""
-    admin, alice = stack.users["admin"], stack.users["alice"]
-    session, room = await launch(stack, bridge, runner, "hello first")
-    await shows(admin, room, session, PLAIN_REPLY)
-    await alice.wait_for_invite(room)
-    await alice.join(room)
-
-    async def idle() -> bool:
-        return bool(
-            await bridge.db.fetchval(
-                "SELECT 1 FROM hook_event WHERE thread_id=$1 AND event_name='Stop'", session
-            )
-        )
-
-    await _until(idle, "the first turn's Stop")
+    alice = stack.users["alice"]
+    session, room = await idle_session(stack, bridge, runner)
     await alice.send_text(room, "just once please")
 
     async def handed_out() -> bool:
