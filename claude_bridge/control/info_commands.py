@@ -84,7 +84,7 @@ class InfoCommands:
             + await self._overview(user_id)
         )
 
-    async def _visible(self, user_id: str, threads: list[Thread]) -> list[Thread]:
+    async def visible(self, user_id: str, threads: list[Thread]) -> list[Thread]:
         """The threads whose room ``user_id`` may be in: someone shut out of one (``!claude
         invite … none``) must not read its title, project or activity in the bot's chat."""
         base = self.p.roles.global_level(user_id)
@@ -135,7 +135,7 @@ class InfoCommands:
         return Reply("\n\n".join(lines))
 
     async def _overview(self, user_id: str) -> str:
-        threads = await self._visible(user_id, await self.p.threads.list(1000))
+        threads = await self.visible(user_id, await self.p.threads.list(1000))
         live = [t for t in threads if t.status not in OVER]
         ids = {t.id for t in live}
         pending = [a for a in await self.p.approval_store.pending() if a.thread_id in ids]
@@ -162,7 +162,7 @@ class InfoCommands:
         return "\n".join(lines)
 
     async def threads(self, caller: Caller, args: argparse.Namespace) -> Reply:
-        threads = await self._visible(caller.user_id, await self.p.threads.list(1000))
+        threads = await self.visible(caller.user_id, await self.p.threads.list(1000))
         if not args.all:
             threads = [t for t in threads if t.status not in OVER]
         if not threads:

@@ -293,6 +293,8 @@ class RunnerCommands:
                 thread = await self.p.threads.get(thread_id_for(s.session_id))
                 if thread is not None and thread.token_name != r.token_name:
                     thread = None  # another token's session: this runner does not run it
+                if thread is not None and not await self.info.visible(caller.user_id, [thread]):
+                    continue  # shut out of its room (`!claude invite … none`): not named to them
                 shown = link(thread) if thread is not None else f"`{s.session_id[:8]}`"
                 lines.append(f"  - {shown} · `{s.project}` · {s.state} · `tmux attach -t {s.tmux}`")
         return Reply("\n".join(lines))

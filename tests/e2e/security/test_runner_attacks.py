@@ -178,3 +178,19 @@ async def test_a_sessions_claude_cannot_take_its_runners_place(
     finally:
         real.cancel()
         await impostor.close()
+
+
+async def test_hosts_does_not_name_a_session_to_someone_shut_out_of_its_room(
+    stack: Stack, launching: Bridge, poller: Poller
+) -> None:
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    job, room = await started(stack, launching, poller, await bot_chat(admin))
+    poller.sessions = [running(job)]
+    await poller.settle(job)
+    ghost = f"@claude-{job['session_id']}:localhost"
+    said = await ask(admin, room, f"!claude invite {ALICE} none", ghost)
+    assert "no access" in said, said
+    hosts = await ask(alice, await bot_chat(alice), "hosts")
+    assert "laptop" in hosts and "1/4 session(s)" in hosts  # the host and its count, yes
+    assert job["session_id"][:8] not in hosts and room not in hosts  # the session, no
+    assert job["session_id"][:8] in await ask(admin, await bot_chat(admin), "hosts")
