@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from claude_bridge.control import decisions
+from claude_bridge.control.attached_reads import AttachedReads
 from claude_bridge.control.signals import Signals, approval_key
 from claude_bridge.events.catalogue import Settles, kind_of
 from claude_bridge.events.models import HookEvent, PermissionRequest
@@ -40,11 +41,13 @@ class Approvals:
         *,
         timeout: float,
         on_settled: Callable[[], None],
+        attached: AttachedReads | None = None,
     ) -> None:
         self.store = store
         self.signals = signals
         self.timeout = timeout
         self.on_settled = on_settled
+        self.attached = attached
         # Threads with a held request: the hot path skips the database for all others.
         self._held: Counter[str] = Counter()
 
@@ -53,13 +56,14 @@ class Approvals:
     ) -> dict[str, Any]:
         """Wait for a decision; answer with it, or with ``{}`` so Claude Code asks itself."""
         hook_id = int(call.hook_event_id)
+        if self.attached and (who := await self.attached.attacher(event, thread_id)):
+            allowed = await self.attached.allow(
+                event, thread_id, hook_id, agent_id=agent_of(event), who=who
+            )
+            self.on_settled()
+            return decisions.answer(allowed)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        request = {
-            "tool_input": event.tool_input,
-            "permission_suggestions": event.permission_suggestions,
-            "cwd": event.cwd,
-        }
         self._held[thread_id] += 1
         try:
             with self.signals.listen(approval_key(hook_id)) as wake:
@@ -69,7 +73,7 @@ class Approvals:
                     agent_id=agent_of(event),
                     call_key=decisions.call_key(agent_of(event), event.tool_name, event.tool_input),
                     tool_name=event.tool_name,
-                    request=request,
+                    request=decisions.request_of(event),
                     expires_at=now_ms() + int(self.timeout * 1000),
                 )
                 log.info("holding a permission request", hook_event=hook_id, tool=event.tool_name)

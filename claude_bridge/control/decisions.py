@@ -17,6 +17,7 @@ from typing import Any
 from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.control import framing
 from claude_bridge.events.catalogue import PERMISSION_REQUEST
+from claude_bridge.events.models import PermissionRequest
 from claude_bridge.render.approval import REQUEST_FIELD
 from claude_bridge.render.content import pill
 from claude_bridge.render.scrub import scrubber_for
@@ -26,6 +27,9 @@ from claude_bridge.render.trim import limit
 from claude_bridge.store.approvals import DECIDED, Approval
 
 ALLOW, ALWAYS, DENY = "allowed", "allowed_always", "denied"
+ATTACHED_REASON = "attached-file"
+"""``approval.reason`` of a Read the bridge allowed because the file was an operator's
+(``control/attached_reads``)."""
 
 # Reaction keys by meaning, as clients offer them first (Element's quick reactions start with
 # 👍 and 👎). A key is looked up without emoji variation selectors and skin-tone modifiers, so
@@ -41,6 +45,15 @@ REPLY_WORDS = {
     "always": ALWAYS, "allow-always": ALWAYS,
     "deny": DENY, "no": DENY, "reject": DENY, "n": DENY,
 }  # fmt: skip
+
+
+def request_of(event: PermissionRequest) -> dict[str, Any]:
+    """What an approval row keeps of the request (``approval.request``)."""
+    return {
+        "tool_input": event.tool_input,
+        "permission_suggestions": event.permission_suggestions,
+        "cwd": event.cwd,
+    }
 
 
 def call_key(agent_id: str, tool_name: str, tool_input: Any) -> str:
@@ -95,6 +108,8 @@ def outcome(approval: Approval, timeout: float, who: str | None = None) -> str:
     """One line saying how the request ended and who decided (plain text); ``who``: how the
     decider is named (their display name), by default their user id."""
     by = who or approval.decided_by or ""
+    if approval.state == ALLOW and approval.reason == ATTACHED_REASON:
+        return f"✅ Allowed: reading the file {by} attached"
     if approval.state == ALLOW:
         return f"✅ Allowed once by {by}"
     if approval.state == ALWAYS:
@@ -118,6 +133,9 @@ def _outcome_html(approval: Approval, timeout: float, who: str | None) -> str:
     if not by or approval.state not in DECIDED:
         return line
     name = esc(who or by)
+    if approval.reason == ATTACHED_REASON and approval.state == ALLOW:
+        head, sep, tail = line.partition(f"file {name} attached")
+        return f"{head}file {pill(by, who or by)} attached{tail}" if sep else line
     head, sep, tail = line.partition(f"by {name}")
     return f"{head}by {pill(by, who or by)}{tail}" if sep else line
 

@@ -22,6 +22,7 @@ from claude_bridge import host_files
 from claude_bridge.config import Config
 from claude_bridge.config.sections.mirror import mirror_options
 from claude_bridge.control.approvals import Approvals
+from claude_bridge.control.attached_reads import AttachedReads
 from claude_bridge.control.attachments import AttachmentIntake, held_note
 from claude_bridge.control.commands import CommandSet
 from claude_bridge.control.file_carrier import FILE_ROUTE, FileCarrier, FileRoute
@@ -98,11 +99,13 @@ class Control:
         self.receipts = Receipts(
             inbox, approval_store, threads, client, approval_timeout=options.approval_timeout
         )
+        audit = AuditLog(db)
         approvals = Approvals(
             approval_store,
             self.signals,
             timeout=options.approval_timeout,
             on_settled=self.receipts.notify,
+            attached=AttachedReads(inbox, approval_store, audit, enabled=files.allow_read),
         )
         self.parts = Parts(
             options=options,
@@ -115,7 +118,7 @@ class Control:
             approvals=approvals,
             members=members,
             roles=Roles(permissions, members, names),
-            audit=AuditLog(db),
+            audit=audit,
             signals=self.signals,
         )
         carrier = FileCarrier(inbox, self.files_dir, files.local_directory)

@@ -147,6 +147,17 @@ class SessionInbox:
         )
         return SessionMessage._from_row(row) if row else None
 
+    async def attached_at(self, thread_id: str, path: str) -> SessionMessage | None:
+        """The file of this thread whose host path is exactly ``path``: handed to Claude (its
+        text named the path) and still held by the bridge."""
+        row = await self.db.fetchrow(
+            f"SELECT {_COLUMNS} FROM session_message WHERE thread_id=$1 AND file_path=$2 "
+            "AND state='delivered' AND file_store IS NOT NULL ORDER BY id DESC LIMIT 1",
+            thread_id,
+            path,
+        )
+        return SessionMessage._from_row(row) if row else None
+
     async def mark_fetched(self, message_id: int) -> bool:
         """The host wrote the file: the ✓ may follow. False when it was marked before."""
         row = await self.db.fetchval(

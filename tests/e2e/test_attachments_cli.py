@@ -4,6 +4,10 @@ alice posts a PNG into the room of a ``claude -p`` session whose hooks ``install
 --durable`` wrote, while the model is mid-turn. The Stop hook's command shim fetches the file,
 writes it on the host and hands Claude the path; the scripted model reads that path, and Claude
 Code sends the image to the model as an image content block. Only the model is scripted.
+
+No ``--allowedTools Read``: the file is outside the project, so Claude Code asks permission to
+Read it, and the bridge answers allow at once because it is exactly the path of the file alice
+attached to this session (``bridge.attachments.allow_read``). alice is never asked.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import pytest
 
 from claude_bridge.app import Bridge
+from claude_bridge.control import decisions
 from tests.e2e.conftest import Stack
 from tests.e2e.fake_anthropic import TOOL_REPLY, FakeAnthropic
 from tests.e2e.test_attachments import png, send_file
@@ -48,9 +53,7 @@ async def test_the_model_gets_the_image_an_operator_posted(
     claude = await claude_code(stack, model, tmp_path, "--durable")
     session = str(uuid.uuid4())
     running = asyncio.ensure_future(
-        claude.print_mode(
-            "HOLD: wait for the screenshot", "--session-id", session, "--allowedTools", "Read"
-        )
+        claude.print_mode("HOLD: wait for the screenshot", "--session-id", session)
     )
     await model.holding.wait()  # mid-turn: the model has the prompt and has not answered
     room, alice = await joined_room(stack, bridge, session)
@@ -80,3 +83,8 @@ async def test_the_model_gets_the_image_an_operator_posted(
     assert source["type"] == "base64" and source["media_type"] == "image/png"
     assert base64.b64decode(source["data"]) == image
     await delivered_mark(alice, room, f"@claude-{session}:localhost", sent)
+    # Claude Code asked; the bridge allowed it on alice's behalf, no prompt waited for her.
+    rows = await bridge.db.fetch("SELECT tool_name, state, decided_by, reason FROM approval")
+    assert [tuple(r) for r in rows] == [
+        ("Read", "allowed", "@alice:localhost", decisions.ATTACHED_REASON)
+    ]

@@ -46,6 +46,12 @@ class AttachmentsConfig(Section):
         "per session. Command-path hooks (--durable, the waiter) always use this default on "
         "their own host.",
     )
+    allow_read: bool = Field(
+        True,
+        description="Answer allow at once when Claude asks to Read exactly the path of a file an "
+        "operator attached to that same session (no second tap on the prompt). Off: such a Read "
+        "is asked in the room like any other tool call.",
+    )
     keep_days: int = Field(
         7,
         ge=0,
