@@ -188,6 +188,7 @@ def build(config: Config, config_dir: Path) -> Bridge:
         on_failure=recovery.failed,
     )
     control.receipts.show_denied = delivery.denials.show  # a call denied here: mark its line
+    delivery.contexts.attached = control.parts.approvals.attached  # allowed at once: no ping
     ingest = Ingest(
         db,
         threads,

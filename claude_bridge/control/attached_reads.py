@@ -20,6 +20,7 @@ from __future__ import annotations
 from claude_bridge.control import decisions
 from claude_bridge.events.models import PermissionRequest
 from claude_bridge.log import get_logger
+from claude_bridge.render.approval import ATTACHED_BY_FIELD
 from claude_bridge.store.approvals import Approval, ApprovalStore
 from claude_bridge.store.audit import AuditLog
 from claude_bridge.store.database import now_ms
@@ -29,6 +30,7 @@ log = get_logger("attached_reads")
 
 READ_TOOL = "Read"
 ATTACHED_REASON = decisions.ATTACHED_REASON
+ATTACHED_BY = ATTACHED_BY_FIELD
 
 
 def requested_path(event: PermissionRequest) -> str | None:

@@ -6,12 +6,14 @@ import functools
 import json
 from typing import Any
 
+from claude_bridge.control.attached_reads import ATTACHED_BY, AttachedReads
 from claude_bridge.delivery.approval_context import ApprovalContext
 from claude_bridge.delivery.streams import StreamReader, Streams
 from claude_bridge.events.catalogue import POST_COMPACT, PRE_COMPACT
 from claude_bridge.events.models import (
     HookEvent,
     MessageDisplay,
+    PermissionRequest,
     PostCompact,
     SessionStart,
     Stop,
@@ -28,6 +30,8 @@ class ContextReader:
         self.router = router
         self.mirror = mirror
         self._streams = StreamReader(log)
+        self.attached: AttachedReads | None = None
+        """Set by the app: a Read the bridge allows at once shows as allowed, pinging nobody."""
 
     @functools.cached_property
     def around_approvals(self) -> ApprovalContext:
@@ -60,6 +64,12 @@ class ContextReader:
             compaction = await self.compaction(thread.id, hook, event.id)
             if compaction is not None:
                 extra["compaction"] = compaction
+        elif (
+            isinstance(hook, PermissionRequest)
+            and self.attached is not None
+            and (who := await self.attached.attacher(hook, thread.id))
+        ):
+            extra[ATTACHED_BY] = who
         elif await self.around_approvals.echoes_approval(thread.id, hook, event):
             extra["echoes_approval"] = True
         elif (seen := await self.around_approvals.seen(thread.id, hook, event)) is not None:

@@ -29,6 +29,9 @@ from claude_bridge.render.trim import limit_lines, marker
 
 REQUEST_FIELD = "org.claude_bridge.request"
 """In a prompt's content: ``{"body": …, "formatted_body": …}`` of its request part."""
+ATTACHED_BY_FIELD = "attached_by"
+"""In ``ctx.extra``: the operator whose attached file this Read names; the bridge allows it at
+once (``control/attached_reads``), so the prompt says so and pings nobody."""
 ASK = "🔐 Claude asks to use "
 DETAIL_LINES = 30
 DETAIL_BYTES = 4_000
@@ -50,12 +53,13 @@ def render_permission_request(event: PermissionRequest, env: Env) -> list[Outbou
     line_body, line_html, block = request_part(event, env)
     block_body, block_html = block or ("", "")
     ops = operators(env)
-    how = instructions(bool(event.permission_suggestions))
-    how_body = how + (" — " + ", ".join(ops) if ops else "")
-    how_html = esc(how) + (" — " + ", ".join(pill(u) for u in ops) if ops else "")
-    body = "\n".join(p for p in (ASK + line_body, block_body, how_body) if p)
-    html = f"<p>{esc(ASK)}{line_html}</p>{block_html}<p>{how_html}</p>"
-    content = message(body, html, msgtype="m.text", mentions=ops)
+    if isinstance(by := env.ctx.extra.get(ATTACHED_BY_FIELD), str):
+        ops, done = [], f"✅ Allowed: reading the file {by} attached"
+        body = "\n".join(p for p in (done, line_body, block_body) if p)
+        html = f"<p><b>{esc(done)}</b></p><p>{line_html}</p>{block_html}"
+        content = message(body, html, msgtype="m.text")
+    else:
+        content = _prompt(event, line_body, line_html, block_body, block_html, ops)
     content[REQUEST_FIELD] = {
         "body": "\n".join(p for p in (line_body, block_body) if p),
         "formatted_body": f"<p>{line_html}</p>{block_html}",
@@ -70,6 +74,23 @@ def render_permission_request(event: PermissionRequest, env: Env) -> list[Outbou
             anchor=permission_anchor(hook_event_id) if hook_event_id is not None else None,
         )
     ]
+
+
+def _prompt(
+    event: PermissionRequest,
+    line_body: str,
+    line_html: str,
+    block_body: str,
+    block_html: str,
+    ops: list[str],
+) -> dict[str, Any]:
+    """The question, how to answer, and the operators mentioned (the message that pings)."""
+    how = instructions(bool(event.permission_suggestions))
+    how_body = how + (" — " + ", ".join(ops) if ops else "")
+    how_html = esc(how) + (" — " + ", ".join(pill(u) for u in ops) if ops else "")
+    body = "\n".join(p for p in (ASK + line_body, block_body, how_body) if p)
+    html = f"<p>{esc(ASK)}{line_html}</p>{block_html}<p>{how_html}</p>"
+    return message(body, html, msgtype="m.text", mentions=ops)
 
 
 def request_part(event: PermissionRequest, env: Env) -> tuple[str, str, tuple[str, str] | None]:

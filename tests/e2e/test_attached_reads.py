@@ -84,6 +84,21 @@ async def test_a_read_of_the_attached_file_is_allowed_at_once_and_shown(
 
     status, answer = await asyncio.wait_for(hooks.post(asks(session, "Read", file_path=path)), 30)
     assert (status, answer) == (200, ALLOW)
+    # Posted as already allowed: no question, no instructions, nobody pinged.
+    shown = await stack.users["alice"].wait_for(
+        lambda e: (
+            e["sender"] == ghost
+            and "m.new_content" not in e["content"]
+            and path in e["content"].get("body", "")
+            and "m.relates_to" not in e["content"]
+        ),
+        room_id=room,
+    )
+    assert shown["content"]["body"].startswith(
+        "✅ Allowed: reading the file @alice:localhost attached\n"
+    ), shown["content"]
+    assert shown["content"]["m.mentions"] == {}
+    assert "React" not in shown["content"]["body"]
     edit = await stack.users["alice"].wait_for(
         lambda e: (
             e["sender"] == ghost

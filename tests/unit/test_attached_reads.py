@@ -12,7 +12,10 @@ from claude_bridge.control.attached_reads import requested_path
 from claude_bridge.events.catalogue import PERMISSION_REQUEST
 from claude_bridge.events.models import PermissionRequest
 from claude_bridge.events.parse import parse_hook_event
+from claude_bridge.render.approval import ATTACHED_BY_FIELD, REQUEST_FIELD
 from claude_bridge.store.approvals import Approval
+from tests.unit.render.helpers import event as render_event
+from tests.unit.render.helpers import render
 
 PATH = "/home/u/.cache/claude-bridge/attachments/s1/12-a.png"
 
@@ -88,3 +91,14 @@ def test_the_outcome_names_who_attached_the_file() -> None:
     }
     html = decisions.settled_content(approval, {}, 60, "Alice")["formatted_body"]
     assert "reading the file <a href=" in html
+
+
+def test_a_read_the_bridge_allows_is_posted_allowed_and_pings_nobody() -> None:
+    ev = render_event(PERMISSION_REQUEST.name, tool_name="Read", tool_input={"file_path": PATH})
+    extra = {"hook_event_id": 7, ATTACHED_BY_FIELD: "@alice:x"}
+    (msg,) = render(ev, operators=("@admin:x",), extra=extra)
+    assert msg.anchor == "perm:7"
+    assert msg.content["m.mentions"] == {}
+    assert msg.content["body"].startswith("✅ Allowed: reading the file @alice:x attached\n📖")
+    assert "React" not in msg.content["body"]
+    assert PATH in msg.content[REQUEST_FIELD]["body"]
