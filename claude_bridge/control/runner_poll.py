@@ -5,7 +5,7 @@
 400     the body is not JSON, or not an object
 401     missing or unknown token
 403     a ``shared`` token: it cannot own sessions, so it cannot run them
-409     a newer poll of the same (token, host) is open: this runner is superseded
+409     another runner instance holds this (token, host), or a newer poll of this one is open
 413     body too large
 422     the body breaks the rules (``runner_wire.py``), with what is wrong
 503     the bridge is stopping, or cannot store right now
@@ -18,7 +18,12 @@ from aiohttp import web
 
 from claude_bridge.config import TokenRole
 from claude_bridge.control.file_carrier import valid_root
-from claude_bridge.control.runner_wire import WireError, parse_poll
+from claude_bridge.control.runner_wire import (
+    INSTANCE_HEADER,
+    LEGACY_INSTANCE,
+    WireError,
+    parse_poll,
+)
 from claude_bridge.control.runners import Runners
 from claude_bridge.hooks.validate import BadJSON, decode_json, too_deep
 from claude_bridge.host_files import FILES_HEADER
@@ -70,12 +75,17 @@ class RunnerPoll:
         root = valid_root(header)
         if header is not None and root is None:
             return _error(422, f"{FILES_HEADER} must be an absolute path without . or ..")
+        instance = request.headers.get(INSTANCE_HEADER, LEGACY_INSTANCE)
+        if len(instance) > 128 or not instance.isascii() or not instance.isprintable():
+            return _error(422, f"{INSTANCE_HEADER} must be at most 128 printable ASCII characters")
 
         def connected() -> bool:
             return not (request.transport is None or request.transport.is_closing())
 
         try:
-            answer = await self.runners.poll(token, poll, connected, files_root=root)
+            answer = await self.runners.poll(
+                token, poll, connected, files_root=root, instance=instance
+            )
         except Exception as e:
             log.warning("runner poll failed", error=repr(e), host=poll.host)
             return _error(503, "the bridge cannot store right now; poll again later")

@@ -16,6 +16,10 @@ from typing import Any
 from claude_bridge.store.runners import RunnerSession
 
 MAX_WAIT = 55
+INSTANCE_HEADER = "X-Claude-Bridge-Runner-Instance"
+"""A random id each runner process makes at start and sends with every poll (``runners.py``)."""
+LEGACY_INSTANCE = ""
+"""The instance of every poll without the header: one instance of its own."""
 DEFAULT_WAIT = 25
 MAX_ITEMS = 500
 MAX_TAIL = 4000
@@ -58,6 +62,8 @@ class Poll:
     results: list[Result]
     exits: list[Exit]
     wait: float
+    release: bool = False
+    """The runner is stopping cleanly: unbind its instance and answer at once."""
 
 
 def project_problem(name: str) -> str | None:
@@ -169,6 +175,9 @@ def parse_poll(data: Any) -> Poll:
         raise WireError("wait must be a number of seconds")
     if wait < 0:
         raise WireError("wait must not be negative")
+    release = data.get("release", False)
+    if not isinstance(release, bool):
+        raise WireError("release must be true or false")
     return Poll(
         host=host,
         projects=projects,
@@ -178,4 +187,5 @@ def parse_poll(data: Any) -> Poll:
         results=[_result(r) for r in _list(data, "results") or []],
         exits=[_exit(e) for e in _list(data, "exits") or []],
         wait=min(float(wait), MAX_WAIT),
+        release=release,
     )

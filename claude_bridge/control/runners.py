@@ -6,9 +6,17 @@ of that runner that has no result yet — at once if there is one, else when one
 ``wait`` runs out. A job is handed out again in every answer until its result comes back: the
 runner makes running one twice harmless, and the bridge never hands a job to another runner.
 
-Two polls of one (token, host) open at once: the newer wins, the older is answered 409. Online
-means a poll is open now or one ended less than ``2 × wait`` seconds ago (at least
-``MIN_GRACE``), as recorded in the ``runners`` table, so a restarted bridge knows it too.
+Each runner process sends a random instance id with every poll (``INSTANCE_HEADER``, made at
+start, kept in memory only: its sessions, which hold the same token, never see it). While a
+runner is online (a poll open now, or one ended less than ``2 × wait`` seconds ago, at least
+``MIN_GRACE``, as recorded in the ``runners`` table) (token, host) is bound to its instance: a
+poll of another instance is answered 409 and changes nothing (no results, no exits, no jobs),
+and the incumbent keeps its poll. Another instance gets in once the bound one has been offline
+past that window, or at once after the bound one released it (a last poll with ``release``,
+when it stops cleanly). Two polls of the bound instance open at once (it abandoned one to send
+an exit): the newer wins, the older is answered 409. A poll without the header is the
+instance ``LEGACY_INSTANCE``, so it cannot take a bound runner's place either. The binding is
+in memory: after a bridge restart the first instance to poll binds.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from claude_bridge.control.runner_wire import Exit, Poll
+from claude_bridge.control.runner_wire import LEGACY_INSTANCE, Exit, Poll
 from claude_bridge.control.signals import Signals
 from claude_bridge.log import get_logger
 from claude_bridge.store.database import now_ms
@@ -39,10 +47,6 @@ def runner_key(token_name: str, host: str) -> str:
 class Answer:
     status: int
     body: dict[str, object]
-
-
-class Superseded(Exception):
-    """A newer poll of the same runner is open."""
 
 
 OnFailed = Callable[[RunnerJob], Awaitable[None]]
@@ -74,6 +78,10 @@ class Runners:
         # Where each runner's host keeps operators' files (its X-Claude-Bridge-Files header):
         # announced with every poll, so kept in memory only.
         self._files_roots: dict[tuple[str, str], str] = {}
+        # Which runner process holds each (token, host) (see the module's docstring), and the
+        # runners that released theirs (offline at once, whatever their last poll).
+        self._bound: dict[tuple[str, str], str] = {}
+        self._released: set[tuple[str, str]] = set()
 
     def files_root(self, runner: Runner) -> str | None:
         return self._files_roots.get((runner.token_name, runner.host))
@@ -84,8 +92,11 @@ class Runners:
     # --- what the commands ask ---------------------------------------------------------------
 
     def online(self, runner: Runner, now: int | None = None) -> bool:
-        if self._open.get((runner.token_name, runner.host), 0) > 0:
+        key = (runner.token_name, runner.host)
+        if self._open.get(key, 0) > 0:
             return True
+        if key in self._released:
+            return False
         grace = max(2 * runner.wait, MIN_GRACE) * 1000
         return (now or now_ms()) - runner.last_seen < grace
 
@@ -124,8 +135,12 @@ class Runners:
         connected: Callable[[], bool],
         *,
         files_root: str | None = None,
+        instance: str = LEGACY_INSTANCE,
     ) -> Answer:
         key = (token_name, poll.host)
+        if not self.bind(key, instance):
+            log.warning("runner poll refused: another instance holds the host", host=poll.host)
+            return Answer(409, {"error": _BOUND.format(host=poll.host)})
         if files_root is None:
             self._files_roots.pop(key, None)
         else:
@@ -147,6 +162,9 @@ class Runners:
             await self.store.save(runner)
             self._seen(runner)
             await self._settle(runner, poll)
+            if poll.release:
+                self._release(key, instance)
+                return Answer(200, {"jobs": []})
             self._later(self.on_polled(runner))
             return await self._jobs(key, generation, poll.wait, connected)
         finally:
@@ -159,6 +177,23 @@ class Runners:
                 await self.store.seen(token_name, poll.host)
             except Exception as e:  # the poll's answer matters more than this timestamp
                 log.warning("could not record the runner's poll end", error=repr(e))
+
+    def bind(self, key: tuple[str, str], instance: str) -> bool:
+        """Whether a poll of ``instance`` may speak for ``key`` now; binds it if so."""
+        bound = self._bound.get(key)
+        if bound is not None and bound != instance:
+            known = self._known.get(key)
+            if known is not None and self.online(known):
+                return False
+        self._bound[key] = instance
+        self._released.discard(key)
+        return True
+
+    def _release(self, key: tuple[str, str], instance: str) -> None:
+        if self._bound.get(key) == instance:
+            del self._bound[key]
+            self._released.add(key)
+            log.info("runner released its host", host=key[1])
 
     async def _settle(self, runner: Runner, poll: Poll) -> None:
         for result in poll.results:
@@ -213,7 +248,9 @@ class Runners:
             await asyncio.wait(set(self._tasks), timeout=5)
 
 
-_SUPERSEDED = (
-    "a newer runner for host {host!r} with this token is polling now: this one is superseded "
+_BOUND = (
+    "another runner for host {host!r} with this token is online: this poll is refused, and "
+    "takes that runner's place only once it has been offline for twice its poll's wait "
     "(two runners with the same token and --host cannot run at once)"
 )
+_SUPERSEDED = "a newer poll of this runner for host {host!r} is open: this one is superseded"

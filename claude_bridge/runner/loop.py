@@ -6,8 +6,17 @@ goes again with every poll (the bridge takes a second copy as the same result). 
 waits, the sessions are watched every second; an exit found meanwhile cuts the wait short
 (the poll is abandoned and sent again at once with the exit; jobs the bridge had put in the
 abandoned answer are redelivered in the next one). Connection errors, timeouts and 5xx answers
-are retried with exponential backoff (0.5 s doubling to 30 s, with jitter); 401 (bad token) and
-409 (a newer runner for the same token and host took over) end the runner with a clear message.
+are retried with exponential backoff (0.5 s doubling to 30 s, with jitter); 401 (bad token) ends
+the runner with a clear message.
+
+Each runner process makes a random instance id at start and sends it with every poll
+(``INSTANCE_HEADER``): the bridge binds (token, host) to it while the runner is online, so a
+session holding the same token cannot take the runner's place. The id lives in this object
+only: never in the sessions' environment, on disk or in the log. 409 means another instance is
+bound (a runner restarted after a crash, before the old one's window ran out; or a second
+runner for the same token and host): the poll is retried with the same backoff, and the log
+says why, until the bridge lets this one in. A clean stop sends a last poll with ``release``,
+so the next runner gets in at once.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import secrets
 from typing import Any
 
 import aiohttp
@@ -30,8 +40,8 @@ from claude_bridge.runner.tmux import TmuxError
 log = get_logger(__name__)
 
 POLL_PATH = "/claude/v1/runner/poll"
+INSTANCE_HEADER = "X-Claude-Bridge-Runner-Instance"
 EXIT_UNAUTHORIZED = 2
-EXIT_SUPERSEDED = 3
 
 
 class Backoff:
@@ -69,6 +79,8 @@ class PollLoop:
         self._stop = asyncio.Event()
         self._sent_exits: set[str] = set()
         self.polls = 0
+        self._instance = secrets.token_urlsafe(24)
+        self._refused_since: float | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -97,6 +109,7 @@ class PollLoop:
                 code = await self.once()
                 if code is not None:
                     return code
+            await self.release()
             return 0
         finally:
             watcher.cancel()
@@ -118,6 +131,10 @@ class PollLoop:
         status, data = answer
         if status == 200:
             self.backoff.reset()
+            if self._refused_since is not None:
+                waited = asyncio.get_running_loop().time() - self._refused_since
+                log.info("runner.let_in", host=self.config.host, waited=round(waited, 1))
+                self._refused_since = None
             await self._acknowledged(results, exits)
             jobs = data.get("jobs") if isinstance(data, dict) else None
             for job in jobs if isinstance(jobs, list) else []:
@@ -134,23 +151,47 @@ class PollLoop:
             )
             return EXIT_UNAUTHORIZED
         if status == 409:
-            log.error("runner.superseded", host=self.config.host)
-            print(
-                f"claude-bridge runner: another runner for host {self.config.host!r} with this "
-                "token took over (409); this one stops",
-                flush=True,
-            )
-            return EXIT_SUPERSEDED
+            if self._refused_since is None:
+                self._refused_since = asyncio.get_running_loop().time()
+                log.warning(
+                    "runner.host_taken",
+                    host=self.config.host,
+                    detail="another runner for this token and host is online (or was until "
+                    "lately): retrying until the bridge lets this one in",
+                )
+            await self._pause()
+            return None
         log.warning("runner.poll_refused", status=status, detail=str(data)[:500])
         await self._pause()
         return None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.config.token}"}
+        headers[INSTANCE_HEADER] = self._instance
+        return headers | files_header(self.config.files_root)
+
+    async def release(self) -> None:
+        """The last poll of a clean stop: the results and exits not yet acknowledged, and
+        ``release``, so that the next runner for this host is let in at once. Best effort: a
+        runner that cannot say so is let in once its window has passed."""
+        async with self.lock:
+            body = self.body() | {"wait": 0, "release": True}
+        try:
+            async with self.http.post(
+                self.config.url + POLL_PATH,
+                json=body,
+                headers=self.headers(),
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as response:
+                log.info("runner.released", host=self.config.host, status=response.status)
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.warning("runner.release_failed", error=f"{type(e).__name__}: {e}")
 
     async def _post(self, body: dict[str, Any]) -> tuple[int, Any] | None:
         """The poll's status and JSON; None when it failed (after the backoff) or was cut
         short by an exit or a stop."""
         timeout = aiohttp.ClientTimeout(total=self.config.wait + 20)
-        headers = {"Authorization": f"Bearer {self.config.token}"}
-        headers |= files_header(self.config.files_root)
+        headers = self.headers()
 
         async def post() -> tuple[int, Any]:
             async with self.http.post(

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from claude_bridge.app import Bridge
+from claude_bridge.control.runner_wire import INSTANCE_HEADER
 from claude_bridge.store.runner_jobs import RunnerJob
 from tests.e2e.conftest import HOOK_TOKEN, Stack, StartBridge
 from tests.e2e.runner_poller import Poller
@@ -156,6 +157,47 @@ async def test_the_newer_of_two_runners_wins_the_older_gets_409(
         assert status == 409 and "superseded" in answer["error"]
     finally:
         await twin.close()
+
+
+@pytest.fixture
+async def restarted(poller: Poller) -> AsyncIterator[Poller]:
+    """The same runner started again: ``poller`` is its old process, each with its own id."""
+    poller.headers[INSTANCE_HEADER] = "old-instance"
+    p = Poller(poller.url)
+    p.headers[INSTANCE_HEADER] = "restarted-instance"
+    yield p
+    await p.close()
+
+
+async def test_a_restarted_runner_gets_in_once_the_old_one_is_offline(
+    start_bridge: StartBridge, poller: Poller, restarted: Poller
+) -> None:
+    """A runner killed (no release) and started again is a new instance: refused while the old
+    one is still online, let in after its window; the old one is then the outsider."""
+    bridge = await start_bridge(hooks={"tokens": TOKENS})
+    await poller.poll(wait=0)
+    status, answer = await restarted.raw(restarted.body())
+    assert status == 409 and "offline" in answer["error"]
+
+    async def offline() -> bool:
+        return not bridge.control.runners.online(bridge.control.runners.all()[0])
+
+    await _until(offline, "the old runner offline past its window")
+    assert await restarted.poll() == []
+    assert (await poller.raw(poller.body()))[0] == 409
+
+
+async def test_a_runner_that_released_its_host_is_replaced_at_once(
+    start_bridge: StartBridge, poller: Poller, restarted: Poller
+) -> None:
+    """A clean stop: the last poll says ``release``; the host is offline at once (``new`` is
+    refused, not queued) and the next runner's first poll is let in."""
+    bridge = await start_bridge(hooks={"tokens": TOKENS})
+    await poller.poll(wait=0)
+    assert await poller.poll(wait=20, release=True) == []  # answered at once
+    assert not bridge.control.runners.online(bridge.control.runners.all()[0])
+    assert await restarted.poll() == []
+    assert bridge.control.runners.online(bridge.control.runners.all()[0])
 
 
 async def test_offline_after_the_grace(bridge: Bridge, poller: Poller) -> None:

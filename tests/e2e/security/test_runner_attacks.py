@@ -7,6 +7,9 @@ Postgres, with the minimal poller of ``runner_poller.py`` seeing exactly what a 
   sequence would end the bracketed paste and type keys (``tests/unit/runner/test_pane_attacks.py``
   has the host's side on real tmux).
 - A ``new`` prompt that starts like a command is refused (``claude -- "/exit"`` runs ``/exit``).
+- A session's Claude, which holds its runner's token and host name but not the runner process's
+  instance id, cannot take the runner's place while it is online: its poll is refused, and its
+  results and exits count for nothing.
 - A runner of another hook token that announces someone else's session id takes nothing over:
   interrupt, end and typed messages still go to the owner's runner, and ``hosts`` links the
   session to no one else.
@@ -19,6 +22,7 @@ import asyncio
 import pytest
 
 from claude_bridge.app import Bridge
+from claude_bridge.control.runner_wire import INSTANCE_HEADER
 from tests.e2e import test_runner_commands
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
 from tests.e2e.runner_poller import Poller
@@ -147,23 +151,17 @@ async def test_another_tokens_runner_announcing_the_session_takes_nothing_over(
         await evil.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN GAP (docs/security.md, Known gaps): a runner is its hook token, and the "
-    "sessions it starts get that token in their environment; a newer poll of (token, host) "
-    "wins, so a session's Claude can supersede its own runner",
-)
 async def test_a_sessions_claude_cannot_take_its_runners_place(
     stack: Stack, launching: Bridge, poller: Poller
 ) -> None:
     """What a prompt-injected Claude in a runner session can run: ``curl -X POST
     $CLAUDE_BRIDGE_URL/claude/v1/runner/poll -H "Authorization: Bearer $CLAUDE_BRIDGE_TOKEN"
-    -d '{"host": "laptop", "sessions": []}'``. The real runner's open poll is answered 409 and
-    it exits (status 3, which its systemd unit does not restart); the impostor then gets the
-    host's jobs (typed messages for other sessions, new prompts), can settle them unseen and
-    report the host's sessions as exited."""
+    -d '{"host": "laptop", "sessions": []}'``. The session has the token and the host name, not
+    the runner process's instance id: while the runner is online (here its long-poll is held)
+    that poll is refused 409 and the runner keeps its poll, whatever id the impostor makes up."""
+    poller.headers[INSTANCE_HEADER] = "the-real-runner-instance-id-0123456789"
     await poller.poll()
-    real = asyncio.create_task(poller.raw(poller.body(wait=20)))
+    real = asyncio.create_task(poller.raw(poller.body(wait=3)))
 
     async def holding() -> bool:
         return launching.control.signals.holding("runner:laptop:laptop") > 0
@@ -171,12 +169,46 @@ async def test_a_sessions_claude_cannot_take_its_runners_place(
     await _until(holding, "the real runner's long-poll")
     impostor = Poller(poller.url)  # same token, same host name: all the session knows
     try:
-        status, _ = await impostor.raw(impostor.body(sessions=[]))
-        assert status == 409  # refused while the real runner is online
+        status, answer = await impostor.raw(impostor.body(sessions=[]))
+        assert status == 409 and "another runner" in answer["error"]
+        impostor.headers[INSTANCE_HEADER] = "a-guess"
+        assert (await impostor.raw(impostor.body(sessions=[], release=True)))[0] == 409
+        assert launching.control.signals.holding("runner:laptop:laptop") > 0  # still held
         status, _ = await real
         assert status == 200
+        assert await poller.poll() == []  # still its host
     finally:
         real.cancel()
+        await impostor.close()
+
+
+async def test_an_impostor_cannot_settle_the_hosts_jobs_nor_end_its_sessions(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    """Results and exits from a poll of another instance count for nothing: the job is still
+    open (handed to the real runner again), the session still running in its room."""
+    poller.headers[INSTANCE_HEADER] = "the-real-runner-instance-id-0123456789"
+    session, room = await idle_session(stack, launching, poller, hooks)
+    await stack.users["alice"].send_text(room, "for the real runner")
+    [typed] = await poller.poll(wait=20)
+    impostor = Poller(poller.url)
+    try:
+        for instance in (None, "a-guess"):
+            if instance:
+                impostor.headers[INSTANCE_HEADER] = instance
+            body = impostor.body(
+                results=[{"job_id": typed["id"], "ok": True, "error": None}],
+                exits=[{"session_id": session, "status": 0, "tail": "bye"}],
+            )
+            status, _ = await impostor.raw(body)
+            assert status == 409
+        assert [j["id"] for j in await poller.poll()] == [typed["id"]]  # still open, still ours
+        stored = await launching.control.runners.jobs.get(typed["id"])
+        assert stored is not None and stored.state == "sent"
+        thread = await launching.threads.for_session(session)
+        assert thread is not None and thread.status != "ended"
+        assert launching.control.runners.running(session, "laptop") is not None
+    finally:
         await impostor.close()
 
 

@@ -16,8 +16,8 @@ from claude_bridge.devenv.synapse import free_port
 from claude_bridge.runner.config import RunnerConfig
 from claude_bridge.runner.jobs import Executor
 from claude_bridge.runner.loop import (
-    EXIT_SUPERSEDED,
     EXIT_UNAUTHORIZED,
+    INSTANCE_HEADER,
     POLL_PATH,
     Backoff,
     PollLoop,
@@ -36,6 +36,7 @@ class FakeBridge:
         self.bodies: list[dict[str, Any]] = []
         self.forced: list[int] = []
         self.exits: list[dict[str, Any]] = []
+        self.instances: list[str | None] = []
         self.changed = asyncio.Condition()
         self._queued = asyncio.Event()
 
@@ -54,6 +55,7 @@ class FakeBridge:
         forced = self.forced.pop(0) if self.forced else None
         async with self.changed:
             self.bodies.append(body)
+            self.instances.append(request.headers.get(INSTANCE_HEADER))
             if forced is None:
                 for result in body["results"]:
                     self.done.setdefault(result["job_id"], result)
@@ -183,13 +185,48 @@ async def test_a_bridge_that_is_down_is_retried(
             await runner.cleanup()
 
 
-@pytest.mark.parametrize(("status", "code"), [(409, EXIT_SUPERSEDED), (401, EXIT_UNAUTHORIZED)])
-async def test_superseded_or_refused_token_ends_the_runner(
-    bridge: FakeBridge, running: PollLoop, status: int, code: int
-) -> None:
-    bridge.forced.append(status)
+async def test_a_refused_token_ends_the_runner(bridge: FakeBridge, running: PollLoop) -> None:
+    bridge.forced.append(401)
     bridge.add(job("interrupt", id="wake"))  # ends the current wait
-    assert await asyncio.wait_for(running.task, 10) == code  # type: ignore[attr-defined]
+    assert await asyncio.wait_for(running.task, 10) == EXIT_UNAUTHORIZED  # type: ignore[attr-defined]
+
+
+async def test_while_another_instance_holds_the_host_the_runner_waits_and_retries(
+    bridge: FakeBridge, running: PollLoop
+) -> None:
+    """409: another runner process is bound to (token, host) (an old one within its window):
+    this one does not exit (systemd would not restart it), it retries until it is let in."""
+    bridge.forced += [409, 409, 409]
+    bridge.add(job("interrupt", id="i1"))
+    await bridge.until(lambda: "i1" in bridge.done)
+    assert not running.task.done()  # type: ignore[attr-defined]
+    assert len(bridge.instances) >= 4
+
+
+async def test_one_instance_id_per_process_never_given_to_the_sessions(
+    bridge: FakeBridge, running: PollLoop, config: RunnerConfig, make: Callable[[], Executor]
+) -> None:
+    bridge.add(job("interrupt", id="i1"))
+    await bridge.until(lambda: "i1" in bridge.done)
+    [instance] = set(bridge.instances)
+    assert instance and len(instance) >= 32
+    assert instance not in running.executor.env.values()
+    for path in config.state_dir.rglob("*"):
+        if path.is_file():
+            assert instance.encode() not in path.read_bytes(), path
+    async with aiohttp.ClientSession() as http:
+        other = PollLoop(config, make(), running.sessions, http)
+        assert other.headers()[INSTANCE_HEADER] != instance  # a restart is another instance
+
+
+async def test_a_clean_stop_releases_the_host(bridge: FakeBridge, running: PollLoop) -> None:
+    bridge.add(job("interrupt", id="i1"))
+    await bridge.until(lambda: "i1" in bridge.done)
+    instance = bridge.instances[-1]
+    running.stop()
+    assert await asyncio.wait_for(running.task, 10) == 0  # type: ignore[attr-defined]
+    assert bridge.bodies[-1]["release"] is True and bridge.bodies[-1]["wait"] == 0
+    assert bridge.instances[-1] == instance
 
 
 async def test_another_token_is_refused(bridge: FakeBridge, running: PollLoop) -> None:
