@@ -139,6 +139,22 @@ class RunnerCommands:
         if not online:
             latest = max(offering, key=lambda r: r.last_seen)
             raise CommandError(f"{self._offline(latest)}: nothing was queued.")
+        # A host names its projects and its host name itself: where runners of more than one
+        # hook token answer, picking one would hand the prompt (and the session) to whichever
+        # token claimed the name. Only the person asking can say which host they meant.
+        tokens = {r.token_name for r in online}
+        if len(tokens) > 1:
+            hosts = ", ".join(sorted(f"`{r.host}` (token `{r.token_name}`)" for r in online))
+            if host is not None:
+                raise CommandError(
+                    f"Runners of more than one hook token call themselves `{host}` and offer "
+                    f"`{project}`: {hosts}. Nothing was started; rename one of the hosts "
+                    "(`runner --host`)."
+                )
+            raise CommandError(
+                f"Runners of more than one hook token offer `{project}`: {hosts}. Nothing was "
+                f"started; say which: `new {project} on <host> …`."
+            )
         return min(online, key=lambda r: len(r.sessions))
 
     async def _submit(

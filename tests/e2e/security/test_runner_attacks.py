@@ -226,3 +226,35 @@ async def test_hosts_does_not_name_a_session_to_someone_shut_out_of_its_room(
     assert "laptop" in hosts and "1/4 session(s)" in hosts  # the host and its count, yes
     assert job["session_id"][:8] not in hosts and room not in hosts  # the session, no
     assert job["session_id"][:8] in await ask(admin, await bot_chat(admin), "hosts")
+
+
+async def test_new_is_never_handed_to_another_tokens_runner_by_its_project_name(
+    stack: Stack, launching: Bridge, poller: Poller
+) -> None:
+    """A host names its projects itself: desk's runner (another token) offering ``api`` must not
+    be picked for an admin's ``new api …``, which would hand it the prompt and the session."""
+    admin = stack.users["admin"]
+    evil = Poller(poller.url, token=OTHER, host="desk", projects=["api"])
+    twin = Poller(poller.url, token=OTHER, host="laptop", projects=["web"])
+    try:
+        await evil.poll()
+        await poller.poll()
+        dm = await bot_chat(admin)
+        said = await ask(admin, dm, "new api write the tests")
+        assert "more than one hook token" in said and "on <host>" in said, said
+        assert await jobs_of(launching) == []
+
+        said = await ask(admin, dm, "new api on laptop write the tests")
+        assert "Starting Claude Code in `api` on `laptop`" in said, said
+        [job] = await poller.poll()
+        assert job["kind"] == "new"
+        assert await evil.poll() == []
+
+        await twin.poll()  # another token's runner calling itself laptop too, offering web
+        said = await ask(admin, dm, "new web on laptop write the docs")
+        assert "more than one hook token" in said and "rename" in said, said
+        assert await twin.poll() == []
+        assert [j["kind"] for j in await jobs_of(launching)] == ["new"]
+    finally:
+        await evil.close()
+        await twin.close()
