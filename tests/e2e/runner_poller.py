@@ -9,8 +9,25 @@ from typing import Any
 import aiohttp
 
 from tests.e2e.conftest import HOOK_TOKEN
+from tests.e2e.test_foundation import _until
 
 POLL = "/claude/v1/runner/poll"
+ARRIVAL_LIMIT = 90.0
+"""How long a sent message may take to reach the bridge. Synapse pushes it in a transaction, and
+one that failed (its shared appservice address had no listener between two tests) marks the
+appservice down: later events then wait for its recoverer, whose backoff (2, 4, 8, 16, 32 … s)
+a loaded machine can stretch past a poll's 20 s."""
+
+
+async def reached(bridge: Any, event_id: str) -> None:
+    """Wait until the bridge has the Matrix message ``event_id`` in its inbox: the homeserver's
+    part is done, and what the bridge does next (type it at once) is what a poll then checks."""
+
+    async def stored() -> bool:
+        row = "SELECT 1 FROM session_message WHERE event_id=$1"
+        return bool(await bridge.db.fetchval(row, event_id))
+
+    await _until(stored, f"message {event_id} to reach the bridge", ARRIVAL_LIMIT)
 
 
 class Poller:

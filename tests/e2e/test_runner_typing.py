@@ -15,7 +15,7 @@ import pytest
 
 from claude_bridge.app import Bridge
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
-from tests.e2e.runner_poller import Poller
+from tests.e2e.runner_poller import Poller, reached
 from tests.e2e.test_control import command, delivered_mark
 from tests.e2e.test_foundation import _until
 from tests.e2e.test_runner_commands import LAUNCH, bot_chat, running, started
@@ -82,6 +82,7 @@ async def test_a_message_to_an_idle_runner_session_is_typed_once(
 
     await _until(holding, "the background waiter's long-poll")
     sent = await alice.send_text(room, "please run the linter")
+    await reached(launching, sent)
     jobs = await poller.poll(wait=20)
     assert [(j["kind"], j["text"], j["requested_by"]) for j in jobs] == [
         ("type", "please run the linter", ALICE)

@@ -25,7 +25,7 @@ from claude_bridge.app import Bridge
 from claude_bridge.control.runner_wire import INSTANCE_HEADER
 from tests.e2e import test_runner_commands
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
-from tests.e2e.runner_poller import Poller
+from tests.e2e.runner_poller import Poller, reached
 from tests.e2e.test_foundation import _until
 from tests.e2e.test_runner_commands import (
     ALICE,
@@ -84,7 +84,7 @@ async def test_an_operators_message_is_typed_as_words_never_as_a_command(
     stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster, body: str
 ) -> None:
     session, room = await idle_session(stack, launching, poller, hooks)
-    await stack.users["alice"].send_text(room, body)
+    await reached(launching, await stack.users["alice"].send_text(room, body))
     [typed] = await poller.poll(wait=20)
     assert typed["kind"] == "type" and typed["session_id"] == session
     text = typed["text"]
@@ -99,7 +99,8 @@ async def test_an_ordinary_message_is_typed_as_it_was_written(
     stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
 ) -> None:
     _, room = await idle_session(stack, launching, poller, hooks)
-    await stack.users["alice"].send_text(room, "please fix /etc/hosts parsing!\n\tthanks")
+    sent = await stack.users["alice"].send_text(room, "please fix /etc/hosts parsing!\n\tthanks")
+    await reached(launching, sent)
     [typed] = await poller.poll(wait=20)
     assert typed["text"] == "please fix /etc/hosts parsing!\n\tthanks"
 
@@ -135,7 +136,7 @@ async def test_another_tokens_runner_announcing_the_session_takes_nothing_over(
         assert interrupt["kind"] == "interrupt"
         await poller.settle(interrupt)
 
-        await alice.send_text(room, "carry on")
+        await reached(launching, await alice.send_text(room, "carry on"))
         [typed] = await poller.poll(wait=20)
         assert (typed["kind"], typed["text"]) == ("type", "carry on")
 
@@ -189,7 +190,7 @@ async def test_an_impostor_cannot_settle_the_hosts_jobs_nor_end_its_sessions(
     open (handed to the real runner again), the session still running in its room."""
     poller.headers[INSTANCE_HEADER] = "the-real-runner-instance-id-0123456789"
     session, room = await idle_session(stack, launching, poller, hooks)
-    await stack.users["alice"].send_text(room, "for the real runner")
+    await reached(launching, await stack.users["alice"].send_text(room, "for the real runner"))
     [typed] = await poller.poll(wait=20)
     impostor = Poller(poller.url)
     try:
