@@ -34,7 +34,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
 FILES_HEADER = "X-Claude-Bridge-Files"
 """Sent by a command path with its attachments root: it can fetch and write files itself."""
@@ -124,28 +124,85 @@ def write_file(root: str, path: str, data: bytes) -> None:
         raise
 
 
+KEEP_DAYS_ENV = "CLAUDE_BRIDGE_FILES_KEEP_DAYS"
+"""Days a host keeps a session folder untouched before deleting it (default ``KEEP_DAYS``)."""
+KEEP_DAYS = 7
+STAMP = ".pruned"
+"""A file in the root whose mtime says when this host last pruned (``prune_daily``)."""
+
+
+def keep_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """``$CLAUDE_BRIDGE_FILES_KEEP_DAYS`` (a whole number of days, 0 or more; anything else:
+    ``KEEP_DAYS``, like ``bridge.attachments.keep_days``) in seconds."""
+    raw = (os.environ if environ is None else environ).get(KEEP_DAYS_ENV, "").strip()
+    days = int(raw) if raw.isdigit() else KEEP_DAYS
+    return days * 86_400.0
+
+
 def prune(root: str, keep_seconds: float, now: float | None = None) -> int:
-    """Delete session folders under ``root`` untouched for ``keep_seconds``; how many went."""
+    """Delete session folders under ``root`` untouched for ``keep_seconds``; how many went.
+
+    Never follows a link: each folder is opened relative to ``root`` with ``O_NOFOLLOW``
+    (a symlinked folder is left alone), and inside it only files and links themselves are
+    unlinked; a folder holding a directory (nothing this module writes) is left as it is."""
+    import stat
+
     now = time.time() if now is None else now
     gone = 0
     try:
-        folders = os.listdir(root)
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return 0
-    for name in folders:
-        folder = os.path.join(root, name)
-        try:
-            if os.path.islink(folder) or not os.path.isdir(folder):
+    try:
+        for name in os.listdir(root_fd):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root_fd)
+            except OSError:
+                continue  # a file, a link, gone meanwhile
+            try:
+                if now - os.fstat(fd).st_mtime < keep_seconds:
+                    continue
+                entries = os.listdir(fd)
+                if any(
+                    stat.S_ISDIR(os.stat(e, dir_fd=fd, follow_symlinks=False).st_mode)
+                    for e in entries
+                ):
+                    continue
+                for entry in entries:
+                    os.unlink(entry, dir_fd=fd)
+                os.rmdir(name, dir_fd=root_fd)
+                gone += 1
+            except OSError:
                 continue
-            if now - os.stat(folder).st_mtime < keep_seconds:
-                continue
-            for entry in os.listdir(folder):
-                os.unlink(os.path.join(folder, entry))
-            os.rmdir(folder)
-            gone += 1
-        except OSError:
-            continue
+            finally:
+                os.close(fd)
+    finally:
+        os.close(root_fd)
     return gone
+
+
+def prune_daily(
+    root: str, keep_seconds: float, every: float = 86_400.0, now: float | None = None
+) -> int | None:
+    """``prune`` at most once per ``every`` seconds for this root (the stamp file's mtime); None
+    when it was not due (or there is no root yet). For the background waiter, which starts at
+    every turn's end."""
+    now = time.time() if now is None else now
+    stamp = os.path.join(root, STAMP)
+    try:
+        if now - os.stat(stamp, follow_symlinks=False).st_mtime < every:
+            return None
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        fd = os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        os.utime(stamp, (now, now), follow_symlinks=False)
+    except OSError:
+        return None  # no root yet (nothing to prune) or not writable
+    return prune(root, keep_seconds, now)
 
 
 def receive(

@@ -930,6 +930,7 @@ def wait(args: Args) -> tuple[bytes, int]:
     url = args.url or getenv("CLAUDE_BRIDGE_URL")
     if not isinstance(session_id, str) or not session_id or not url:
         return b"", 0
+    prune_files()
     endpoint = HookEndpoint(url, getenv(args.token_env))
     base = endpoint.path.removesuffix(HOOK_PATH) + WAIT_PATH.format(urllib.parse.quote(session_id))
     delay = 0.5
@@ -981,6 +982,19 @@ def wait(args: Args) -> tuple[bytes, int]:
         else:
             delay = 0.5
     return b"", 0
+
+
+def prune_files() -> int | None:
+    """Delete this host's session folders of files from Matrix untouched for
+    ``$CLAUDE_BRIDGE_FILES_KEEP_DAYS`` (7) days, at most once a day (``host_files.prune_daily``).
+    Only the waiter does it (a background process): never on a hook's path."""
+    try:
+        from claude_bridge import host_files
+
+        return host_files.prune_daily(default_files_root(), host_files.keep_seconds())
+    except Exception as e:  # never let housekeeping cost the session its wake-up
+        log(f"could not prune old files: {type(e).__name__}: {e}")
+        return None
 
 
 def _retry_after(body: bytes) -> float | None:

@@ -8,6 +8,9 @@ waiter's: an entry whose path is not ``<root>/<session>/<id>-<name>`` is refused
 in 0700 folders. A file that could not be fetched or written is named in the typed text itself
 (``[claude-bridge: …]``), as the shim does in a hook answer, so Claude is never left looking
 for a path that is not there without being told.
+
+Session folders untouched for ``$CLAUDE_BRIDGE_FILES_KEEP_DAYS`` (7) days are deleted when the
+runner starts and hourly after (``prune_forever``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,21 @@ from claude_bridge.runner.sessions import Live
 log = get_logger(__name__)
 
 FETCH_TIMEOUT = 60.0
+PRUNE_EVERY = 3600.0
+
+
+async def prune_forever(root: str, keep_seconds: float, every: float = PRUNE_EVERY) -> None:
+    """At start, then every ``every`` seconds: delete the session folders under ``root``
+    untouched for ``keep_seconds`` (``host_files.prune``; ``$CLAUDE_BRIDGE_FILES_KEEP_DAYS``)."""
+    while True:
+        try:
+            gone = await asyncio.to_thread(host_files.prune, root, keep_seconds)
+        except OSError as e:
+            log.warning("runner.files_prune_failed", error=str(e))
+        else:
+            if gone:
+                log.info("runner.files_pruned", root=root, folders=gone)
+        await asyncio.sleep(every)
 
 
 def files_header(root: str | None) -> dict[str, str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from claude_bridge import host_files
 from claude_bridge.installer import (
     DEFAULT_TOKEN_ENV,
     claude_version,
@@ -20,7 +21,7 @@ from claude_bridge.installer import (
 )
 from claude_bridge.log import get_logger
 from claude_bridge.runner.config import RunnerConfig
-from claude_bridge.runner.files import FileReceiver
+from claude_bridge.runner.files import FileReceiver, prune_forever
 from claude_bridge.runner.jobs import Executor
 from claude_bridge.runner.journal import Journal, lock_state_dir
 from claude_bridge.runner.loop import PollLoop
@@ -97,8 +98,11 @@ async def run_runner(config: RunnerConfig) -> int:
         attach=tmux.attach_hint("<name>"),
     )
     executor = Executor(config, tmux, sessions, journal, env, settings)
+    pruner = None
     if config.files_root is not None:
         executor.before_type.append(FileReceiver(config.url, config.token, config.files_root))
+        keep = host_files.keep_seconds()
+        pruner = asyncio.create_task(prune_forever(config.files_root, keep), name="files-prune")
     async with aiohttp.ClientSession() as http:
         loop = PollLoop(config, executor, sessions, http)
         running = asyncio.get_running_loop()
@@ -108,6 +112,10 @@ async def run_runner(config: RunnerConfig) -> int:
         try:
             return await loop.run()
         finally:
+            if pruner is not None:
+                pruner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner
             await executor.close()
             journal.close()
             lock.close()

@@ -198,3 +198,75 @@ def test_a_media_url_is_all_of_the_string() -> None:
     for bad in ("mxc://localhost/abc\n", "mxc://localhost/a/../b", "mxc://h/a?x=1", "mxc://h/"):
         with pytest.raises(media.BadMediaURL):
             media.split_mxc(bad)
+
+
+def _aged(path: str, days: float) -> None:
+    past = os.stat(path).st_mtime - days * 86400
+    os.utime(path, (past, past), follow_symlinks=False)
+
+
+def test_prune_never_follows_a_link_nor_leaves_the_root(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "keep.txt").write_bytes(b"mine")
+    (outside / "folder").mkdir()
+    (root / "linked").symlink_to(outside)  # a symlinked session folder: never entered
+    _aged(str(outside), 30)
+    path = host_files.host_path(str(root), "s", 1, "a")
+    host_files.write_file(str(root), path, b"x")
+    session = os.path.dirname(path)
+    os.symlink(outside / "keep.txt", os.path.join(session, "link-to-file"))
+    os.symlink(outside / "folder", os.path.join(session, "link-to-folder"))
+    _aged(session, 30)
+    assert host_files.prune(str(root), 86400) == 1
+    assert not os.path.exists(session)  # the links themselves went, not what they point to
+    assert (outside / "keep.txt").read_bytes() == b"mine" and (outside / "folder").is_dir()
+    assert (root / "linked").is_symlink()
+    # a folder holding a directory (nothing the host writes) is left as it is
+    odd = root / "odd"
+    (odd / "inner").mkdir(parents=True)
+    (odd / "inner" / "f").write_bytes(b"x")
+    _aged(str(odd), 30)
+    assert host_files.prune(str(root), 86400) == 0
+    assert (odd / "inner" / "f").exists()
+    assert host_files.prune(str(tmp_path / "missing"), 0) == 0
+
+
+def test_prune_daily_runs_once_a_day_by_the_stamp(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    old = host_files.host_path(root, "old", 1, "a")
+    host_files.write_file(root, old, b"x")
+    _aged(os.path.dirname(old), 8)
+    assert host_files.prune_daily(root, 7 * 86400) == 1
+    stamp = tmp_path / host_files.STAMP
+    assert stamp.is_file() and stat.S_IMODE(stamp.stat().st_mode) == 0o600
+    again = host_files.host_path(root, "again", 2, "b")
+    host_files.write_file(root, again, b"x")
+    _aged(os.path.dirname(again), 8)
+    assert host_files.prune_daily(root, 7 * 86400) is None  # pruned today already
+    assert os.path.exists(again)
+    _aged(str(stamp), 1.01)
+    assert host_files.prune_daily(root, 7 * 86400) == 1
+    assert not os.path.exists(again)
+    assert host_files.prune_daily(str(tmp_path / "none"), 0) is None  # no root: nothing to do
+
+
+def test_prune_daily_refuses_a_symlinked_stamp(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_bytes(b"x")
+    _aged(str(target), 5)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / host_files.STAMP).symlink_to(target)
+    _aged(str(root / host_files.STAMP), 5)
+    assert host_files.prune_daily(str(root), 0) is None
+    assert target.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(
+    ("raw", "days"), [(None, 7), ("3", 3), ("0", 0), ("-1", 7), ("soon", 7), (" 14 ", 14)]
+)
+def test_keep_days_from_the_environment(raw: str | None, days: int) -> None:
+    env = {} if raw is None else {host_files.KEEP_DAYS_ENV: raw}
+    assert host_files.keep_seconds(env) == days * 86400

@@ -333,3 +333,33 @@ async def test_exits_when_its_parent_is_gone(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_the_waiter_prunes_old_files_at_most_once_a_day(
+    endpoint: FakeWaitEndpoint, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Session folders of files from Matrix untouched for ``CLAUDE_BRIDGE_FILES_KEEP_DAYS`` go,
+    fresh ones stay; the stamp in the root keeps it to once a day (a waiter starts every turn)."""
+    from claude_bridge import host_files
+
+    await endpoint.start()
+    root = tmp_path / "cache" / "claude-bridge" / "attachments"
+    env = env | {"XDG_CACHE_HOME": str(tmp_path / "cache"), host_files.KEEP_DAYS_ENV: "3"}
+
+    def folder(name: str, days: float) -> Path:
+        path = host_files.host_path(str(root), name, 1, "a.png")
+        host_files.write_file(str(root), path, b"x")
+        past = os.stat(path).st_mtime - days * 86400
+        os.utime(os.path.dirname(path), (past, past))
+        return Path(path).parent
+
+    old, fresh = folder("old", 4), folder("fresh", 2)
+    endpoint.answers = [(410, {"error": "superseded"})]
+    run = await run_command(waiter(endpoint.url, "--timeout", "600"), STOP, env)
+    assert (run.rc, run.stderr) == (0, "")
+    assert not old.exists() and fresh.exists() and (root / host_files.STAMP).is_file()
+    later = folder("later", 4)
+    endpoint.answers = [(410, {"error": "superseded"})]
+    run = await run_command(waiter(endpoint.url, "--timeout", "600"), STOP, env)
+    assert (run.rc, run.stderr) == (0, "")
+    assert later.exists()  # pruned today already

@@ -115,3 +115,30 @@ def test_the_header_and_the_configured_root(tmp_path: Path) -> None:
     assert str(_files_root(None)).endswith("/claude-bridge/attachments")
     with pytest.raises(RunnerConfigError):
         _files_root(3)
+
+
+async def test_the_runner_prunes_its_files_root_at_start(tmp_path: Path) -> None:
+    """``prune_forever`` (started by ``run_runner`` with a files root) deletes at once the
+    session folders untouched past the retention, and keeps the fresh ones."""
+    import asyncio
+
+    from claude_bridge.runner.files import prune_forever
+    from tests.unit.runner.conftest import eventually
+
+    root = str(tmp_path)
+    old = host_files.host_path(root, "old", 1, "a")
+    fresh = host_files.host_path(root, "fresh", 2, "b")
+    for path in (old, fresh):
+        host_files.write_file(root, path, b"x")
+    past = os.stat(old).st_mtime - 8 * 86400
+    os.utime(os.path.dirname(old), (past, past))
+
+    async def gone() -> bool:
+        return not await asyncio.to_thread(os.path.exists, os.path.dirname(old))
+
+    task = asyncio.create_task(prune_forever(root, host_files.keep_seconds({})))
+    try:
+        await eventually(gone)
+        assert await asyncio.to_thread(os.path.exists, fresh)
+    finally:
+        task.cancel()
