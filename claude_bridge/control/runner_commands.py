@@ -160,15 +160,13 @@ class RunnerCommands:
     async def _submit(
         self, caller: Caller, runner: Runner, kind: str, thread: Thread, **fields: str | None
     ) -> RunnerJob:
-        job = RunnerJob(
+        job = RunnerJob.for_session(
+            runner,
+            thread,
+            kind,
             id=uuid.uuid4().hex,
-            token_name=runner.token_name,
-            host=runner.host,
-            kind=kind,
-            session_id=thread.session_id,
             requested_by=caller.user_id,
             project=thread.project_name,
-            room_id=thread.room_id,
             origin_room=caller.room_id,
             origin_event=caller.event_id,
             prompt=fields.get("prompt"),

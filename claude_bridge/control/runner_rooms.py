@@ -128,15 +128,13 @@ class RunnerRooms:
             log.info("exit of a session not this runner's", session_id=exit_.session_id)
             return
         launch = await self.runners.jobs.last_launch(exit_.session_id)
-        record = RunnerJob(
+        record = RunnerJob.for_session(
+            runner,
+            thread,
+            EXIT,
             id=f"exit:{launch.id if launch else exit_.session_id}",
-            token_name=runner.token_name,
-            host=runner.host,
-            kind=EXIT,
-            session_id=exit_.session_id,
             requested_by=runner.token_name,
             text=exit_.tail,
-            room_id=thread.room_id,
             state=DONE,
         )
         if not await self.runners.jobs.add(record):

@@ -15,6 +15,8 @@ from typing import Any
 from mautrix.util.async_db import Database
 
 from claude_bridge.store.database import now_ms
+from claude_bridge.store.runners import Runner
+from claude_bridge.store.threads import Thread
 
 QUEUED, SENT, DONE, FAILED = "queued", "sent", "done", "failed"
 OPEN = (QUEUED, SENT)
@@ -47,6 +49,23 @@ class RunnerJob:
     updated_at: int = 0
     files: str | None = None
     """``type``: JSON list of the files the runner fetches before typing ({id, name, path})."""
+
+    @classmethod
+    def for_session(
+        cls, runner: Runner, thread: Thread, kind: str, *, id: str, requested_by: str, **fields: Any
+    ) -> RunnerJob:
+        """A job (or record) of ``runner`` about ``thread``'s session, answered in its room: who
+        runs it and which session it is about, said once for every place that builds one."""
+        return cls(
+            id=id,
+            token_name=runner.token_name,
+            host=runner.host,
+            kind=kind,
+            session_id=thread.session_id,
+            requested_by=requested_by,
+            room_id=thread.room_id,
+            **fields,
+        )
 
     def wire(self) -> dict[str, Any]:
         """The job as the runner gets it (``openapi.yaml``: RunnerJob)."""
