@@ -31,7 +31,7 @@ import asyncpg
 
 MAX_ROWS = 64
 MAX_BYTES = 1 << 20
-DEPTH = 2
+DEPTH = 4
 """Statements in flight at most: beyond, rows wait and go out together."""
 LINGER = 0.25
 """Seconds an idle writer keeps its connections (a busy session's next hook comes sooner)."""

@@ -111,40 +111,41 @@ async def test_a_batch_stays_within_its_byte_bound(db: PostgresDatabase) -> None
 async def test_a_replayed_key_in_a_batch_is_stored_once(db: PostgresDatabase) -> None:
     outbox = Outbox(db)
     first = await outbox.append(THREADS[0], "PreToolUse", '"first try"', None, key="k-0")
-    # Queued in one turn: two go out alone (DEPTH), then the replay of k-0 shares a batch with
-    # new keyed and unkeyed events.
-    assert DEPTH == 2
-    leads, second, again, new, keyless = await asyncio.gather(
-        outbox.append(THREADS[1], "PreToolUse", '"leads"', None, key="k-1"),
-        outbox.append(THREADS[4], "PreToolUse", '"second"', None, key="k-4"),
+    # Queued in one turn: DEPTH go out alone, then the replay of k-0 shares a batch with new
+    # keyed and unkeyed events.
+    leading = THREADS[4 : 4 + DEPTH]
+    calls = [outbox.append(t, "PreToolUse", f'"lead {t}"', None, key=f"k-{t}") for t in leading]
+    calls += [
         outbox.append(THREADS[0], "PreToolUse", '"first try"', None, key="k-0"),
         outbox.append(THREADS[2], "PreToolUse", '"new"', None, key="k-2"),
         outbox.append(THREADS[3], "PreToolUse", '"no key"', None),
-    )
+    ]
+    results = await asyncio.gather(*calls)
+    leads, (again, new, keyless) = results[:DEPTH], results[DEPTH:]
     assert outbox._group is not None and outbox._group.largest == 3
     assert again == first  # the replay is answered with the stored event
     stored = await _stored(db)
-    assert len(stored) == 5 and stored['"second"'][0] == second
-    assert stored['"first try"'][0] == first and stored['"leads"'][0] == leads
+    assert len(stored) == 1 + DEPTH + 2
+    assert [stored[f'"lead {t}"'][0] for t in leading] == leads
+    assert stored['"first try"'][0] == first
     assert stored['"new"'][0] == new and stored['"no key"'][0] == keyless
     await outbox.close()
 
 
 async def test_a_refused_row_fails_only_its_caller(db: PostgresDatabase) -> None:
     outbox = Outbox(db)
-    # Queued in one turn: the first two alone (DEPTH), then a batch holding a row whose thread
-    # does not exist (a foreign-key violation): the server refuses the whole statement.
-    assert DEPTH == 2
-    calls = [outbox.append(THREADS[0], "PreToolUse", '{"n": 0}', None)]
-    calls += [outbox.append(THREADS[n], "PreToolUse", f'{{"n": {n}}}', None) for n in (1, 2)]
-    calls.append(outbox.append("no-such-thread", "PreToolUse", '{"n": "bad"}', None))
-    calls += [outbox.append(THREADS[n], "PreToolUse", f'{{"n": {n}}}', None) for n in (3, 4)]
+    # Queued in one turn: the first DEPTH alone, then a batch holding a row whose thread does
+    # not exist (a foreign-key violation): the server refuses the whole statement.
+    good_threads = THREADS[: DEPTH + 3]
+    calls = [outbox.append(t, "PreToolUse", f'{{"n": "{t}"}}', None) for t in good_threads]
+    bad = DEPTH + 1
+    calls.insert(bad, outbox.append("no-such-thread", "PreToolUse", '{"n": "bad"}', None))
     results = await asyncio.gather(*calls, return_exceptions=True)
-    assert isinstance(results[3], asyncpg.ForeignKeyViolationError)
-    good = [r for i, r in enumerate(results) if i != 3]
+    assert isinstance(results[bad], asyncpg.ForeignKeyViolationError)
+    good = [r for i, r in enumerate(results) if i != bad]
     assert all(isinstance(r, int) for r in good)
     stored = await _stored(db)
-    assert sorted(stored) == sorted(f'{{"n": {n}}}' for n in range(5))
+    assert sorted(stored) == sorted(f'{{"n": "{t}"}}' for t in good_threads)
     assert sorted(i for i, _ in stored.values()) == sorted(good)  # type: ignore[type-var]
     assert outbox._group is not None and outbox._group.largest == 4
     await outbox.close()
