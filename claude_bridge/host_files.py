@@ -20,11 +20,17 @@ reads one without ever leaving that directory: each component is opened relative
 before with ``O_NOFOLLOW``, so a ``..`` or a symlink anywhere on the way is refused, and only a
 regular file up to the size cap is read. The bytes (or the reason for refusing) are POSTed back.
 
-Standard library only, imported lazily: the shim's start-up must not pay for it.
-
 Host side, in one call (``receive``): a hook answer (or the waiter's) lists the files under
 ``"claudeBridgeFiles"``; for each, check its path is the one ``host_path`` gives, fetch the bytes
 with the hook token (``GET /claude/v1/sessions/<session>/attachments/<id>``) and write them.
+``settle_answer`` does both directions for one answer of a command path, given the shim's HTTP
+client; the runner, which carries files only in its jobs, calls ``receive`` itself. Session
+folders left untouched for ``$CLAUDE_BRIDGE_FILES_KEEP_DAYS`` days go (``prune``: the runner
+hourly, the bridge for a ``local`` token's folder; the waiter at most daily, ``prune_daily``).
+
+Standard library only, imported lazily: the shim's start-up must not pay for it. Only what
+every hook call needs stays in the shim: the root (``shim.default_files_root``) and the header
+announcing it.
 """
 
 from __future__ import annotations
@@ -325,3 +331,54 @@ def fulfil(
         except Exception as e:
             problems.append(f"could not send {relative!r} to the bridge: {e}")
     return problems
+
+
+def settle_answer(
+    answer: bytes,
+    session_id: object,
+    root: str,
+    call: Callable[[str, str, bytes | None, dict[str, str]], bytes],
+) -> tuple[bytes, dict[str, object], list[str]]:
+    """Do what an answer from the bridge (a hook's, or the waiter's) asks of this host: send the
+    files of the project it requests (``REQUESTS_KEY``, ``fulfil``), fetch and write the files
+    from Matrix it lists (``ANSWER_KEY``, ``receive``) under ``root``, and return it without
+    either key — a file that could not be written named in its own text (``amend_answer``) —,
+    as JSON and as a dict (``{}`` for an answer that is not a JSON object, returned as it came),
+    with what went wrong, one line each.
+
+    ``call(method, path, body, headers)`` makes one request of the bridge with the hook token
+    (``path`` is below its base URL) and returns the body, or raises for any other answer than
+    2xx; the command shim gives its own HTTP client."""
+    import json
+
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        return answer, {}, []
+    if not isinstance(data, dict):
+        return answer, {}, []
+    problems = []
+    requests = data.pop(REQUESTS_KEY, None)
+    if isinstance(requests, list) and isinstance(session_id, str):
+
+        def send(path: str, body: bytes, error: str | None) -> None:
+            headers = {}
+            if error is not None:  # one header line, whatever the reason holds
+                reason = error.encode("ascii", "backslashreplace").decode()
+                headers[ERROR_HEADER] = " ".join(reason.split())[:500]
+            call("POST", path, body, headers)
+
+        problems += fulfil(send, session_id, requests)
+    if ANSWER_KEY not in data:
+        return json.dumps(data, ensure_ascii=False).encode(), data, problems
+    entries = data.pop(ANSWER_KEY)
+
+    def fetch(path: str) -> bytes:
+        return call("GET", path, None, {})
+
+    if not isinstance(session_id, str) or not isinstance(entries, list):
+        received = ["the answer named files for no session"]
+    else:
+        received = receive(fetch, root, session_id, entries)
+    amend_answer(data, received)
+    return json.dumps(data, ensure_ascii=False).encode(), data, problems + received

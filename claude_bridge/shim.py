@@ -442,60 +442,24 @@ def files_header() -> dict[str, str]:
 def with_files(
     endpoint: HookEndpoint, answer: bytes, session_id: object, deadline: float
 ) -> tuple[bytes, dict[str, object]]:
-    """An answer listing files from Matrix: fetch and write them, and return the answer without
-    the list (a file that could not be written is named in the answer's own text instead).
-    Files of the project it asks for (``!claude file``) are read and sent back."""
-    import json
-
+    """An answer naming files (``FILES_KEY``): ``host_files.settle_answer`` fetches and writes
+    the files from Matrix it lists and sends back the files of the project it asks for, over
+    this endpoint; the answer without them, as bytes and as a dict. What went wrong is logged."""
     from claude_bridge import host_files
 
-    try:
-        data = json.loads(answer)
-    except ValueError:
-        return answer, {}
-    if not isinstance(data, dict):
-        return answer, {}
     base = endpoint.path.removesuffix(HOOK_PATH)
-    requests = data.pop(host_files.REQUESTS_KEY, None)
-    if isinstance(requests, list) and isinstance(session_id, str):
 
-        def send_back(path: str, body: bytes, error: str | None) -> None:
-            headers = {}
-            if error is not None:  # one header line, whatever the reason holds
-                reason = error.encode("ascii", "backslashreplace").decode()
-                headers[host_files.ERROR_HEADER] = " ".join(reason.split())[:500]
-            got = endpoint.request(
-                "POST",
-                base + path,
-                body,
-                timeout=max(deadline - time.monotonic(), FILE_TIMEOUT),
-                headers=headers,
-            )
-            if got.kind != "ok":
-                raise OSError(f"the bridge answered {got.reason or got.status}")
-
-        for problem in host_files.fulfil(send_back, session_id, requests):
-            log(problem)
-    if host_files.ANSWER_KEY not in data:
-        return json.dumps(data, ensure_ascii=False).encode(), data
-    entries = data.pop(host_files.ANSWER_KEY)
-
-    def fetch(path: str) -> bytes:
-        got = endpoint.request(
-            "GET", base + path, timeout=max(deadline - time.monotonic(), FILE_TIMEOUT)
-        )
+    def call(method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+        timeout = max(deadline - time.monotonic(), FILE_TIMEOUT)
+        got = endpoint.request(method, base + path, body, timeout=timeout, headers=headers)
         if got.kind != "ok":
             raise OSError(f"the bridge answered {got.reason or got.status}")
         return got.body
 
-    if not isinstance(session_id, str) or not isinstance(entries, list):
-        problems = ["the answer named files for no session"]
-    else:
-        problems = host_files.receive(fetch, default_files_root(), session_id, entries)
+    out, data, problems = host_files.settle_answer(answer, session_id, default_files_root(), call)
     for problem in problems:
         log(problem)
-    host_files.amend_answer(data, problems)
-    return json.dumps(data, ensure_ascii=False).encode(), data
+    return out, data
 
 
 class Spool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -75,6 +76,66 @@ def test_receive_writes_only_where_the_host_would(tmp_path: Path) -> None:
     answer: dict[str, object] = {"hookSpecificOutput": {"additionalContext": "text"}}
     host_files.amend_answer(answer, problems)
     assert "[claude-bridge: the file '/etc/cron.d/b.png'" in str(answer)
+
+
+def test_settle_answer_does_what_an_answer_asks_of_the_host(tmp_path: Path) -> None:
+    """One answer both lists a file from Matrix and asks for files of the project: the first is
+    fetched and written, the second sent back (a refusal as the error header), and the answer
+    comes back without either key, a file that could not be fetched named in its own text."""
+    root, project = tmp_path / "files", tmp_path / "p"
+    project.mkdir()
+    (project / "a.py").write_bytes(b"print(1)")
+    calls: list[tuple[str, str, bytes | None, dict[str, str]]] = []
+
+    def call(method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+        calls.append((method, path, body, headers))
+        if path.endswith("/attachments/4"):
+            raise OSError("the bridge answered HTTP 404")
+        return b"png"
+
+    good = {"id": 3, "name": "a.png", "path": host_files.host_path(str(root), "s/1", 3, "a.png")}
+    lost = {"id": 4, "name": "b.png", "path": host_files.host_path(str(root), "s/1", 4, "b.png")}
+    answer = {
+        "reason": "go on",
+        host_files.ANSWER_KEY: [good, lost],
+        host_files.REQUESTS_KEY: [
+            {"id": "r1", "root": str(project), "path": "a.py", "max_bytes": 100},
+            {"id": "r2", "root": str(project), "path": "../x\nforged: 1", "max_bytes": 100},
+        ],
+    }
+    out, data, problems = host_files.settle_answer(
+        json.dumps(answer).encode(), "s/1", str(root), call
+    )
+    assert json.loads(out) == data and set(data) == {"reason"}
+    assert str(data["reason"]).startswith("go on\n\n[claude-bridge: the file ")
+    assert len(problems) == 1 and lost["path"] in problems[0] and "404" in problems[0]
+    assert Path(str(good["path"])).read_bytes() == b"png"
+    sent, refused, fetched, failed = calls
+    assert sent == ("POST", "/claude/v1/sessions/s%2F1/file-requests/r1", b"print(1)", {})
+    assert refused[:3] == ("POST", "/claude/v1/sessions/s%2F1/file-requests/r2", b"")
+    assert "\n" not in refused[3][host_files.ERROR_HEADER]  # one header line, however refused
+    assert (fetched[:2], failed[:2]) == (
+        ("GET", "/claude/v1/sessions/s%2F1/attachments/3"),
+        ("GET", "/claude/v1/sessions/s%2F1/attachments/4"),
+    )
+
+
+def test_settle_answer_leaves_what_it_cannot_read(tmp_path: Path) -> None:
+    def call(method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+        raise AssertionError("nothing to ask the bridge")
+
+    for raw in (b"not json", b"[1]"):
+        assert host_files.settle_answer(raw, "s", str(tmp_path), call) == (raw, {}, [])
+    listed = json.dumps({"text": "hi", host_files.ANSWER_KEY: [{"id": 1}]}).encode()
+    out, data, problems = host_files.settle_answer(listed, None, str(tmp_path), call)
+    assert problems == ["the answer named files for no session"]
+    assert data == json.loads(out) and str(data["text"]).endswith(f"[claude-bridge: {problems[0]}]")
+    asked = json.dumps({"text": "", host_files.REQUESTS_KEY: "junk"}).encode()
+    assert host_files.settle_answer(asked, "s", str(tmp_path), call) == (
+        b'{"text": ""}',
+        {"text": ""},
+        [],
+    )
 
 
 def test_prune_removes_quiet_session_folders(tmp_path: Path) -> None:
