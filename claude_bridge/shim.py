@@ -40,6 +40,11 @@ Spool layout (one directory per spool, ``$CLAUDE_BRIDGE_SPOOL``)::
 
 File names sort lexically in arrival order, so the spool is a FIFO queue. An event never
 overtakes a spooled one: while anything is left in the spool, the current event joins it.
+
+Files on this host — an operator's files an answer lists, files of the project it asks for
+(``!claude file``), pruning old ones — are ``host_files``' (imported only when an answer names
+files, and by the waiter); the shim tells the bridge where they go (``files_header``, on every
+call) and lends ``host_files`` its HTTP client (``with_files``).
 """
 
 from __future__ import annotations
@@ -418,50 +423,6 @@ def default_spool_dir() -> str:
     return cache.rstrip("/") + "/claude-bridge/spool"
 
 
-def default_files_root() -> str:
-    """Where files from Matrix go on this host (``host_files``): next to the spool."""
-    return default_spool_dir().removesuffix("/spool") + "/attachments"
-
-
-FILES_HEADER = "X-Claude-Bridge-Files"
-"""``host_files.FILES_HEADER``, here too so the common call need not import it."""
-FILES_KEY = b'"claudeBridgeFile'
-"""Starts both answer keys about files (``host_files.ANSWER_KEY``, ``REQUESTS_KEY``)."""
-
-
-def files_header() -> dict[str, str]:
-    """The header saying this command path writes files from Matrix itself, under which root
-    (none when the root can't travel in a header: the bridge then holds files for another
-    path)."""
-    root = default_files_root()
-    if not root.startswith("/") or not root.isascii() or not root.isprintable():
-        return {}
-    return {FILES_HEADER: root}
-
-
-def with_files(
-    endpoint: HookEndpoint, answer: bytes, session_id: object, deadline: float
-) -> tuple[bytes, dict[str, object]]:
-    """An answer naming files (``FILES_KEY``): ``host_files.settle_answer`` fetches and writes
-    the files from Matrix it lists and sends back the files of the project it asks for, over
-    this endpoint; the answer without them, as bytes and as a dict. What went wrong is logged."""
-    from claude_bridge import host_files
-
-    base = endpoint.path.removesuffix(HOOK_PATH)
-
-    def call(method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
-        timeout = max(deadline - time.monotonic(), FILE_TIMEOUT)
-        got = endpoint.request(method, base + path, body, timeout=timeout, headers=headers)
-        if got.kind != "ok":
-            raise OSError(f"the bridge answered {got.reason or got.status}")
-        return got.body
-
-    out, data, problems = host_files.settle_answer(answer, session_id, default_files_root(), call)
-    for problem in problems:
-        log(problem)
-    return out, data
-
-
 class Spool:
     def __init__(self, directory: str) -> None:
         self.dir = directory
@@ -618,6 +579,71 @@ def drain(spool: Spool, endpoint: HookEndpoint, deadline: float, *, lock_wait: f
         spool.unlock(fd)
 
 
+# --- files on this host -------------------------------------------------------------------------
+# The root and the header are here, not in host_files, because every call sends them and
+# host_files imports os (~1 ms without site).
+
+
+def default_files_root() -> str:
+    """Where files from Matrix go on this host (``host_files``): next to the spool."""
+    return default_spool_dir().removesuffix("/spool") + "/attachments"
+
+
+FILES_HEADER = "X-Claude-Bridge-Files"
+"""``host_files.FILES_HEADER``, here too so the common call need not import it."""
+FILES_KEY = b'"claudeBridgeFile'
+"""Starts both answer keys about files (``host_files.ANSWER_KEY``, ``REQUESTS_KEY``)."""
+FILE_TIMEOUT = 30.0
+"""At least this long for each request about one file (fetching one from Matrix, sending one of
+the project), whatever is left of ``--timeout``."""
+
+
+def files_header() -> dict[str, str]:
+    """The header saying this command path writes files from Matrix itself, under which root
+    (none when the root can't travel in a header: the bridge then holds files for another
+    path)."""
+    root = default_files_root()
+    if not root.startswith("/") or not root.isascii() or not root.isprintable():
+        return {}
+    return {FILES_HEADER: root}
+
+
+def with_files(
+    endpoint: HookEndpoint, answer: bytes, session_id: object, deadline: float
+) -> tuple[bytes, dict[str, object]]:
+    """An answer naming files (``FILES_KEY``): ``host_files.settle_answer`` fetches and writes
+    the files from Matrix it lists and sends back the files of the project it asks for, over
+    this endpoint; the answer without them, as bytes and as a dict. What went wrong is logged."""
+    from claude_bridge import host_files
+
+    base = endpoint.path.removesuffix(HOOK_PATH)
+
+    def call(method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+        timeout = max(deadline - time.monotonic(), FILE_TIMEOUT)
+        got = endpoint.request(method, base + path, body, timeout=timeout, headers=headers)
+        if got.kind != "ok":
+            raise OSError(f"the bridge answered {got.reason or got.status}")
+        return got.body
+
+    out, data, problems = host_files.settle_answer(answer, session_id, default_files_root(), call)
+    for problem in problems:
+        log(problem)
+    return out, data
+
+
+def prune_files() -> int | None:
+    """Delete this host's session folders of files from Matrix untouched for
+    ``$CLAUDE_BRIDGE_FILES_KEEP_DAYS`` (7) days, at most once a day (``host_files.prune_daily``).
+    Only the waiter does it (a background process): never on a hook's path."""
+    try:
+        from claude_bridge import host_files
+
+        return host_files.prune_daily(default_files_root(), host_files.keep_seconds())
+    except Exception as e:  # never let housekeeping cost the session its wake-up
+        log(f"could not prune old files: {type(e).__name__}: {e}")
+        return None
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 
@@ -668,8 +694,6 @@ OPTIONS = (
 _BY_FLAG = {o.flag: o for o in OPTIONS}
 
 WAIT_PATH = "/claude/v1/sessions/{}/wait"
-FILE_TIMEOUT = 30.0
-"""At least this long for fetching one file from Matrix, whatever is left of ``--timeout``."""
 WAIT_POLL = 300.0
 WAKE = 2
 """Exit code with which an ``asyncRewake`` hook wakes the session; its stderr is what Claude reads."""
@@ -946,19 +970,6 @@ def wait(args: Args) -> tuple[bytes, int]:
         else:
             delay = 0.5
     return b"", 0
-
-
-def prune_files() -> int | None:
-    """Delete this host's session folders of files from Matrix untouched for
-    ``$CLAUDE_BRIDGE_FILES_KEEP_DAYS`` (7) days, at most once a day (``host_files.prune_daily``).
-    Only the waiter does it (a background process): never on a hook's path."""
-    try:
-        from claude_bridge import host_files
-
-        return host_files.prune_daily(default_files_root(), host_files.keep_seconds())
-    except Exception as e:  # never let housekeeping cost the session its wake-up
-        log(f"could not prune old files: {type(e).__name__}: {e}")
-        return None
 
 
 def _retry_after(body: bytes) -> float | None:
