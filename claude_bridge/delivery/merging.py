@@ -212,7 +212,7 @@ class Merger:
         """Send a merged message as ``head``'s ghost. Its transaction id is that of the first
         part it holds plus ``.m<count>``: ``Sender.find`` recognises it by that prefix."""
         ghost = await self.sender.ghost(thread, head)
-        async with self.sender.slots.slot():
+        async with self.sender.slots.slot(thread.id):
             return await self.sender.client.send_event(
                 ghost, room_id, "m.room.message", content, txn_id
             )

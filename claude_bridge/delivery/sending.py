@@ -57,7 +57,7 @@ class Sender:
         """Send one message; returns its event id and the anchor to record it under."""
         sender = await self.ghost(thread, message)
         content = dict(message.content)
-        async with self.slots.slot():
+        async with self.slots.slot(thread.id):
             if message.event_type == THREAD_STATE and message.state_key == "":
                 # Merged into what the room holds: a writer that knows less erases nothing.
                 current = await self.client.state_event(sender, room_id, THREAD_STATE)

@@ -232,4 +232,4 @@ async def test_a_hung_send_gives_its_slot_back_after_its_patience() -> None:
     await task
     assert order == ["stuck", "healthy", "stuck done"] and slots.overdue == 0
     async with slots.slot():  # the slot the overdue send gave back is usable again, once
-        assert slots._free.locked()
+        assert slots.locked()
