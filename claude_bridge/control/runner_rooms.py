@@ -85,29 +85,17 @@ class RunnerRooms:
         """The runner refused the job or it failed: tell whoever asked, where they asked."""
         reason = job.error or "no reason given"
         if job.kind == "type":
+            # The runner's reason says when the message may have reached the pane after all
+            # (it stopped in the middle of typing it: not repeated).
             text = (
                 f"⚠️ {job.requested_by}: your message could not be typed into the session on "
-                f"`{job.host}`: {reason}. Claude has not read it; send it again."
+                f"`{job.host}`: {reason}. Send it again if Claude still needs it."
             )
         else:
             what = f"`{job.kind}`" + (f" in `{job.project}`" if job.project else "")
             text = f"⚠️ {job.requested_by}: the runner on `{job.host}` could not do {what}: {reason}"
+        await self._tell(job, text, f"job.{job.id}")
         thread = await self.p.threads.for_session(job.session_id)
-        if job.origin_room is not None:
-            origin = await self.p.threads.get_by_room(job.origin_room)
-            await self.replies.send(
-                origin,
-                job.origin_room,
-                f"job.{job.id}",
-                text,
-                reply_to=job.origin_event,
-                mention=job.requested_by,
-                as_reply=job.origin_event is not None,
-            )
-        if thread is not None and thread.room_id and thread.room_id != job.origin_room:
-            await self.replies.send(
-                thread, thread.room_id, f"job.{job.id}.room", text, as_reply=False
-            )
         if thread is not None:
             await self.p.audit.record(thread.id, job.requested_by, "runner job failed", job.id)
         # A session that never started leaves a room that must not look live (unless the runner
@@ -119,6 +107,41 @@ class RunnerRooms:
             and self.runners.running(job.session_id, thread.token_name) is None
         ):
             await self.mark_ended(thread)
+
+    async def stranded(self, job: RunnerJob, requeued: bool) -> None:
+        """A ``type`` job's runner went offline without answering (``RunnerTyping.stranded``):
+        the message is queued again, or it may not have been typed; either way the room knows."""
+        offline = f"the runner on `{job.host}` went offline"
+        if requeued:
+            text = (
+                f"⚠️ {job.requested_by}: {offline} before it could type your message: it is "
+                "queued again. The session's next hook carries it, or the runner types it "
+                "when it is back."
+            )
+        else:
+            text = (
+                f"⚠️ {job.requested_by}: {offline} before saying whether it typed your message: "
+                "Claude may not have it. If the runner comes back it finishes the job (the room "
+                "then shows the typed prompt, or says it failed); else send it again."
+            )
+        await self._tell(job, text, f"job.{job.id}.{'requeued' if requeued else 'offline'}")
+
+    async def _tell(self, job: RunnerJob, text: str, key: str) -> None:
+        """``text`` to whoever asked, where they asked, and in the session's room."""
+        thread = await self.p.threads.for_session(job.session_id)
+        if job.origin_room is not None:
+            origin = await self.p.threads.get_by_room(job.origin_room)
+            await self.replies.send(
+                origin,
+                job.origin_room,
+                key,
+                text,
+                reply_to=job.origin_event,
+                mention=job.requested_by,
+                as_reply=job.origin_event is not None,
+            )
+        if thread is not None and thread.room_id and thread.room_id != job.origin_room:
+            await self.replies.send(thread, thread.room_id, f"{key}.room", text, as_reply=False)
 
     async def exited(self, runner: Runner, exit_: Exit) -> None:
         """A session of the runner exited: once per launch, a notice in its room with the exit

@@ -14,14 +14,23 @@ One type job per session at a time: the next message waits for it (and is then c
 turn the typed prompt starts, or typed once Claude is back at its prompt). A crash between the
 claim and the job is repaired at start (``load``): a message claimed for the runner without its
 job gets it then.
+
+A typed message is never lost silently. A runner that reports a ``type`` job failed has the
+room told (``RunnerRooms.failed``). A runner that goes offline with a ``type`` job open
+(``stranded``, checked every ``CHECK_EVERY`` seconds): a job it was never handed is taken back
+and its message put back in the session's queue (the session may still run in tmux: its hooks
+carry it, or the runner types it when it is back), and the room is told; a job it was handed
+but never answered may or may not have been typed, so the room is told that, and the runner
+finishes it if it comes back (answered from its journal, never typed twice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from claude_bridge.control.file_carrier import FileCarrier
 from claude_bridge.control.framing import typed_prompt
@@ -29,10 +38,11 @@ from claude_bridge.control.messages import attributed
 from claude_bridge.control.parts import Parts
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.runners import Runners
+from claude_bridge.control.signals import thread_key
 from claude_bridge.ids import thread_id_for
 from claude_bridge.log import get_logger
 from claude_bridge.store.database import now_ms
-from claude_bridge.store.runner_jobs import RunnerJob
+from claude_bridge.store.runner_jobs import QUEUED, RunnerJob
 from claude_bridge.store.runners import Runner
 from claude_bridge.store.session_messages import SessionMessage
 
@@ -43,6 +53,16 @@ TYPE = "type"
 KEPT = 50
 """Typed prompts remembered per session, to attribute the prompts Claude Code reports."""
 REMEMBER_MS = 24 * 3600 * 1000
+CHECK_EVERY = 5.0
+"""Seconds between looks for ``type`` jobs whose runner went offline."""
+
+OFFLINE = "its runner went offline before answering; the room was told"
+OnStranded = Callable[[RunnerJob, bool], Awaitable[None]]
+"""Tell the room about a stranded ``type`` job; True: its message is queued again."""
+
+
+async def _untold(job: RunnerJob, requeued: bool) -> None:
+    log.warning("a stranded type job was not told", job=job.id, requeued=requeued)
 
 
 def _same(prompt: str, typed: str) -> bool:
@@ -65,6 +85,9 @@ class RunnerTyping:
         self.on_delivered = on_delivered
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._typed: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
+        self._task: asyncio.Task[None] | None = None
+        self.on_stranded: OnStranded = _untold
+        self.check_every = CHECK_EVERY
         runners.on_polled = self.poke
         runners.on_done = self.done
 
@@ -117,6 +140,55 @@ class RunnerTyping:
                     log.warning("a message claimed for a runner has none", message=message.id)
                     continue
                 await self._submit(message, token, host)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="runner-typing-stranded")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self.stranded()
+            except Exception as e:
+                log.warning("looking for stranded type jobs failed; will try again", error=repr(e))
+            await asyncio.sleep(self.check_every)
+
+    async def stranded(self) -> int:
+        """Deal with the open ``type`` jobs of offline runners (see the module's docstring); how
+        many were put back in their queue."""
+        requeued = 0
+        for runner in self.runners.all():
+            if self.runners.online(runner):
+                continue
+            for job in await self.runners.jobs.open_for(runner.token_name, runner.host):
+                if job.kind != TYPE:
+                    continue
+                if job.state == QUEUED and await self._take_back(job):
+                    requeued += 1
+                    await self.on_stranded(job, True)
+                elif job.state != QUEUED and await self.runners.jobs.note_open(job.id, OFFLINE):
+                    await self.on_stranded(job, False)  # once: the note says it was told
+        return requeued
+
+    async def _take_back(self, job: RunnerJob) -> bool:
+        """A type job its runner never got: withdrawn, and its message queued again."""
+        message = await self.p.inbox.get(job.origin_event) if job.origin_event else None
+        if message is None:
+            return False
+        async with self._locks[message.thread_id]:
+            if not await self.runners.jobs.withdraw_queued(job.id):
+                return False  # a poll took it meanwhile: the runner answers for it
+            if await self.p.inbox.requeue(message.id, message.thread_id, VIA) is None:
+                return False
+        log.info("a type job's runner went offline: message queued again", job=job.id)
+        await self.p.audit.record(message.thread_id, "bridge", "runner job withdrawn", job.id)
+        self.p.signals.fire(thread_key(message.thread_id))  # a waiting hook answer takes it
+        return True
 
     async def offer(self, thread_id: str) -> bool:
         """Claim the oldest queued message of an idle runner session for a ``type`` job. True:

@@ -146,6 +146,7 @@ class Control:
         carrier.on_held = lambda message: self._note_held(replies, message)
         carrier.on_unfetched = lambda message: self._note_unfetched(replies, message)
         self.runner_rooms = RunnerRooms(self.parts, self.runners, replies)
+        self.typing.on_stranded = self.runner_rooms.stranded
         RunnerCommands(self.parts, commands, self.runners, self.runner_rooms, info)
         self.handoff_expiry = HandoffExpiry(self.parts, replies)
         policies = RoomPolicyStore(db)
@@ -256,6 +257,7 @@ class Control:
         await self.receipts.start()
         await self.runners.load()
         await self.typing.load()
+        self.typing.start()
         await self.guard.start()
         self._sweeper = asyncio.create_task(self._sweep_files(), name="attachments-sweep")
         self.handoff_expiry.start()
@@ -274,5 +276,6 @@ class Control:
                 await self._sweeper
         await self.room_sweep.stop()
         await self.handoff_expiry.stop()
+        await self.typing.stop()
         await self.receipts.stop()
         await self.runners.drain()

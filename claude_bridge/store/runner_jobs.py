@@ -159,6 +159,25 @@ class RunnerJobStore:
         )
         return RunnerJob._from_row(row) if row else None
 
+    async def withdraw_queued(self, job_id: str) -> bool:
+        """Take back a job its runner was never handed (still ``queued``): False when a poll
+        took it meanwhile. The row goes, so the same job id can be queued again later."""
+        gone = await self.db.fetchval(
+            "DELETE FROM runner_jobs WHERE id=$1 AND state='queued' RETURNING id", job_id
+        )
+        return gone is not None
+
+    async def note_open(self, job_id: str, note: str) -> bool:
+        """Note on an open job that has none yet (True: noted now, by this call); the runner's
+        result replaces it. Remembers across restarts that something was said about it."""
+        noted = await self.db.fetchval(
+            "UPDATE runner_jobs SET error=$2 WHERE id=$1 AND state IN ('queued', 'sent') "
+            "AND error IS NULL RETURNING id",
+            job_id,
+            note,
+        )
+        return noted is not None
+
     async def open_kind(self, session_id: str, kind: str) -> RunnerJob | None:
         """An open job of ``kind`` for the session, if any."""
         row = await self.db.fetchrow(

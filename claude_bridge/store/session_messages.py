@@ -320,6 +320,21 @@ class SessionInbox:
         )
         return sorted((SessionMessage._from_row(r) for r in rows), key=lambda m: m.id)
 
+    async def requeue(self, message_id: int, thread_id: str, via: str) -> SessionMessage | None:
+        """Put a message claimed by ``via`` back in its queue (the path that claimed it never
+        carried it). Its ✓ stays: it was shown once, and the next path carries it."""
+        with self.queued_hint.adding(thread_id):
+            row = await self.db.fetchrow(
+                "UPDATE session_message SET state='queued', delivered_at=NULL, "
+                "delivered_via=NULL, delivered_by=NULL, file_path=NULL, file_fetched_at=NULL "
+                "WHERE id=$1 AND thread_id=$2 "
+                f"AND state='delivered' AND delivered_via=$3 RETURNING {_COLUMNS}",
+                message_id,
+                thread_id,
+                via,
+            )
+        return SessionMessage._from_row(row) if row else None
+
     async def delivered_via(self, via: str, since: int) -> list[SessionMessage]:
         """Messages claimed by ``via`` since ``since`` (ms), oldest first."""
         rows = await self.db.fetch(

@@ -209,3 +209,90 @@ async def test_after_an_interrupt_what_waited_is_typed(
         jobs = await poller.poll(wait=20)
     assert [(j["kind"], j["text"]) for j in jobs] == [("type", "stop, do the short version")]
     assert await states(launching, session) == [("delivered", "runner")]
+
+
+async def offline(bridge: Bridge) -> None:
+    runners = bridge.control.runners
+
+    async def gone() -> bool:
+        return not runners.online(runners.all()[0])
+
+    await _until(gone, "the runner to count as offline")
+
+
+async def notice(user: Any, room: str, ghost: str, words: str) -> str:
+    found = await user.wait_for(
+        lambda e: e["sender"] == ghost and words in e["content"].get("body", ""), room_id=room
+    )
+    return str(found["content"]["body"])
+
+
+async def test_a_type_job_its_runner_never_got_is_queued_again_when_it_goes_offline(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    """The runner goes away between the claim and its next poll: the message is not left
+    claimed for a runner that never had it. It is queued again (the room is told), the
+    session's hooks can carry it, and the runner types it once it is back."""
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    launching.control.typing.check_every = 0.2
+    session, room, ghost = await idle_runner_session(stack, launching, poller, hooks)
+    # A poll that ended just now, of a runner that polls every 8 s: online (for twice that)
+    # with no poll open, so the message is claimed for a job it has not been handed yet.
+    assert await poller.poll(wait=8) == []
+    sent = await alice.send_text(room, "run the migrations")
+    await reached(launching, sent)
+
+    async def claimed() -> bool:
+        return await states(launching, session) == [("delivered", "runner")]
+
+    await _until(claimed, "the message claimed for a type job")
+    await offline(launching)
+    said = await notice(admin, room, ghost, "queued again")
+    assert said.startswith(f"⚠️ {ALICE}: the runner on `laptop` went offline before")
+
+    async def requeued() -> bool:
+        return await states(launching, session) == [("queued", None)]
+
+    await _until(requeued, "the message back in the queue")
+    assert await launching.db.fetchval("SELECT COUNT(*) FROM runner_jobs WHERE kind='type'") == 0
+
+    # Back: typed once, as any message that waited for the runner.
+    jobs = await poller.poll(wait=20)
+    assert [(j["kind"], j["text"]) for j in jobs] == [("type", "run the migrations")]
+    assert await states(launching, session) == [("delivered", "runner")]
+
+
+async def test_a_type_job_handed_out_and_never_answered_is_told(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    """The runner got the job and went away without a result: it may have typed it or not, so
+    the room is told (once), and the job stays for the runner to answer when it is back."""
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    launching.control.typing.check_every = 0.2
+    session, room, ghost = await idle_runner_session(stack, launching, poller, hooks)
+    await reached(launching, await alice.send_text(room, "deploy to staging"))
+    [job] = await poller.poll(wait=20)
+    assert job["kind"] == "type"
+    await offline(launching)
+    said = await notice(admin, room, ghost, "went offline before saying whether")
+    assert said.startswith(f"⚠️ {ALICE}:") and "may not have it" in said
+    assert await states(launching, session) == [("delivered", "runner")]  # never twice
+    assert await launching.control.typing.stranded() == 0  # told once: nothing more to do
+
+    # Back, with the result of its journal: settled, and not handed out again.
+    assert [j["id"] for j in await poller.poll()] == [job["id"]]
+    await poller.settle(job)
+    assert await poller.poll() == []
+
+
+async def test_a_type_job_the_runner_failed_is_told(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    admin, alice = stack.users["admin"], stack.users["alice"]
+    _, room, ghost = await idle_runner_session(stack, launching, poller, hooks)
+    sent = await alice.send_text(room, "and the changelog")
+    await reached(launching, sent)
+    [job] = await poller.poll(wait=20)
+    await poller.settle(job, ok=False, error="tmux failed on the host: no server running")
+    said = await notice(admin, room, ghost, "could not be typed")
+    assert said.startswith(f"⚠️ {ALICE}:") and "no server running" in said
