@@ -242,6 +242,9 @@ class RunnerCommands:
                 f"`{resume_command(thread.session_id)}`."
             )
         self._usable(runner, caller)
+        directory = runner.project_dirs.get(thread.project_name or "")
+        if thread.project_path is None and directory is not None:  # a thread made before it said
+            await self.p.threads.learn_project_path(thread.id, directory)
         await self._submit(caller, runner, "resume", thread)
         where = "here" if caller.thread is not None else link(thread)
         return Reply(f"▶️ Resuming the session on `{runner.host}`, {where}.")

@@ -67,6 +67,9 @@ class RunnerRooms:
                 ghost_mxid=names.ghost(thread_id),
                 alias=names.alias(thread_id),
                 project_name=project,
+                # Where it runs, as a session started at the host records its cwd: the room's
+                # topic and project space, `!claude file` (None from a runner that does not say).
+                project_path=runner.project_dirs.get(project),
                 token_name=runner.token_name,
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from claude_bridge.store.runners import RunnerSession
@@ -24,6 +24,7 @@ DEFAULT_WAIT = 25
 MAX_ITEMS = 500
 MAX_TAIL = 4000
 MAX_ERROR = 2000
+MAX_PATH = 4096
 
 HOST = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
 PROJECT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -63,6 +64,8 @@ class Poll:
     exits: list[Exit]
     wait: float
     release: bool = False
+    project_dirs: dict[str, str] = field(default_factory=dict)
+    """Each project's directory on the host (absolute), for its sessions' threads."""
     """The runner is stopping cleanly: unbind its instance and answer at once."""
 
 
@@ -127,6 +130,26 @@ def _project(value: Any, key: str) -> str:
     return name
 
 
+def _project_dirs(data: dict[str, Any], projects: list[str]) -> dict[str, str]:
+    """``project_dirs``: for projects it offers, each an absolute path of printable text."""
+    raw = data.get("project_dirs")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise WireError("project_dirs must be an object NAME: DIR")
+    if len(raw) > MAX_ITEMS:
+        raise WireError(f"project_dirs holds more than {MAX_ITEMS} items")
+    dirs = {}
+    for name, directory in raw.items():
+        if name not in projects:
+            raise WireError(f"project_dirs names {str(name)[:80]!r}, which is not in projects")
+        path = _text(directory, "project_dirs[]", MAX_PATH)
+        if not path.startswith("/") or not path.isprintable():
+            raise WireError(f"project_dirs[{name}] must be an absolute path of printable text")
+        dirs[name] = path
+    return dirs
+
+
 def _result(item: Any) -> Result:
     r = _object(item, "results")
     ok = r.get("ok")
@@ -188,4 +211,5 @@ def parse_poll(data: Any) -> Poll:
         exits=[_exit(e) for e in _list(data, "exits") or []],
         wait=min(float(wait), MAX_WAIT),
         release=release,
+        project_dirs=_project_dirs(data, projects),
     )

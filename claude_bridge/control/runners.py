@@ -158,6 +158,7 @@ class Runners:
                 max_sessions=poll.max_sessions,
                 sessions=poll.sessions,
                 wait=round(poll.wait),
+                project_dirs=poll.project_dirs,
             )
             await self.store.save(runner)
             self._seen(runner)

@@ -197,6 +197,13 @@ class Ingest:
             )
         if thread is not None:
             self._check_owner(thread, token_name)
+            if thread.project_path is None and event.cwd:
+                # Made before its first hook (a host runner's `new`): now the bridge knows where
+                # the session runs, as it would have from a first event.
+                if await self.threads.learn_project_path(thread.id, event.cwd):
+                    thread.project_path = event.cwd
+                elif (stored := await self.threads.get(thread.id)) is not None:
+                    thread.project_path = stored.project_path  # learnt meanwhile
             return thread
         await self.caps.open(token_name, thread_id)  # ThreadCapReached → 403
         wait = self.new_threads.take(token_name)

@@ -94,6 +94,7 @@ class PollLoop:
         return {
             "host": self.config.host,
             "projects": sorted(self.config.projects),
+            "project_dirs": {name: str(d) for name, d in sorted(self.config.projects.items())},
             "max_sessions": self.config.max_sessions,
             "accept_from": self.config.accept_from,
             "sessions": self.sessions.report(),

@@ -1,7 +1,7 @@
 """The ``runners`` table: the host runners (issue 15) as they last reported themselves.
 
 A runner is (hook token name, host). Each poll writes what it announced: the projects it may
-start sessions in, whom it accepts jobs from, its session limit, the live sessions it runs, its
+start sessions in (their directories are kept in memory only, ``control/runners.py``), whom it accepts jobs from, its session limit, the live sessions it runs, its
 poll's ``wait`` and when it was last seen (a poll started or ended). Whether it is online now is
 the caller's question (``control/runners.py``): this table only remembers.
 """
@@ -47,6 +47,9 @@ class Runner:
     sessions: list[RunnerSession] = field(default_factory=list)
     wait: int = 25
     last_seen: int = 0
+    project_dirs: dict[str, str] = field(default_factory=dict, compare=False)
+    """Each project's directory on the host, as its last poll said (kept in memory only: a
+    runner announces them with every poll)."""
 
     def session(self, session_id: str) -> RunnerSession | None:
         return next((s for s in self.sessions if s.session_id == session_id), None)

@@ -171,6 +171,16 @@ class ThreadStore:
             now_ms(),
         )
 
+    async def learn_project_path(self, thread_id: str, path: str) -> bool:
+        """The session's directory, for a thread made without it (a host runner's ``new``
+        before its first hook); True when this call recorded it. A known one never changes."""
+        done = await self.db.fetchval(
+            "UPDATE thread SET project_path=$2 WHERE id=$1 AND project_path IS NULL RETURNING 1",
+            thread_id,
+            path,
+        )
+        return bool(done)
+
     async def set_space_linked(self, thread_id: str) -> int:
         at = now_ms()
         await self.db.execute("UPDATE thread SET space_linked_at=$2 WHERE id=$1", thread_id, at)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from claude_bridge.app import Bridge
+from claude_bridge.room_state import THREAD_STATE
 from tests.e2e.conftest import HookPoster, Stack, StartBridge
 from tests.e2e.runner_poller import Poller
 from tests.e2e.security.rooms import knock_in
@@ -303,3 +304,26 @@ async def test_another_tokens_runner_cannot_claim_a_session(
         assert [(r["token_name"], r["text"]) for r in rows] == [("laptop", "the real end")]
     finally:
         await intruder.close()
+
+
+async def test_a_new_sessions_thread_knows_its_directory_from_the_start(
+    stack: Stack, launching: Bridge, poller: Poller
+) -> None:
+    """The runner says where each project is: the thread records it as a session started at the
+    host records its cwd, before any hook (the room's state, `status`, `!claude file`)."""
+    admin = stack.users["admin"]
+    dm = await bot_chat(admin)
+    dirs = {"api": "/home/me/src/api", "web": "/srv/web"}
+    await poller.poll(project_dirs=dirs)
+    assert "Starting Claude Code in `api`" in await ask(admin, dm, "new api write the tests")
+    [job] = await poller.poll(project_dirs=dirs)
+    thread = await launching.threads.for_session(job["session_id"])
+    assert thread is not None and thread.room_id is not None
+    assert thread.project_path == "/home/me/src/api" and thread.project_name == "api"
+    await admin.wait_for_invite(thread.room_id)
+    await admin.join(thread.room_id)
+    state = await admin.room_state(thread.room_id)
+    [own] = [e for e in state if e["type"] == THREAD_STATE]
+    assert own["content"]["cwd"] == "/home/me/src/api"
+    said = await ask(admin, thread.room_id, "!claude status", thread.ghost_mxid)
+    assert "(`/home/me/src/api`)" in said, said

@@ -259,3 +259,65 @@ async def test_new_is_never_handed_to_another_tokens_runner_by_its_project_name(
     finally:
         await evil.close()
         await twin.close()
+
+
+async def test_only_the_owners_hooks_tell_a_runner_threads_directory(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    """A runner that does not say where its projects are leaves the thread without a directory
+    until the session's first hook: another token's hook with a cwd of its choosing is refused
+    and sets nothing; the owner's sets it once, and a later cwd does not move it."""
+    job, _ = await started(stack, launching, poller, await bot_chat(stack.users["admin"]))
+    session = job["session_id"]
+
+    async def directory() -> str | None:
+        thread = await launching.threads.for_session(session)
+        assert thread is not None
+        return thread.project_path
+
+    assert await directory() is None
+    status, _ = await hooks.post(hook_payload("SessionStart", session, cwd="/evil"), token=OTHER)
+    assert status == 403
+    assert await directory() is None
+    for cwd in ("/home/me/src/api", "/elsewhere"):
+        assert (await hooks.post(hook_payload("SessionStart", session, cwd=cwd)))[0] == 200
+    assert await directory() == "/home/me/src/api"
+
+
+async def test_another_tokens_runner_on_the_same_host_name_gets_no_stranded_message(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    """laptop's runner goes away with a message claimed for it; desk's token polls under the
+    host name laptop all along. That neither keeps laptop's runner online nor hands desk the
+    job: the message is queued again, and laptop's own session hooks carry it."""
+    launching.control.typing.check_every = 0.2
+    session, room = await idle_session(stack, launching, poller, hooks)
+    evil = Poller(poller.url, token=OTHER, host="laptop")
+    try:
+        evil.sessions = list(poller.sessions)
+        assert await poller.poll(wait=8) == []  # online for 16 s more, no poll open
+        await reached(launching, await stack.users["alice"].send_text(room, "rotate the keys"))
+
+        async def state() -> str | None:
+            row = "SELECT state FROM session_message WHERE thread_id=$1"
+            return await launching.db.fetchval(row, session)
+
+        async def claimed() -> bool:
+            return await state() == "delivered"
+
+        await _until(claimed, "the message claimed for laptop's runner")
+
+        async def requeued() -> bool:
+            assert await evil.poll() == []  # never desk's
+            return await state() == "queued"
+
+        await _until(requeued, "the message queued again")
+        assert await evil.poll() == []
+        # Someone at the pane starts a turn: laptop's session's hook answer carries it.
+        status, answer = await hooks.post(hook_payload("UserPromptSubmit", session, prompt="go"))
+        assert status == 200 and "rotate the keys" in str(answer)
+        via = "SELECT state, delivered_via FROM session_message WHERE thread_id=$1"
+        row = await launching.db.fetchrow(via, session)
+        assert (row["state"], row["delivered_via"]) == ("delivered", "UserPromptSubmit")
+    finally:
+        await evil.close()

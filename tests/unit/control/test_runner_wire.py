@@ -46,6 +46,12 @@ def test_a_full_poll_is_read() -> None:
     assert poll.results[0].error == "no such project" and not poll.results[0].ok
     assert len(poll.exits[0].tail) == MAX_TAIL  # the last lines are kept
     assert poll.wait == MAX_WAIT
+    assert poll.project_dirs == {}  # a runner that does not say
+
+
+def test_project_dirs_are_read_for_the_projects_offered() -> None:
+    poll = parse_poll(body(project_dirs={"api": "/home/me/src/api"}))
+    assert poll.project_dirs == {"api": "/home/me/src/api"}
 
 
 @pytest.mark.parametrize(
@@ -73,6 +79,13 @@ def test_a_full_poll_is_read() -> None:
         ({"exits": [{"session_id": SID, "status": "1"}]}, "status"),
         ({"exits": [{"session_id": SID, "tail": "a\x00b"}]}, "cannot be stored"),
         ({"results": [{"job_id": "j", "ok": True}] * 501}, "more than 500"),
+        ({"project_dirs": ["/srv/api"]}, "NAME: DIR"),
+        ({"project_dirs": {"web": "/srv/web"}}, "not in projects"),
+        ({"project_dirs": {"api": "srv/api"}}, "absolute"),
+        ({"project_dirs": {"api": "/srv/api\n"}}, "printable"),
+        ({"project_dirs": {"api": "/srv/\x00"}}, "cannot be stored"),
+        ({"project_dirs": {"api": 7}}, "must be a string"),
+        ({"project_dirs": {"api": "/" + "a" * 4096}}, "longer than"),
     ],
 )
 def test_bad_fields_are_refused_with_a_reason(fields: dict[str, Any], says: str) -> None:

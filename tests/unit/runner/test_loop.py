@@ -118,6 +118,8 @@ async def test_new_then_end_results_sessions_and_the_exit(
     await bridge.until(lambda: any(b["sessions"] for b in bridge.bodies))
     body = next(b for b in bridge.bodies if b["sessions"])
     assert body["host"] == "laptop" and body["projects"] == ["api"]
+    directory = str(running.config.projects["api"])
+    assert body["project_dirs"] == {"api": directory} and directory.startswith("/")
     assert body["sessions"] == [
         {
             "session_id": SID,
