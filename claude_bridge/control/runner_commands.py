@@ -78,7 +78,15 @@ class RunnerCommands:
             level=op,
             arguments=[(("session",), {"nargs": "?", "help": "(bot chat) session or thread"})],
         )
-        add("hosts", "The host runners: online or not, projects, sessions.", self.hosts, level=op)
+        # Not in a session's room: everyone in it (viewers too) would read the answer, which
+        # names the sessions the asker may see.
+        add(
+            "hosts",
+            "The host runners: online or not, projects, sessions.",
+            self.hosts,
+            level=op,
+            rooms=(MANAGEMENT,),
+        )
         add(
             "interrupt",
             "Interrupt Claude's turn now (Escape in its tmux pane; runner sessions only).",

@@ -13,6 +13,9 @@ Postgres, with the minimal poller of ``runner_poller.py`` seeing exactly what a 
 - A runner of another hook token that announces someone else's session id takes nothing over:
   interrupt, end and typed messages still go to the owner's runner, and ``hosts`` links the
   session to no one else.
+- Nor does it get a message stranded by the owner's runner going away (queued again for the
+  owner's hooks), nor set the directory of the owner's thread with a hook's ``cwd``.
+- ``hosts`` is not answered in a session's room, where viewers would read it.
 """
 
 from __future__ import annotations
@@ -321,3 +324,17 @@ async def test_another_tokens_runner_on_the_same_host_name_gets_no_stranded_mess
         assert (row["state"], row["delivered_via"]) == ("delivered", "UserPromptSubmit")
     finally:
         await evil.close()
+
+
+async def test_hosts_is_not_answered_in_a_sessions_room(
+    stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
+) -> None:
+    """Everyone in a session's room reads the bot's answers there, viewers too: `hosts`, which
+    names the sessions the asker may see, is answered only in the bot chat."""
+    session, room = await idle_session(stack, launching, poller, hooks)
+    ghost = f"@claude-{session}:localhost"
+    said = await ask(stack.users["admin"], room, "!claude hosts", ghost)
+    assert "works in a chat with the bridge bot" in said, said
+    assert "tmux attach" not in said and "laptop" not in said
+    listed = await ask(stack.users["admin"], await bot_chat(stack.users["admin"]), "hosts")
+    assert "**laptop**" in listed and "tmux attach" in listed
