@@ -181,6 +181,9 @@ class RunnerTyping:
         if message is None:
             return False
         async with self._locks[message.thread_id]:
+            runner = self.runners.known(job.token_name, job.host)
+            if runner is not None and self.runners.online(runner):
+                return False  # back meanwhile: its poll hands the job out
             if not await self.runners.jobs.withdraw_queued(job.id):
                 return False  # a poll took it meanwhile: the runner answers for it
             if await self.p.inbox.requeue(message.id, message.thread_id, VIA) is None:

@@ -100,6 +100,9 @@ class Runners:
         grace = max(2 * runner.wait, MIN_GRACE) * 1000
         return (now or now_ms()) - runner.last_seen < grace
 
+    def known(self, token_name: str, host: str) -> Runner | None:
+        return self._known.get((token_name, host))
+
     def all(self) -> list[Runner]:
         return sorted(self._known.values(), key=lambda r: (r.host, r.token_name))
 
@@ -238,7 +241,11 @@ class Runners:
                     return Answer(503, {"error": "the bridge is stopping; poll again later"})
                 jobs = await self.jobs.open_for(*key)
                 if jobs:
-                    await self.jobs.mark_sent([j.id for j in jobs if j.state == "queued"])
+                    # A queued job withdrawn since the read (its runner had gone offline, and
+                    # its message went back to the queue) is not handed out after all.
+                    marked = await self.jobs.mark_sent([j.id for j in jobs if j.state == "queued"])
+                    jobs = [j for j in jobs if j.state != "queued" or j.id in marked]
+                if jobs:
                     return Answer(200, {"jobs": [j.wire() for j in jobs]})
                 if not await self.signals.wait(wake, deadline, connected):
                     return Answer(200, {"jobs": []})

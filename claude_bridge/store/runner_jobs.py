@@ -132,14 +132,21 @@ class RunnerJobStore:
         )
         return [RunnerJob._from_row(r) for r in rows]
 
-    async def mark_sent(self, job_ids: list[str]) -> None:
+    async def mark_sent(self, job_ids: list[str]) -> set[str]:
+        """Mark queued jobs handed out; the ids marked now. One withdrawn meanwhile
+        (``withdraw_queued``) is not among them, and must not be handed out."""
         now = now_ms()
+        marked = set()
         for job_id in job_ids:
-            await self.db.execute(
-                "UPDATE runner_jobs SET state='sent', updated_at=$2 WHERE id=$1 AND state='queued'",
+            row = await self.db.fetchval(
+                "UPDATE runner_jobs SET state='sent', updated_at=$2 WHERE id=$1 "
+                "AND state='queued' RETURNING id",
                 job_id,
                 now,
             )
+            if row is not None:
+                marked.add(job_id)
+        return marked
 
     async def finish(
         self, job_id: str, token_name: str, host: str, ok: bool, error: str | None

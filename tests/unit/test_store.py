@@ -125,3 +125,24 @@ async def test_thread_outbox_and_matrix_events_roundtrip(store_url: str) -> None
     await matrix_events.mark_processed("$m1")
     assert await matrix_events.unprocessed() == []
     await db.stop()
+
+
+async def test_a_withdrawn_runner_job_is_never_handed_out_and_a_handed_one_never_withdrawn(
+    store_url: str,
+) -> None:
+    """The bridge takes back a ``type`` job whose runner went offline while a poll of that
+    runner may be reading it: one conditional statement each, so exactly one of them wins."""
+    from claude_bridge.store.runner_jobs import RunnerJob, RunnerJobStore
+
+    db = create_database(store_url)
+    await db.start()
+    jobs = RunnerJobStore(db)
+    for job_id in ("j1", "j2"):
+        await jobs.add(RunnerJob(job_id, "laptop", "laptop", "type", "s1", "@a:x", text="hi"))
+    read = await jobs.open_for("laptop", "laptop")  # a poll has read both
+    assert await jobs.withdraw_queued("j1")  # then j1 is taken back
+    assert await jobs.mark_sent([j.id for j in read]) == {"j2"}  # so only j2 goes out
+    assert not await jobs.withdraw_queued("j2")  # handed out: the runner answers for it
+    assert [j.id for j in await jobs.open_for("laptop", "laptop")] == ["j2"]
+    assert await jobs.note_open("j2", "told") and not await jobs.note_open("j2", "again")
+    await db.stop()
