@@ -6,9 +6,9 @@ the 50 rooms. Measured beside it, with the same shape and the same bodies:
 
 - *the floor*: the same load against a do-nothing aiohttp server in its own process
   (``null_server.py``): what the load generator, the kernel and aiohttp cost, no store;
-- *hook → room* during the load: one more session, joined by alice, posts a PreToolUse now and
-  then (POST → readable in alice's sync), alternating with a raw-ceiling message PUT straight to
-  Synapse into a raw room. Both meet the same loaded Synapse.
+- *hook → room* during the load: one more session, joined by alice, posts a PreToolUse, waits
+  until it is readable in alice's sync, and posts the next; beside it a raw-ceiling message is
+  PUT straight to Synapse into a raw room the same way. Both meet the same loaded Synapse.
 """
 
 from __future__ import annotations
@@ -109,43 +109,45 @@ async def floor(port: int, bodies: list[list[bytes]], seed: int) -> dict[str, An
 async def with_probes(
     stack: Stack, load: Any, probe: LiveSession, raw: Any, timeout: float
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Run ``load`` (a coroutine) while probing, every ``2 × PROBE_PAUSE`` s each, hook → room
-    (the probe session's PreToolUse: POST → readable) and raw send → readable (a PUT straight
-    to Synapse), each probe timed on its own so a slow one does not thin out the samples.
-    Returns (load result, hook → room summary, raw summary)."""
+    """Run ``load`` (a coroutine) while probing hook → room (the probe session's PreToolUse:
+    POST → readable) and raw send → readable (a PUT straight to Synapse), side by side.
+
+    Each prober waits for its message to be readable before the next (then ``PROBE_PAUSE``), so
+    every probe meets an idle thread, like the idle row: posted faster than the loaded Synapse
+    answers, a thread's messages would queue behind each other (a room's messages are sent in
+    order, one at a time) and the row would measure that queue, not what the bridge adds to
+    one message. Returns (load result, hook → room summary, raw summary)."""
     hook_ms: list[float] = []
     raw_ms: list[float] = []
     contents, marks = raw.contents(1000)
     done = asyncio.Event()
-    waiting: list[asyncio.Task[None]] = []
 
     async def seen(mark: str, start: float, out: list[float]) -> None:
         out.append((await stack.observer.wait_marker(mark, timeout) - start) * 1000)
 
-    async def raw_one(i: int) -> None:
-        start = time.perf_counter()
-        await raw.put(raw.rooms[0], contents[i])
-        await seen(marks[i], start, raw_ms)
-
-    async def probes() -> None:
-        i = 0
-        while not done.is_set() and i < len(marks):
+    async def hook_probes() -> None:
+        while not done.is_set():
             body, mark = probe.session.pre()
             start = time.perf_counter()
-            await post_ok(probe.conn, body)  # one session's hooks: one after another
-            waiting.append(asyncio.create_task(seen(mark, start, hook_ms)))
-            await asyncio.sleep(PROBE_PAUSE)
-            waiting.append(asyncio.create_task(raw_one(i)))
-            i += 1
+            await post_ok(probe.conn, body)
+            await seen(mark, start, hook_ms)
             await asyncio.sleep(PROBE_PAUSE)
 
-    prober = asyncio.create_task(probes())
+    async def raw_probes() -> None:
+        for content, mark in zip(contents, marks, strict=True):
+            if done.is_set():
+                break
+            start = time.perf_counter()
+            await raw.put(raw.rooms[0], content)
+            await seen(mark, start, raw_ms)
+            await asyncio.sleep(PROBE_PAUSE)
+
+    probers = [asyncio.create_task(hook_probes()), asyncio.create_task(raw_probes())]
     try:
         result = await load
     finally:
         done.set()
-        await prober
-        await asyncio.gather(*waiting)
+        await asyncio.gather(*probers)
     return result, latency_summary(hook_ms), latency_summary(raw_ms)
 
 
