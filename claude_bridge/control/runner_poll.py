@@ -25,7 +25,7 @@ from claude_bridge.control.runner_wire import (
     parse_poll,
 )
 from claude_bridge.control.runners import Runners
-from claude_bridge.hooks.validate import BadJSON, decode_json, too_deep
+from claude_bridge.hooks.validate import BadBody, read_json_object
 from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.log import get_logger
 from claude_bridge.token_access import TokenAccess
@@ -51,22 +51,10 @@ class RunnerPoll:
             return _error(401, "missing or unknown hook token (Authorization: Bearer <token>)")
         if self.access.role(token) == TokenRole.SHARED:
             return _error(403, "a shared token owns no sessions, so it cannot run them")
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return _error(413, f"body larger than {MAX_BODY} bytes")
         try:
-            raw = await request.content.read(MAX_BODY + 1)
-        except Exception:
-            return _error(400, "could not read the body")
-        if len(raw) > MAX_BODY:
-            return _error(413, f"body larger than {MAX_BODY} bytes")
-        try:
-            _, data = decode_json(raw)
-        except BadJSON as e:
-            return _error(400, str(e))
-        if not isinstance(data, dict):
-            return _error(400, f"the poll body must be a JSON object, not {type(data).__name__}")
-        if too_deep(data):
-            return _error(400, "JSON nested too deeply")
+            _, data = await read_json_object(request, MAX_BODY, "the poll body")
+        except BadBody as e:
+            return _error(e.status, e.message)
         try:
             poll = parse_poll(data)
         except WireError as e:

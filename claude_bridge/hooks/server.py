@@ -24,13 +24,7 @@ from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached
 from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot, connection_check
 from claude_bridge.hooks.ingest import Ingest, SessionRejected
 from claude_bridge.hooks.limits import NewThreadLimit
-from claude_bridge.hooks.validate import (
-    MAX_JSON_DEPTH,
-    BadJSON,
-    decode_json,
-    too_deep,
-    unstorable,
-)
+from claude_bridge.hooks.validate import MAX_JSON_DEPTH, BadBody, read_json_object, unstorable
 from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
@@ -96,23 +90,15 @@ class HookServer:
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and not IDEMPOTENCY_KEY.match(key):
             return _error(400, f"{IDEMPOTENCY_HEADER} must match {IDEMPOTENCY_KEY.pattern}")
-        if (
-            request.content_length is not None
-            and request.content_length > self.config.max_body_bytes
-        ):
-            return _error(413, f"body larger than {self.config.max_body_bytes} bytes")
         try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"body larger than {self.config.max_body_bytes} bytes")
-        try:
-            text, data = decode_json(raw)
-        except BadJSON as e:
-            return _error(400, str(e))
-        if not isinstance(data, dict):
-            return _error(400, f"hook input must be a JSON object, not {type(data).__name__}")
-        if too_deep(data):
-            return _error(400, f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+            text, data = await read_json_object(
+                request,
+                self.config.max_body_bytes,
+                "hook input",
+                deep=f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)",
+            )
+        except BadBody as e:
+            return _error(e.status, e.message)
         try:
             event = parse_hook_event(data)
             request[metrics.HOOK_EVENT_NAME] = event.hook_event_name

@@ -10,6 +10,8 @@ import json
 import math
 from typing import Any
 
+from aiohttp import web
+
 from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.events.models import HookEvent
 from claude_bridge.render.scrub import Scrubber, scrubber_for
@@ -64,6 +66,47 @@ def too_deep(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:
             children = value.values() if isinstance(value, dict) else value
             stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     return False
+
+
+class BadBody(Exception):
+    """A request body refused before it is looked at: the HTTP status and the error text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_json_object(
+    request: web.Request, limit: int, what: str, deep: str = "JSON nested too deeply"
+) -> tuple[str, dict[str, Any]]:
+    """The request's body as text and as a JSON object, or :class:`BadBody`: 413 past ``limit``
+    bytes (by its ``Content-Length``, or while reading), 400 if it cannot be read, is not JSON
+    (:func:`decode_json`), is not an object (``what`` names it) or nests deeper than
+    :data:`MAX_JSON_DEPTH` (``deep`` says so). The hook server and the runner poll share it."""
+    too_large = BadBody(413, f"body larger than {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    raw = bytearray()
+    while True:  # read(n) answers what has arrived, at most n: read to the end, or past limit
+        try:
+            chunk = await request.content.read(limit + 1 - len(raw))
+        except Exception:
+            raise BadBody(400, "could not read the body") from None
+        if not chunk:
+            break
+        raw += chunk
+        if len(raw) > limit:
+            raise too_large
+    try:
+        text, data = decode_json(bytes(raw))
+    except BadJSON as e:
+        raise BadBody(400, str(e)) from None
+    if not isinstance(data, dict):
+        raise BadBody(400, f"{what} must be a JSON object, not {type(data).__name__}")
+    if too_deep(data):
+        raise BadBody(400, deep)
+    return text, data
 
 
 def unstorable(event: HookEvent, scrub: Scrubber | None = None) -> str | None:
