@@ -78,6 +78,22 @@ class SessionInbox:
         # Threads that may have queued messages: most hook answers then need no query.
         self.queued_hint = MaybeRows()
 
+    async def _one(self, sql: str, *args: Any) -> SessionMessage | None:
+        """The message the query's (first) row holds, if any: every column of ``_COLUMNS``."""
+        row = await self.db.fetchrow(sql, *args)
+        return SessionMessage._from_row(row) if row else None
+
+    async def _many(self, sql: str, *args: Any) -> list[SessionMessage]:
+        return [SessionMessage._from_row(r) for r in await self.db.fetch(sql, *args)]
+
+    async def _changed(self, sql: str, *args: Any) -> list[SessionMessage]:
+        """The messages an ``UPDATE … RETURNING`` changed: they come in no order, so by id."""
+        return sorted(await self._many(sql, *args), key=lambda m: m.id)
+
+    async def _did(self, sql: str, *args: Any) -> bool:
+        """Whether a statement ending ``RETURNING 1`` touched a row."""
+        return bool(await self.db.fetchval(sql, *args))
+
     async def load_hint(self) -> None:
         rows = await self.db.fetch(
             "SELECT DISTINCT thread_id FROM session_message WHERE state='queued'"
@@ -98,7 +114,7 @@ class SessionInbox:
     ) -> bool:
         """Queue (or propose) a message; False when this Matrix event was stored before."""
         with self.queued_hint.adding(thread_id):
-            added = await self.db.fetchval(
+            return await self._did(
                 "INSERT INTO session_message "
                 "(event_id, thread_id, room_id, sender, body, received_at, from_thread, state, "
                 "file_name, file_type, file_size, file_store) "
@@ -117,7 +133,6 @@ class SessionInbox:
                 file.size if file else None,
                 file.store if file else None,
             )
-        return bool(added)
 
     async def file_bytes(self, thread_id: str) -> int:
         """Bytes of the files this thread holds (queued or delivered, not yet pruned)."""
@@ -139,45 +154,41 @@ class SessionInbox:
 
     async def delivered_file(self, thread_id: str, message_id: int) -> SessionMessage | None:
         """A file of this thread already handed to a hook answer (the only ones a host fetches)."""
-        row = await self.db.fetchrow(
+        return await self._one(
             f"SELECT {_COLUMNS} FROM session_message WHERE id=$1 AND thread_id=$2 "
             "AND state='delivered' AND file_store IS NOT NULL",
             message_id,
             thread_id,
         )
-        return SessionMessage._from_row(row) if row else None
 
     async def attached_at(self, thread_id: str, path: str) -> SessionMessage | None:
         """The file of this thread whose host path is exactly ``path``: handed to Claude (its
         text named the path) and still held by the bridge."""
-        row = await self.db.fetchrow(
+        return await self._one(
             f"SELECT {_COLUMNS} FROM session_message WHERE thread_id=$1 AND file_path=$2 "
             "AND state='delivered' AND file_store IS NOT NULL ORDER BY id DESC LIMIT 1",
             thread_id,
             path,
         )
-        return SessionMessage._from_row(row) if row else None
 
     async def mark_fetched(self, message_id: int) -> bool:
         """The host wrote the file: the ✓ may follow. False when it was marked before."""
-        row = await self.db.fetchval(
+        return await self._did(
             "UPDATE session_message SET file_fetched_at=$2 WHERE id=$1 "
             "AND file_fetched_at IS NULL RETURNING 1",
             message_id,
             now_ms(),
         )
-        return bool(row)
 
     async def expired_files(self, cutoff: int, limit: int = 500) -> list[SessionMessage]:
         """Files of threads that ended or went quiet before ``cutoff`` (ms), still stored."""
-        rows = await self.db.fetch(
+        return await self._many(
             f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} "
             "FROM session_message m JOIN thread t ON t.id = m.thread_id "
             "WHERE m.file_store IS NOT NULL AND t.updated_at < $1 ORDER BY m.id LIMIT $2",
             cutoff,
             limit,
         )
-        return [SessionMessage._from_row(r) for r in rows]
 
     async def forget_file(self, message_id: int) -> None:
         """Its bytes are deleted: a file still queued can no longer go, so it is withdrawn."""
@@ -189,13 +200,12 @@ class SessionInbox:
 
     async def proposals(self, thread_id: str, limit: int = 10) -> list[SessionMessage]:
         """Hand-offs of this thread still waiting for an operator's decision, oldest first."""
-        rows = await self.db.fetch(
+        return await self._many(
             f"SELECT {_COLUMNS} FROM session_message WHERE thread_id=$1 AND state='proposed' "
             "ORDER BY id LIMIT $2",
             thread_id,
             limit,
         )
-        return [SessionMessage._from_row(r) for r in rows]
 
     async def waiting_proposals(self, thread_id: str) -> tuple[int, int | None]:
         """How many hand-offs of this thread wait for a decision, and when (ms) the oldest came."""
@@ -220,12 +230,11 @@ class SessionInbox:
     async def expire_proposals(self, received_before: int) -> list[SessionMessage]:
         """Hand-offs still waiting that came before ``received_before`` (ms): now ``expired``.
         One statement: a decision taken meanwhile wins, and each is expired once."""
-        rows = await self.db.fetch(
+        return await self._changed(
             "UPDATE session_message SET state='expired' WHERE state='proposed' "
             f"AND received_at < $1 RETURNING {_COLUMNS}",
             received_before,
         )
-        return sorted((SessionMessage._from_row(r) for r in rows), key=lambda m: m.id)
 
     async def set_proposal_event(self, message_id: int, event_id: str) -> None:
         await self.db.execute(
@@ -234,25 +243,23 @@ class SessionInbox:
 
     async def proposal(self, thread_id: str, event_id: str) -> SessionMessage | None:
         """The hand-off of this thread that ``event_id`` (it, or the notice about it) names."""
-        row = await self.db.fetchrow(
+        return await self._one(
             f"SELECT {_COLUMNS} FROM session_message WHERE thread_id=$1 AND from_thread IS NOT "
             "NULL AND (event_id=$2 OR proposal_event=$2)",
             thread_id,
             event_id,
         )
-        return SessionMessage._from_row(row) if row else None
 
     async def decide_proposal(self, message: SessionMessage, approve: bool, by: str) -> bool:
         """Let a proposed hand-off through (queued) or reject it; False when already decided."""
         with self.queued_hint.adding(message.thread_id):
-            row = await self.db.fetchval(
+            return await self._did(
                 "UPDATE session_message SET state=$2, approved_by=$3 "
                 "WHERE id=$1 AND state='proposed' RETURNING 1",
                 message.id,
                 QUEUED if approve else REJECTED,
                 by if approve else None,
             )
-        return bool(row)
 
     async def queued(self, thread_id: str, limit: int = 100) -> list[SessionMessage]:
         if not self.queued_hint.may_have(thread_id):
@@ -308,7 +315,7 @@ class SessionInbox:
 
         One statement: a message another hook claimed meanwhile is simply not returned here.
         """
-        rows = await self.db.fetch(
+        return await self._changed(
             "UPDATE session_message SET state='delivered', delivered_at=$3, delivered_via=$4, "
             "delivered_by=$5 WHERE thread_id=$1 AND state='queued' AND id<=$2 "
             f"RETURNING {_COLUMNS}",
@@ -318,7 +325,6 @@ class SessionInbox:
             via,
             hook_event_id,
         )
-        return sorted((SessionMessage._from_row(r) for r in rows), key=lambda m: m.id)
 
     async def requeue(self, message_id: int, thread_id: str, via: str) -> SessionMessage | None:
         """Put a message claimed by ``via`` back in its queue (the path that claimed it never
@@ -337,23 +343,21 @@ class SessionInbox:
 
     async def delivered_via(self, via: str, since: int) -> list[SessionMessage]:
         """Messages claimed by ``via`` since ``since`` (ms), oldest first."""
-        rows = await self.db.fetch(
+        return await self._many(
             f"SELECT {_COLUMNS} FROM session_message WHERE state='delivered' AND delivered_via=$1 "
             "AND delivered_at >= $2 ORDER BY id",
             via,
             since,
         )
-        return [SessionMessage._from_row(r) for r in rows]
 
     async def withdraw(self, event_id: str, thread_id: str) -> SessionMessage | None:
         """Withdraw a message of this thread not delivered yet (its event was redacted)."""
-        row = await self.db.fetchrow(
+        return await self._one(
             "UPDATE session_message SET state='withdrawn' WHERE event_id=$1 AND thread_id=$2 "
             f"AND state IN ('queued', 'proposed') RETURNING {_COLUMNS}",
             event_id,
             thread_id,
         )
-        return SessionMessage._from_row(row) if row else None
 
     async def withdraw_thread(self, thread_id: str) -> int:
         rows = await self.db.fetch(
@@ -365,7 +369,7 @@ class SessionInbox:
 
     async def edit(self, event_id: str, thread_id: str, sender: str, body: str) -> bool:
         """Apply an edit (``m.replace``) by the sender to their message still in this queue."""
-        row = await self.db.fetchval(
+        return await self._did(
             "UPDATE session_message SET body=$4 WHERE event_id=$1 AND thread_id=$2 AND sender=$3 "
             "AND state='queued' AND from_thread IS NULL RETURNING 1",
             event_id,
@@ -373,21 +377,18 @@ class SessionInbox:
             sender,
             body,
         )
-        return bool(row)
 
     async def get(self, event_id: str) -> SessionMessage | None:
-        row = await self.db.fetchrow(
+        return await self._one(
             f"SELECT {_COLUMNS} FROM session_message WHERE event_id=$1", event_id
         )
-        return SessionMessage._from_row(row) if row else None
 
     async def unshown(self, limit: int = 100) -> list[SessionMessage]:
-        rows = await self.db.fetch(
+        return await self._many(
             f"SELECT {_COLUMNS} FROM session_message WHERE state='delivered' AND shown_at IS NULL "
             "AND (file_name IS NULL OR file_fetched_at IS NOT NULL) ORDER BY id LIMIT $1",
             limit,
         )
-        return [SessionMessage._from_row(r) for r in rows]
 
     async def mark_shown(self, message_id: int) -> None:
         await self.db.execute(
