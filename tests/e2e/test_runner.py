@@ -20,14 +20,12 @@ from tests.e2e.claude_code import CLAUDE
 from tests.e2e.conftest import Stack, StartBridge
 from tests.e2e.fake_anthropic import PLAIN_REPLY, FakeAnthropic
 from tests.e2e.host_runner import HostRunner, host_runner
+from tests.e2e.runner_helpers import ALICE, BOT, bot_chat
 from tests.e2e.test_control import command
 from tests.e2e.test_foundation import _until
 from tests.matrix_client import MatrixTestClient
 
 pytestmark = pytest.mark.e2e
-
-BOT = "@claudebot:localhost"
-ALICE = "@alice:localhost"
 
 
 @pytest.fixture
@@ -54,12 +52,6 @@ async def online(bridge: Bridge, runner: HostRunner, want: bool = True) -> None:
         await _until(there, f"the runner {'online' if want else 'offline'}")
     except AssertionError:
         raise AssertionError(f"runner log:\n{runner.output()[-3000:]}") from None
-
-
-async def bot_chat(user: MatrixTestClient) -> str:
-    dm = await user.create_room(invite=[BOT], is_direct=True)
-    await user.wait_for(lambda e: e["sender"] == BOT and e["type"] == "m.room.message", room_id=dm)
-    return dm
 
 
 async def launch(stack: Stack, bridge: Bridge, runner: HostRunner, prompt: str) -> tuple[str, str]:

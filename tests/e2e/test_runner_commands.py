@@ -9,83 +9,34 @@ viewer.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from claude_bridge.app import Bridge
 from claude_bridge.room_state import THREAD_STATE
 from tests.e2e.conftest import HookPoster, Stack, StartBridge
+from tests.e2e.runner_helpers import (
+    ADMIN,
+    ALICE,
+    BOT,
+    LAUNCH,
+    ask,
+    bot_chat,
+    jobs_of,
+    launching,
+    poller,
+    running,
+    started,
+)
 from tests.e2e.runner_poller import Poller
 from tests.e2e.security.rooms import knock_in
-from tests.e2e.test_control import command, open_thread
+from tests.e2e.test_control import open_thread
 from tests.e2e.test_foundation import _until
-from tests.matrix_client import MatrixTestClient
 
 pytestmark = pytest.mark.e2e
+__all__ = ["launching", "poller"]  # the fixtures, from runner_helpers.py
 
-BOT = "@claudebot:localhost"
-ADMIN, ALICE = "@admin:localhost", "@alice:localhost"
-LAUNCH = {"bridge": {"launch": {ALICE: ["web"]}}}
 SECRET = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
-
-
-@pytest.fixture
-async def poller(stack: Stack) -> AsyncIterator[Poller]:
-    p = Poller(f"http://{stack.config['hooks']['listen']}")
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def launching(start_bridge: StartBridge) -> Bridge:
-    return await start_bridge(**LAUNCH)
-
-
-async def bot_chat(user: MatrixTestClient) -> str:
-    dm = await user.create_room(invite=[BOT], is_direct=True)
-    await user.wait_for(lambda e: e["sender"] == BOT and e["type"] == "m.room.message", room_id=dm)
-    return dm
-
-
-async def ask(user: MatrixTestClient, room: str, text: str, sender: str = BOT) -> str:
-    """Send ``text`` and return the body of the bridge's reply to it."""
-    return await command(user, room, sender, text)
-
-
-async def jobs_of(bridge: Bridge) -> list[dict[str, Any]]:
-    rows = await bridge.db.fetch(
-        "SELECT id, kind, session_id, requested_by, state FROM runner_jobs WHERE kind <> 'exit' "
-        "ORDER BY created_at"
-    )
-    return [dict(r) for r in rows]
-
-
-async def started(
-    stack: Stack, bridge: Bridge, poller: Poller, dm: str, text: str = "new api write the tests"
-) -> tuple[dict[str, Any], str]:
-    """An admin's ``new``: the job the runner gets, and the room (joined by admin and alice)."""
-    await poller.poll()
-    answer = await ask(stack.users["admin"], dm, text)
-    assert "Starting Claude Code in `api` on `laptop`" in answer, answer
-    [job] = await poller.poll()
-    thread = await bridge.threads.for_session(job["session_id"])
-    assert thread is not None and thread.room_id is not None
-    for name in ("admin", "alice"):
-        await stack.users[name].wait_for_invite(thread.room_id)
-        await stack.users[name].join(thread.room_id)
-    return job, thread.room_id
-
-
-def running(job: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "session_id": job["session_id"],
-        "project": job["project"],
-        "tmux": f"claude-{job['project']}-{job['session_id'][:8]}",
-        "job_id": job["id"],
-        "state": "running",
-    }
 
 
 async def test_an_admins_new_makes_the_room_and_the_job(

@@ -17,25 +17,19 @@ from claude_bridge.app import Bridge
 from claude_bridge.control.runner_wire import INSTANCE_HEADER
 from claude_bridge.store.runner_jobs import RunnerJob
 from tests.e2e.conftest import HOOK_TOKEN, Stack, StartBridge
+from tests.e2e.runner_helpers import OTHER, poller
 from tests.e2e.runner_poller import Poller
 from tests.e2e.test_foundation import _until
 
 pytestmark = pytest.mark.e2e
+__all__ = ["poller"]  # the fixture, from runner_helpers.py
 
-OTHER = "desk-host-secret-0123456789"
 SHARED = "hub-shared-secret-0123456789"
 TOKENS = {
     "laptop": HOOK_TOKEN,
     "desk": OTHER,
     "hub": {"secret": SHARED, "role": "shared"},
 }
-
-
-@pytest.fixture
-async def poller(stack: Stack) -> AsyncIterator[Poller]:
-    p = Poller(f"http://{stack.config['hooks']['listen']}")
-    yield p
-    await p.close()
 
 
 def job(kind: str = "new", *, token: str = "laptop", host: str = "laptop") -> RunnerJob:

@@ -7,34 +7,28 @@ as the operator's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
 from claude_bridge.app import Bridge
-from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
+from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, hook_payload
+from tests.e2e.runner_helpers import (
+    ALICE,
+    bot_chat,
+    idle_runner_session,
+    launching,
+    poller,
+    running,
+    started,
+)
 from tests.e2e.runner_poller import Poller, reached
 from tests.e2e.test_control import command, delivered_mark
 from tests.e2e.test_foundation import _until
-from tests.e2e.test_runner_commands import LAUNCH, bot_chat, running, started
 
 pytestmark = pytest.mark.e2e
-
-ALICE = "@alice:localhost"
-
-
-@pytest.fixture
-async def poller(stack: Stack) -> AsyncIterator[Poller]:
-    runner = Poller(f"http://{stack.config['hooks']['listen']}")
-    yield runner
-    await runner.close()
-
-
-@pytest.fixture
-async def launching(start_bridge: StartBridge) -> Bridge:
-    return await start_bridge(**LAUNCH)
+__all__ = ["launching", "poller"]  # the fixtures, from runner_helpers.py
 
 
 async def wait_once(stack: Stack, session: str, timeout: float) -> int:
@@ -52,20 +46,6 @@ async def states(bridge: Bridge, session: str) -> list[tuple[str, str | None]]:
         "SELECT state, delivered_via FROM session_message WHERE thread_id=$1 ORDER BY id", session
     )
     return [(r["state"], r["delivered_via"]) for r in rows]
-
-
-async def idle_runner_session(
-    stack: Stack, bridge: Bridge, poller: Poller, hooks: HookPoster
-) -> tuple[str, str, str]:
-    """An admin's ``new``, started by the runner and sitting at its prompt: (session, room,
-    ghost)."""
-    job, room = await started(stack, bridge, poller, await bot_chat(stack.users["admin"]))
-    session = job["session_id"]
-    poller.sessions = [running(job)]
-    await poller.settle(job)
-    for name in ("SessionStart", "Stop"):
-        assert (await hooks.post(hook_payload(name, session)))[0] == 200
-    return session, room, f"@claude-{session}:localhost"
 
 
 async def test_a_message_to_an_idle_runner_session_is_typed_once(

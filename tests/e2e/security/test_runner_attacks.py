@@ -26,23 +26,24 @@ import pytest
 
 from claude_bridge.app import Bridge
 from claude_bridge.control.runner_wire import INSTANCE_HEADER
-from tests.e2e import test_runner_commands
-from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
-from tests.e2e.runner_poller import Poller, reached
-from tests.e2e.test_foundation import _until
-from tests.e2e.test_runner_commands import (
+from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge
+from tests.e2e.runner_helpers import (
     ALICE,
     LAUNCH,
+    OTHER,
     ask,
     bot_chat,
+    idle_runner_session,
     jobs_of,
+    poller,
     running,
     started,
 )
+from tests.e2e.runner_poller import Poller, reached
+from tests.e2e.test_foundation import _until
 
 pytestmark = pytest.mark.e2e
-
-OTHER = "desk-host-secret-0123456789"
+__all__ = ["poller"]  # the fixture, from runner_helpers.py (a runner of token laptop, host laptop)
 
 
 def prompt_command(text: str) -> str | None:
@@ -53,24 +54,11 @@ def prompt_command(text: str) -> str | None:
 
 
 TOKENS = {"laptop": HOOK_TOKEN, "desk": OTHER}
-poller = test_runner_commands.poller  # the fixture: a runner of token laptop, host laptop
 
 
 @pytest.fixture
 async def launching(start_bridge: StartBridge) -> Bridge:
     return await start_bridge(hooks={"tokens": TOKENS}, **LAUNCH)
-
-
-async def idle_session(
-    stack: Stack, bridge: Bridge, poller: Poller, hooks: HookPoster
-) -> tuple[str, str]:
-    job, room = await started(stack, bridge, poller, await bot_chat(stack.users["admin"]))
-    session = job["session_id"]
-    poller.sessions = [running(job)]
-    await poller.settle(job)
-    for name in ("SessionStart", "Stop"):
-        assert (await hooks.post(hook_payload(name, session)))[0] == 200
-    return session, room
 
 
 @pytest.mark.parametrize(
@@ -86,7 +74,7 @@ async def idle_session(
 async def test_an_operators_message_is_typed_as_words_never_as_a_command(
     stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster, body: str
 ) -> None:
-    session, room = await idle_session(stack, launching, poller, hooks)
+    session, room, _ = await idle_runner_session(stack, launching, poller, hooks)
     await reached(launching, await stack.users["alice"].send_text(room, body))
     [typed] = await poller.poll(wait=20)
     assert typed["kind"] == "type" and typed["session_id"] == session
@@ -101,7 +89,7 @@ async def test_an_operators_message_is_typed_as_words_never_as_a_command(
 async def test_an_ordinary_message_is_typed_as_it_was_written(
     stack: Stack, launching: Bridge, poller: Poller, hooks: HookPoster
 ) -> None:
-    _, room = await idle_session(stack, launching, poller, hooks)
+    _, room, _ = await idle_runner_session(stack, launching, poller, hooks)
     sent = await stack.users["alice"].send_text(room, "please fix /etc/hosts parsing!\n\tthanks")
     await reached(launching, sent)
     [typed] = await poller.poll(wait=20)
@@ -128,7 +116,7 @@ async def test_another_tokens_runner_announcing_the_session_takes_nothing_over(
     evil = Poller(poller.url, token=OTHER, host="desk", projects=[])
     try:
         await evil.poll()
-        session, room = await idle_session(stack, launching, poller, hooks)
+        session, room, _ = await idle_runner_session(stack, launching, poller, hooks)
         ghost = f"@claude-{session}:localhost"
         evil.sessions = [{**poller.sessions[0], "tmux": "claude-api-evil"}]
         assert await evil.poll() == []
@@ -192,7 +180,7 @@ async def test_an_impostor_cannot_settle_the_hosts_jobs_nor_end_its_sessions(
     """Results and exits from a poll of another instance count for nothing: the job is still
     open (handed to the real runner again), the session still running in its room."""
     poller.headers[INSTANCE_HEADER] = "the-real-runner-instance-id-0123456789"
-    session, room = await idle_session(stack, launching, poller, hooks)
+    session, room, _ = await idle_runner_session(stack, launching, poller, hooks)
     await reached(launching, await stack.users["alice"].send_text(room, "for the real runner"))
     [typed] = await poller.poll(wait=20)
     impostor = Poller(poller.url)
