@@ -26,7 +26,7 @@ import pytest
 
 from claude_bridge.app import Bridge
 from claude_bridge.control.runner_wire import INSTANCE_HEADER
-from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge
+from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload
 from tests.e2e.runner_helpers import (
     ALICE,
     LAUNCH,
@@ -282,7 +282,7 @@ async def test_another_tokens_runner_on_the_same_host_name_gets_no_stranded_mess
     host name laptop all along. That neither keeps laptop's runner online nor hands desk the
     job: the message is queued again, and laptop's own session hooks carry it."""
     launching.control.typing.check_every = 0.2
-    session, room = await idle_session(stack, launching, poller, hooks)
+    session, room, _ = await idle_runner_session(stack, launching, poller, hooks)
     evil = Poller(poller.url, token=OTHER, host="laptop")
     try:
         evil.sessions = list(poller.sessions)
@@ -319,7 +319,7 @@ async def test_hosts_is_not_answered_in_a_sessions_room(
 ) -> None:
     """Everyone in a session's room reads the bot's answers there, viewers too: `hosts`, which
     names the sessions the asker may see, is answered only in the bot chat."""
-    session, room = await idle_session(stack, launching, poller, hooks)
+    session, room, _ = await idle_runner_session(stack, launching, poller, hooks)
     ghost = f"@claude-{session}:localhost"
     said = await ask(stack.users["admin"], room, "!claude hosts", ghost)
     assert "works in a chat with the bridge bot" in said, said
