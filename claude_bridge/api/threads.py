@@ -307,8 +307,8 @@ def scrub_responses(scrub: Scrubber) -> Callable[..., Awaitable[web.StreamRespon
         if (
             request.path in _VERBATIM_PATHS
             or not isinstance(response, web.Response)
+            or not isinstance(response.body, bytes)  # before the header parse: a 204 has none
             or response.content_type != "application/json"
-            or not isinstance(response.body, bytes)
         ):
             return response
         response.body = json.dumps(_scrub_json(scrub, json.loads(response.body))).encode()

@@ -12,8 +12,9 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
-# Held answers also look at their HTTP client this often: aiohttp does not cancel a handler
-# whose client went away, so a hook Claude Code gave up on must be noticed by polling.
+# Held answers whose client cannot say when it goes (``Connected.watch`` gives None: no hook
+# server's ``Hangups`` installed, or a plain callable) look at it this often: aiohttp does not
+# cancel a handler whose client went away, so a hook Claude Code gave up on must be noticed.
 CONNECTION_POLL = 0.5
 IDLE_POLL = 5.0
 """How often a background waiter's client is looked at (``wait(..., idle=True)``). There are
@@ -83,7 +84,9 @@ class Signals:
         idle: bool = False,
     ) -> bool:
         """Sleep until ``wake`` is set, the deadline (``loop.time()``) passes or the client
-        disconnects (noticed within CONNECTION_POLL s; IDLE_POLL s with ``idle``).
+        disconnects: at once when ``connected`` can tell (``hooks.held.Connected.watch``, the
+        hook server's requests), else noticed by the sweep within CONNECTION_POLL s (IDLE_POLL
+        s with ``idle``).
 
         True when woken (look at the database again); False when the time is up or nobody is
         listening any more.
@@ -92,22 +95,34 @@ class Signals:
         if not wake.is_set():
             if deadline <= loop.time() or not connected():
                 return False
-            if idle:
-                watched = self._idle[self._next_bucket]
-                self._next_bucket = (self._next_bucket + 1) % _IDLE_BUCKETS
-            else:
-                watched = self._watched
-            watched[wake] = connected
-            if self._sweeper is None:
-                self._sweeper = loop.create_task(self._sweep(), name="held-connection-sweep")
+            watch = getattr(connected, "watch", None)
+            unwatch = watch(wake.set) if watch is not None else None
+            watched: dict[asyncio.Event, Callable[[], bool]] | None = None
+            if unwatch is None:  # nobody tells when the client goes: the sweep looks
+                if idle:
+                    watched = self._idle[self._next_bucket]
+                    self._next_bucket = (self._next_bucket + 1) % _IDLE_BUCKETS
+                else:
+                    watched = self._watched
+                watched[wake] = connected
+                if self._sweeper is None:
+                    self._sweeper = loop.create_task(self._sweep(), name="held-connection-sweep")
+            # The deadline sets ``wake`` too: a plain timer, not ``asyncio.timeout_at``, whose
+            # cancel-and-raise on expiry was a tenth of an idle bridge's CPU with 10,000
+            # waiters re-polling as their polls ran out.
+            timer = loop.call_at(deadline, wake.set)
             try:
-                async with asyncio.timeout_at(deadline):
-                    await wake.wait()
-            except TimeoutError:
-                return False
+                await wake.wait()
             finally:
-                watched.pop(wake, None)
+                timer.cancel()
+                if unwatch is not None:
+                    unwatch()
+                if watched is not None:
+                    watched.pop(wake, None)
             if not connected():
+                return False
+            if loop.time() >= deadline:  # the time is up (a change this late: look next time)
+                wake.clear()
                 return False
         wake.clear()
         return True

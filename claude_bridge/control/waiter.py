@@ -38,7 +38,7 @@ from claude_bridge.control.owned import error as _error
 from claude_bridge.control.owned import owned_session
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.signals import Signals, thread_key
-from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot, connection_check
+from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
 from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.log import get_logger
 from claude_bridge.store import ThreadStore
@@ -121,7 +121,7 @@ class Waiter:
             self._newest[thread_id] = since
             self.signals.fire(thread_key(thread_id))  # an older waiter's poll ends now
 
-        connected = connection_check(request.transport)
+        connected = self.connections.check(request)
 
         try:
             self.connections.take()

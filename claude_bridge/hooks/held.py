@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from claude_bridge.log import get_logger
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = get_logger("hooks")
 
@@ -77,6 +81,11 @@ class HeldConnections:
         self.cap = configured or 0  # 0: not started (no limit known yet), or unlimited
         self.held = 0
         self.refused = 0
+        self.hangups = Hangups()
+
+    def check(self, request: web.BaseRequest) -> Callable[[], bool]:
+        """``connection_check`` for a request this server holds."""
+        return connection_check(request.transport, request.protocol, self.hangups)
 
     def start(self) -> None:
         """Raise the descriptor limit and log how many held connections it allows."""
@@ -116,11 +125,86 @@ class HeldConnections:
         self.held = max(self.held - 1, 0)
 
 
-def connection_check(transport: object | None) -> Callable[[], bool]:
-    """Whether the client is still there, for a request's transport, as cheap as can be: the
-    sweep calls it for every held answer (``request.transport`` is a property; the transport
-    object stays the same for the life of the connection and says when it is closing)."""
+class Hangups:
+    """Tells held answers the moment their client goes away.
+
+    aiohttp does not cancel a handler whose client left, but its server's ``connection_lost``
+    runs for every connection that closes: :meth:`install` wraps it, and a held answer
+    :meth:`watch`-es its connection (``request.protocol``) instead of being looked at by the
+    sweep (``control/signals.py``), which at 11,000 held was most of an idle bridge's CPU. Not
+    installed (a server it cannot wrap, or none started, as in unit tests), the sweep looks.
+    """
+
+    def __init__(self) -> None:
+        self._watching: dict[object, list[Callable[[], None]]] = {}
+        self.installed = False
+
+    def install(self, server: object) -> bool:
+        """Wrap ``server.connection_lost`` (an ``aiohttp.web.Server``, ``AppRunner.server``)."""
+        lost = getattr(server, "connection_lost", None)
+        if lost is None:
+            return False
+
+        def connection_lost(handler: object, exc: BaseException | None = None) -> None:
+            try:
+                lost(handler, exc)
+            finally:
+                for callback in self._watching.pop(handler, ()):
+                    callback()
+
+        try:
+            server.connection_lost = connection_lost  # type: ignore[attr-defined]
+        except AttributeError:  # a server class with __slots__: the sweep looks instead
+            log.warning("cannot watch connections close; held answers look every 0.5 s")
+            return False
+        self.installed = True
+        return True
+
+    def watch(self, connection: object, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` once when ``connection`` closes; returns the undo."""
+        callbacks = self._watching.setdefault(connection, [])
+        callbacks.append(callback)
+
+        def unwatch() -> None:
+            if callback in callbacks:
+                callbacks.remove(callback)
+            if not callbacks and self._watching.get(connection) is callbacks:
+                del self._watching[connection]
+
+        return unwatch
+
+    def __len__(self) -> int:
+        return len(self._watching)
+
+
+class Connected:
+    """Whether a held request's client is still there (call it), as cheap as can be
+    (``request.transport`` is a property; the transport object stays the same for the life of
+    the connection and says when it is closing), and :meth:`watch` to be told when it goes."""
+
+    __slots__ = ("_connection", "_hangups", "_is_closing")
+
+    def __init__(self, transport: object, connection: object, hangups: Hangups | None) -> None:
+        self._is_closing: Callable[[], bool] = transport.is_closing  # type: ignore[attr-defined]
+        self._connection = connection
+        self._hangups = hangups
+
+    def __call__(self) -> bool:
+        return not self._is_closing()
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """``callback`` once the client goes (and the undo), or None where nobody would tell:
+        then the caller looks itself."""
+        if self._hangups is None or not self._hangups.installed or self._connection is None:
+            return None
+        return self._hangups.watch(self._connection, callback)
+
+
+def connection_check(
+    transport: object | None, connection: object | None = None, hangups: Hangups | None = None
+) -> Callable[[], bool]:
+    """Whether the client is still there, for a request's transport; with its ``connection``
+    (``request.protocol``) and the server's :class:`Hangups`, it can also tell when it goes."""
     if transport is None:
         return lambda: False
-    is_closing = transport.is_closing  # type: ignore[attr-defined]
-    return lambda: not is_closing()
+    return Connected(transport, connection, hangups)

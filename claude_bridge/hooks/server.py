@@ -21,7 +21,7 @@ from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.events.parse import HookInputError, parse_hook_event
 from claude_bridge.hooks.call import HookCall
 from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached
-from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot, connection_check
+from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
 from claude_bridge.hooks.ingest import Ingest, SessionRejected
 from claude_bridge.hooks.limits import NewThreadLimit
 from claude_bridge.hooks.validate import MAX_JSON_DEPTH, BadBody, read_json_object, unstorable
@@ -152,7 +152,7 @@ class HookServer:
             event_id,
             token_name,
             replayed=SPOOLED_HEADER in request.headers,
-            connected=connection_check(request.transport),
+            connected=self.connections.check(request),
             files_root=request.headers.get(FILES_HEADER),
             local=self.access.is_local(token_name),
         )
@@ -174,6 +174,7 @@ class HookServer:
         self.connections.start()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
+        self.connections.hangups.install(self._runner.server)
         await web.TCPSite(self._runner, self.config.host, self.config.port).start()
         log.info("hook server listening", listen=self.config.listen)
 

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from claude_bridge.control.messages import MessageQueue
 from claude_bridge.control.signals import thread_key
 from claude_bridge.control.waiter import WAIT_PATH, Waiter
+from claude_bridge.hooks.held import HeldConnections
 from tests.unit.control.test_responder import Env, make_env, until
 
 TOKENS = {"Bearer laptop-secret": "laptop", "Bearer other-secret": "other"}
@@ -41,7 +42,9 @@ class Served:
             return r.status, (await r.json() if r.status not in (204,) else None)
 
 
-async def serve(store_url: str, **options: Any) -> AsyncIterator[Served]:
+async def serve(
+    store_url: str, connections: HeldConnections | None = None, **options: Any
+) -> AsyncIterator[Served]:
     async for env in make_env(store_url, **options):
         waiter = Waiter(
             env.responder.options,
@@ -51,11 +54,18 @@ async def serve(store_url: str, **options: Any) -> AsyncIterator[Served]:
             env.signals,
             lambda request: TOKENS.get(request.headers.get("Authorization", "")),
             lambda: None,
+            connections,
         )
         app = web.Application()
         app.router.add_get(WAIT_PATH, waiter.handle)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
+        assert server.runner is not None and server.runner.server is not None
+        # As the bridge's AppRunner (aiohttp's default): a handler is not cancelled when its
+        # client goes away (TestServer's is).
+        server.runner.server.handler_cancellation = False
+        if connections is not None:  # as the hook server does
+            assert connections.hangups.install(server.runner.server)
         served = Served(env, server)
         try:
             yield served
@@ -123,3 +133,25 @@ async def test_shutdown_ends_the_poll(served: Served) -> None:
     await until(lambda: served.env.signals.holding(thread_key("t1")) == 1)
     served.env.signals.close()
     assert (await asyncio.wait_for(poll, 10))[0] == 204
+
+
+async def test_a_client_that_leaves_ends_its_poll_at_once(store_url: str) -> None:
+    """With the hook server's ``Hangups`` (aiohttp tells when a connection closes) a waiter
+    whose client went away is let go at once, not at the next sweep (IDLE_POLL, 5 s)."""
+    connections = HeldConnections()
+    async for served in serve(store_url, connections, idle_after=3600):
+        await served.env.hook("Stop")
+        for _ in range(3):
+            poll = asyncio.create_task(served.wait(timeout=60, since=1))
+            await until(lambda: connections.held == 1)
+            assert len(connections.hangups) == 1
+            poll.cancel()
+            loop = asyncio.get_running_loop()
+            left = loop.time()
+            await until(lambda: connections.held == 0, timeout=10)
+            assert loop.time() - left < 1.0
+            assert len(connections.hangups) == 0
+            assert served.env.signals.holding(thread_key("t1")) == 0
+        # A poll that ends by itself leaves nothing watched either.
+        assert (await served.wait(timeout=0.2, since=1))[0] == 204
+        assert len(connections.hangups) == 0
