@@ -131,7 +131,8 @@ class Hangups:
     aiohttp does not cancel a handler whose client left, but its server's ``connection_lost``
     runs for every connection that closes: :meth:`install` wraps it, and a held answer
     :meth:`watch`-es its connection (``request.protocol``) instead of being looked at by the
-    sweep (``control/signals.py``), which at 11,000 held was most of an idle bridge's CPU. Not
+    sweep (``control/signals.py``), which at 11,000 held was over a quarter of an idle bridge's
+    CPU. Not
     installed (a server it cannot wrap, or none started, as in unit tests), the sweep looks.
     """
 
@@ -155,7 +156,7 @@ class Hangups:
         try:
             server.connection_lost = connection_lost  # type: ignore[attr-defined]
         except AttributeError:  # a server class with __slots__: the sweep looks instead
-            log.warning("cannot watch connections close; held answers look every 0.5 s")
+            log.warning("cannot watch connections close; a sweep looks at held answers' clients")
             return False
         self.installed = True
         return True
