@@ -21,6 +21,7 @@ from bench.httpclient import GetConnection
 from bench.payloads import Session
 from bench.stack import HOOK_TOKEN, Stack, proc_status
 from bench.stats import latency_summary
+from claude_bridge.room_state import WORKING
 from claude_bridge.store import Thread, now_ms
 
 
@@ -48,6 +49,9 @@ async def seed_threads(stack: Stack, count: int) -> tuple[list[Session], float]:
             created_at=now - (count - i) * 1000,
             updated_at=now - (count - i) * 1000,
             space_linked_at=now - (count - i) * 1000,  # as a room that was made then
+            # Where a routed tool call leaves the session: its room needs no new topic (the
+            # seeded rooms do not exist in Synapse, so a topic change would be refused).
+            activity=WORKING,
         )
         rows.append(tuple(getattr(thread, c) for c in columns))
     placeholders = ",".join(f"${i + 1}" for i in range(len(columns)))
