@@ -64,9 +64,9 @@ class Poll:
     exits: list[Exit]
     wait: float
     release: bool = False
+    """The runner is stopping cleanly: unbind its instance and answer at once."""
     project_dirs: dict[str, str] = field(default_factory=dict)
     """Each project's directory on the host (absolute), for its sessions' threads."""
-    """The runner is stopping cleanly: unbind its instance and answer at once."""
 
 
 def project_problem(name: str) -> str | None:
