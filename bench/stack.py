@@ -432,7 +432,7 @@ def git_revision(environ: Mapping[str, str] | None = None, repo: Path = REPO) ->
 
 def tool_versions() -> dict[str, str]:
     out = {}
-    for module in ("synapse", "aiohttp", "mautrix", "aiosqlite", "asyncpg"):
+    for module in ("synapse", "aiohttp", "mautrix", "aiosqlite", "asyncpg", "uvloop"):
         with contextlib.suppress(Exception):
             mod = __import__(module)
             out[module] = str(getattr(mod, "__version__", ""))

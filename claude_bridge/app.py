@@ -22,6 +22,7 @@ from claude_bridge.config import Config
 from claude_bridge.control.service import Control
 from claude_bridge.delivery import Delivery
 from claude_bridge.errors import ExitCode, FatalError
+from claude_bridge.event_loop import loop_name
 from claude_bridge.hooks.ingest import Ingest
 from claude_bridge.hooks.server import HookServer
 from claude_bridge.log import get_logger, scrub_logs_with
@@ -123,7 +124,12 @@ class Bridge:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        log.info("bridge ready", hooks=config.hooks.listen, appservice=config.appservice.address)
+        log.info(
+            "bridge ready",
+            hooks=config.hooks.listen,
+            appservice=config.appservice.address,
+            event_loop=loop_name(asyncio.get_running_loop()),
+        )
 
     async def _database(self, step: Awaitable[Any]) -> None:
         try:

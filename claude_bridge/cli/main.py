@@ -15,6 +15,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from claude_bridge.app import run_bridge
     from claude_bridge.config import ConfigError, load_config
     from claude_bridge.errors import ExitCode
+    from claude_bridge.event_loop import EventLoopUnavailable, loop_factory
     from claude_bridge.log import setup_logging
 
     try:
@@ -23,7 +24,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"claude-bridge: {e}", file=sys.stderr)
         return int(ExitCode.CONFIG)
     setup_logging(config.logging.level, config.logging.format)
-    return asyncio.run(run_bridge(config, args.config.resolve().parent))
+    try:
+        factory = loop_factory(config.event_loop)
+    except EventLoopUnavailable as e:
+        print(f"claude-bridge: {e}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_bridge(config, args.config.resolve().parent))
 
 
 def cmd_generate_registration(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from claude_bridge.config.sections import (
     LoggingConfig,
     Section,
 )
+from claude_bridge.event_loop import EventLoop
 from claude_bridge.ids import MatrixNames
 
 
@@ -31,6 +32,11 @@ class Config(Section):
     hooks: HooksConfig = Field(default_factory=HooksConfig, description="Claude Code hook ingest.")
     bridge: BridgeConfig = Field(default_factory=BridgeConfig, description="Bridge behaviour.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    event_loop: EventLoop = Field(
+        EventLoop.AUTO,
+        description="The bridge process's event loop: auto (uvloop where it is installed, as it is "
+        "by default; asyncio's own elsewhere), uvloop (fail at start-up without it) or asyncio.",
+    )
 
     @field_validator("database")
     @classmethod

@@ -160,6 +160,8 @@ async def test_a_bridge_started_before_its_homeserver_waits_and_takes_hooks(
 
         synapse = await synapse_for(config, tmp_path)
         await bridge.wait_ready(timeout=120)
+        # The default event loop: uvloop, which the project depends on (event_loop.py).
+        assert '"event_loop": "uvloop"' in bridge.logged("bridge ready")[0]
         await until_drained(config["database"], "the hooks taken while waiting delivered", 120)
         alice = await user_client(synapse, "alice")
         try:

@@ -58,6 +58,7 @@ LAYERS: list[set[str]] = [
         "shim",
         "host_files",
         "identicon",
+        "event_loop",
         ROOT,
     },
 ]
