@@ -365,6 +365,7 @@ class Run:
 
     async def burst(self) -> None:
         from bench import load
+        from bench.floors import Floors
         from bench.hooks import burst
         from bench.modes import GROUP, case, row_id
         from bench.payloads import Session, new_tag
@@ -374,6 +375,14 @@ class Run:
             bodies.extend(body for body, _ in floor_session.pair())
         async with load.null_server() as port:
             floor = await load.null_burst(port, bodies[: self.p.burst_n])
+        # The other part of a request's floor: its commit, with the bridge idle.
+        await self.stack.drain(WAIT)
+        floors = Floors(self.stack.database_url, self.stack.workdir, bodies[0])
+        await floors.open()
+        try:
+            store = await floors.serial(self.p.burst_n // 2)
+        finally:
+            await floors.close()
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
         for _, mode in self.modes.order(self.p.burst_repeats):
             await self.modes.use(mode, [], WAIT)
@@ -389,13 +398,21 @@ class Run:
                     1000 * (c1[1] - c0[1]) / self.p.burst_n, 3
                 )
                 runs[mode].append(result)
-        self.raw["burst"] = {**runs, "floor": floor}
+        self.raw["burst"] = {**runs, "floor": floor, "store": store}
         n = self.p.burst_n
+        # aiohttp answers one connection's requests one after another, each after its commit:
+        # no bridge gets one connection past one over (HTTP alone + commit alone).
+        ceiling = 1 / (1 / floor["ack_rate"] + 1 / store["rate"])
         self.add(
             Row("burst.floor", "burst", f"{n} events on one connection, do-nothing aiohttp server",
                 floor["ack_rate"], "ev/s", better="higher", detail=floor,
                 note=f"the floor of one connection: aiohttp answers its requests one after "
                 f"another; one at a time (no pipelining) {floor['sequential_rate']:.0f} ev/s"),
+            Row("burst.store", "burst", f"{n // 2} durable INSERTs one after another, the store "
+                "alone", store["rate"], "ev/s", better="higher", detail=store,
+                note=f"no bridge, no HTTP (p50 {store['p50']:.2f} ms); with the do-nothing "
+                f"server's rate, one connection with a commit per request tops out at "
+                f"{ceiling:,.0f} ev/s"),
         )  # fmt: skip
         for mode in self.modes.all:
             m = merge_repeats(

@@ -86,6 +86,17 @@ class Floors:
             self._sqlite.execute(_INSERT.format(p1="?", p2="?", p3="?", p4="?"), args).fetchall()
         return (time.perf_counter() - start) * 1000
 
+    async def serial(self, n: int) -> dict[str, Any]:
+        """``n`` durable INSERTs one after another, nothing else: the rate one connection of
+        the bridge could reach if a request cost nothing but its commit."""
+        took = []
+        start = time.perf_counter()
+        for _ in range(n):
+            took.append(await self.commit_once())
+        summary: dict[str, Any] = latency_summary(took)
+        summary["rate"] = round(n / (time.perf_counter() - start), 1)
+        return summary
+
     @contextlib.asynccontextmanager
     async def running(self, rate: float = RATE) -> AsyncIterator[None]:
         """Commit ``rate`` times a second and watch the loop's delay while the block runs."""
