@@ -43,14 +43,16 @@ def pattern(seed: str) -> list[list[bool]]:
 
 def identicon_png(seed: str) -> bytes:
     """The PNG bytes (RGB, 8 bit) of ``seed``'s identicon."""
-    fg, cells = colour(seed), pattern(seed)
-    raw = bytearray()
-    for py in range(SIZE):
-        raw.append(0)  # filter type: none
-        for px in range(SIZE):
-            x, y = (px - MARGIN) // CELL, (py - MARGIN) // CELL
-            inside = MARGIN <= px < SIZE - MARGIN and MARGIN <= py < SIZE - MARGIN
-            raw.extend(fg if inside and cells[y][x] else BACKGROUND)
+    fg, bg = bytes(colour(seed)), bytes(BACKGROUND)
+    # A scanline is a filter byte (0: none) and the pixels; the CELL scanlines of one row of
+    # cells are the same, so each is built once (pixel by pixel it was 1.7 ms on the event loop
+    # for every new ghost).
+    margin_line = b"\0" + bg * SIZE
+    raw = bytearray(margin_line * MARGIN)
+    for row in pattern(seed):
+        cells = b"".join((fg if filled else bg) * CELL for filled in row)
+        raw += (b"\0" + bg * MARGIN + cells + bg * MARGIN) * CELL
+    raw += margin_line * MARGIN
     header = struct.pack(">IIBBBBB", SIZE, SIZE, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 
@@ -50,3 +51,11 @@ def test_deterministic_and_distinct() -> None:
     assert len({colour(s) for s in seeds}) == 50
     assert len({tuple(map(tuple, pattern(s))) for s in seeds}) > 40
     assert all(len(pattern(s)) == GRID for s in seeds)
+
+
+def test_the_same_pixels_as_every_earlier_bridge() -> None:
+    """A ghost keeps its avatar across versions: these pixels were made by the first,
+    pixel-by-pixel version (the PNG's compressed bytes may differ with the zlib build)."""
+    _, _, rows = decode(identicon_png("@claude-ab12cd34:localhost"))
+    digest = hashlib.sha256(b"".join(rows)).hexdigest()
+    assert digest == "8dd6fb23da813cbb8509e80c8fb55eb99227e7f8996b48c2746dd2905f13c20f"
