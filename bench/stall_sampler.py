@@ -1,7 +1,7 @@
 """Which code holds the bridge's event loop when it is late: a launcher for ``bench run``.
 
-    BENCH_BRIDGE_LAUNCHER=bench/stall_sampler.py STALLS=/tmp/stalls.json \\
-        python -m bench run --only load
+    BENCH_BRIDGE_LAUNCHER=$PWD/bench/stall_sampler.py STALLS=/tmp/stalls.json \\
+        CLAUDE_BRIDGE__EVENT_LOOP=asyncio python -m bench run --only load
     python bench/stall_sampler.py --report /tmp/stalls.json
 
 A timer in the loop notes every ``BEAT`` seconds that the loop ran; a thread checks twice a
@@ -11,7 +11,9 @@ sampled stacks and the episodes (every few seconds, so a killed bridge leaves it
 sample is taken when the sampling thread gets the interpreter lock, which the loop's thread
 gives up in system calls and every switch interval (lowered here to 0.5 ms): calls that release
 the lock (socket writes, SQLite) are over-represented, pure Python under-represented. The
-sampler slows the bridge down; read which code, not how long. Used for docs/scaling.md's
+sampler slows the bridge down; read which code, not how long. Trace with
+``CLAUDE_BRIDGE__EVENT_LOOP=asyncio``: on uvloop the loop's own work is C that holds the lock,
+so its stretches are missed or show only as the runner's frame. Used for docs/scaling.md's
 trace of the load row. The bench marks such runs dirty (``BENCH_BRIDGE_LAUNCHER``).
 """
 
