@@ -52,8 +52,9 @@ GC_THRESHOLDS = (20_000, 50, 100)
 """Python's default (700, 10, 10) runs a young collection every 700 allocations and an older
 one every ten of those; with 10,000 long-polls and 1,000 approvals held (a million live
 objects) that was about a sixth of an idle bridge's CPU and the tail of the acknowledgements beside
-them. Measured with ``bench run --only hold``: idle CPU 2.17 → 1.77–1.83 % of a core, the
-active sessions' ack p99 32.8 → 18.6 ms, RSS unchanged (docs/scaling.md)."""
+them. Measured with ``bench run --only hold`` on a quiet machine: idle CPU 2.17 → 2.00 % of a
+core (1.77–1.83 % in two trial runs), the active sessions' ack p99 32.8 → 21.3 ms (18.6 in a
+trial), RSS unchanged (docs/scaling.md)."""
 
 
 @dataclass
