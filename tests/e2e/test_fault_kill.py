@@ -55,7 +55,6 @@ async def test_sigkill_mid_burst_loses_and_doubles_nothing(
         killed = time.monotonic()
         assert await first.wait_exit() == -9
         acked_before = len(burst.acked)
-        unanswered = len(burst.attempted) - acked_before
 
         await second.start()
         await second.wait_ready()
@@ -73,6 +72,11 @@ async def test_sigkill_mid_burst_loses_and_doubles_nothing(
 
     problems = burst_problems(burst, seen)
     assert not problems, "\n".join(problems)
+    # Unanswered: what was in flight at the kill, a post started while no bridge was up. Counted
+    # once posting is over: a post is recorded when its request ends, and a request cut by the
+    # kill may end after the kill is seen (counted then, some were missed and the test failed).
+    unanswered = sum(p.status != 200 and p.started < ready for p in burst.posts)
+    assert unanswered <= SESSIONS  # at most one per poster
     assert len(burst.acked) >= SESSIONS * PER_SESSION - unanswered
     shown = sum(len(v) for v in seen.values())
     report(
