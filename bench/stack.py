@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -31,6 +32,7 @@ from bench.observer import Observer
 from claude_bridge.config import ENV_PREFIX, HooksConfig, parse_config
 from claude_bridge.devenv.synapse import LocalSynapse, die_with_parent, free_port
 from claude_bridge.registration import build_registration, new_token
+from claude_bridge.render.secret_patterns import SECRET_KEY
 from tests.matrix_client import MatrixTestClient, user_client
 
 REPO = Path(__file__).resolve().parents[1]
@@ -405,11 +407,29 @@ CODE_PATHS = ("claude_bridge", "bench/*.py", "migrations", "pyproject.toml")
 LAUNCHER = "BENCH_BRIDGE_LAUNCHER"
 
 
+_PLAIN_SETTING = re.compile(r"[A-Za-z0-9_.:+-]{1,24}")
+_SECRET_SEGMENT = re.compile(SECRET_KEY)
+
+
+def shown_setting(key: str, value: str) -> str:
+    """``value`` as a results file may keep it: a plain setting (``asyncio``, ``false``,
+    ``5000``) under a key no part of which names a secret; anything else is ``<hidden>``, since
+    results files are committed and an override may be a hook token or a DSN with a password."""
+    segments = [s for s in key.removeprefix(ENV_PREFIX).split("__") if s]
+    secret_named = any(
+        _SECRET_SEGMENT.match(s) or _SECRET_SEGMENT.match(s.removesuffix("S")) for s in segments
+    )
+    if secret_named or not _PLAIN_SETTING.fullmatch(value):
+        return "<hidden>"
+    return value
+
+
 def git_revision(environ: Mapping[str, str] | None = None, repo: Path = REPO) -> dict[str, Any]:
     """The commit, and whether what ran differs from it: ``dirty`` is set by uncommitted or
     untracked files under the code paths (an untracked migration runs too), by a bridge
     launcher script, and by ``CLAUDE_BRIDGE__…`` config overrides in the environment; each
-    cause is listed under ``dirty_because``. Docs and result files don't count."""
+    cause is listed under ``dirty_because`` (an override's value only where
+    :func:`shown_setting` finds it plain). Docs and result files don't count."""
 
     def run(*args: str) -> str:
         try:
@@ -425,7 +445,9 @@ def git_revision(environ: Mapping[str, str] | None = None, repo: Path = REPO) ->
                for line in status.splitlines() if line.strip()]  # fmt: skip
     if env.get(LAUNCHER):
         because.append(f"{LAUNCHER}={env[LAUNCHER]}")
-    because += [f"{k}={v}" for k, v in sorted(env.items()) if k.startswith(ENV_PREFIX)]
+    because += [
+        f"{k}={shown_setting(k, v)}" for k, v in sorted(env.items()) if k.startswith(ENV_PREFIX)
+    ]
     commit = run("rev-parse", "HEAD").strip()
     return {"commit": commit, "dirty": bool(because), "dirty_because": because}
 

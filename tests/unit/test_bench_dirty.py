@@ -63,3 +63,32 @@ def test_a_launcher_or_config_overrides_make_it_dirty(tmp_path: Path) -> None:
         "BENCH_BRIDGE_LAUNCHER=/tmp/patched.py",
         "CLAUDE_BRIDGE__HOOKS__GROUP_COMMIT=false",
     ]
+
+
+def test_an_override_that_may_be_a_secret_keeps_its_key_and_hides_its_value(
+    tmp_path: Path,
+) -> None:
+    """Results files are committed: a hook token, a password or a DSN given as an override must
+    not ride along into one."""
+    repo = _repo(tmp_path)
+    env = {
+        "CLAUDE_BRIDGE__HOOKS__TOKENS__ALICE": "hunter2",
+        "CLAUDE_BRIDGE__APPSERVICE__AS_TOKEN": "x" * 40,
+        "CLAUDE_BRIDGE__STORE__PASSWORD": "short",
+        "CLAUDE_BRIDGE__STORE__DSN": "postgresql://bench:s3cret@127.0.0.1/bench",
+        "CLAUDE_BRIDGE__RUNNER__SOMETHING": "a value with spaces",
+        "CLAUDE_BRIDGE__EVENT_LOOP": "asyncio",
+        "CLAUDE_BRIDGE__HOOKS__ADDRESS": "127.0.0.1:9000",
+    }
+    got = git_revision(env, repo)
+    assert got["dirty"] is True
+    assert got["dirty_because"] == [
+        "CLAUDE_BRIDGE__APPSERVICE__AS_TOKEN=<hidden>",
+        "CLAUDE_BRIDGE__EVENT_LOOP=asyncio",
+        "CLAUDE_BRIDGE__HOOKS__ADDRESS=127.0.0.1:9000",
+        "CLAUDE_BRIDGE__HOOKS__TOKENS__ALICE=<hidden>",
+        "CLAUDE_BRIDGE__RUNNER__SOMETHING=<hidden>",
+        "CLAUDE_BRIDGE__STORE__DSN=<hidden>",
+        "CLAUDE_BRIDGE__STORE__PASSWORD=<hidden>",
+    ]
+    assert not any(s in str(got) for s in ("hunter2", "s3cret", "x" * 40, "short"))
