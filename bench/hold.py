@@ -230,12 +230,13 @@ async def run(stack: Stack, p: HoldParams, wait: float) -> tuple[list[Row], dict
     active = await open_quiet_sessions(stack, p.active, wait * 2)
     asking = await open_quiet_sessions(stack, p.approval_sessions, wait)
     acks: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+    phases: list[dict[str, Any]] = raw.setdefault("ack_windows", [])
     gen: LoadGenerator | None = None
     injector = Injector(stack)
     try:
         await settle(stack, wait)
         raw["idle_nothing_held"] = await _idle(stack, None, p.idle_window / 2)
-        acks["without"].append(await _ack(stack, active, p, wait))
+        acks["without"].append(await _ack(stack, active, p, wait, phases))
         # Everything held: waiters with first polls spread over REPOLL s, then the approvals.
         rng = random.Random(17)
         waits = [f"/claude/v1/sessions/{sid}/wait?timeout={rng.uniform(20, 20 + REPOLL):.1f}"
@@ -261,7 +262,7 @@ async def run(stack: Stack, p: HoldParams, wait: float) -> tuple[list[Row], dict
         async with stack.profile("hold-idle"):
             raw["idle"] = await _idle(stack, gen, p.idle_window)
         for _ in range(2):
-            acks["with"].append(await _ack(stack, active, p, wait))
+            acks["with"].append(await _ack(stack, active, p, wait, phases))
         # Messages to idle sessions: each wakes its waiter.
         picks = random.Random(3).sample(range(len(seeded)), p.messages)
         await settle(stack, wait)
@@ -285,7 +286,7 @@ async def run(stack: Stack, p: HoldParams, wait: float) -> tuple[list[Row], dict
         await gen.stop()
         gen = None
         await stack.drain(wait * 3)  # the prompts left undecided are marked answered elsewhere
-        acks["without"].append(await _ack(stack, active, p, wait))
+        acks["without"].append(await _ack(stack, active, p, wait, phases))
     finally:
         if gen is not None:
             await gen.stop()
@@ -312,9 +313,14 @@ async def settle(stack: Stack, timeout: float, quiet: float = 0.25) -> float:
     return time.monotonic() - start
 
 
-async def _ack(stack: Stack, sessions: list[LiveSession], p: HoldParams, wait: float) -> Any:
+async def _ack(
+    stack: Stack, sessions: list[LiveSession], p: HoldParams, wait: float, phases: list[Any]
+) -> Any:
     await settle(stack, wait)
+    started = time.time()
     result = await acknowledgement(stack, sessions, p.active_events, p.active_rate)
+    # Wall-clock bounds, to lay a trace of the bridge (a launcher's) beside each repeat.
+    phases.append({"acks": len(phases), "from": round(started, 3), "to": round(time.time(), 3)})
     await stack.drain(wait * 2)
     return result
 
@@ -357,6 +363,7 @@ async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[
     after = await gen.get_stats() if gen else before
     status = proc_status(pid)
     return {
+        "from": round(time.time() - (time.monotonic() - t0), 3),  # wall clock, beside traces
         "window_s": round(t1 - t0, 1),
         "cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
         "synapse_cpu_pct": round(100 * (syn1 - syn0) / (t1 - t0), 2),

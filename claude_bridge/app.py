@@ -18,6 +18,7 @@ from typing import Any
 from mautrix.util.async_db import Database
 
 from claude_bridge.catchup import CatchUp, with_catchup_marker
+from claude_bridge.collector import QuietCollector
 from claude_bridge.config import Config
 from claude_bridge.control.service import Control
 from claude_bridge.delivery import Delivery
@@ -48,13 +49,6 @@ from claude_bridge.store.spaces import SpaceStore
 from claude_bridge.token_access import TokenAccess
 
 log = get_logger("app")
-GC_THRESHOLDS = (20_000, 50, 100)
-"""Python's default (700, 10, 10) runs a young collection every 700 allocations and an older
-one every ten of those; with 10,000 long-polls and 1,000 approvals held (a million live
-objects) that was about a sixth of an idle bridge's CPU and the tail of the acknowledgements beside
-them. Measured with ``bench run --only hold`` on a quiet machine: idle CPU 2.17 → 2.00 % of a
-core (1.77–1.83 % in two trial runs), the active sessions' ack p99 32.8 → 21.3 ms (18.6 in a
-trial), RSS unchanged (docs/scaling.md)."""
 
 
 @dataclass
@@ -79,6 +73,7 @@ class Bridge:
     delivery: Delivery
     hooks: HookServer
     ops: Operations
+    collector: QuietCollector = field(default_factory=QuietCollector)
     _running: contextlib.AsyncExitStack = field(
         default_factory=contextlib.AsyncExitStack, repr=False
     )
@@ -124,7 +119,9 @@ class Bridge:
         # would wait out.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        # From here the older generations are collected at quiet moments (collector.py).
+        running.push_async_callback(self.collector.stop)
+        self.collector.start()
         log.info(
             "bridge ready",
             hooks=config.hooks.listen,

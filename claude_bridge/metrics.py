@@ -52,6 +52,14 @@ HOOK_ACK_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+GC_PAUSE_SECONDS = Histogram(
+    "claude_bridge_gc_pause_seconds",
+    "Pauses of Python's garbage collector, by generation (2: a full collection); the older two "
+    "are run at quiet moments (collector.py).",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
 MATRIX_SEND_SECONDS = Histogram(
     "claude_bridge_matrix_send_seconds",
     "Latency of Matrix send requests (messages, state events, uploads), by kind and outcome.",

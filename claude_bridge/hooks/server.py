@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from claude_bridge import metrics
+from claude_bridge.collector import ACTIVITY
 from claude_bridge.config import HooksConfig
 from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.events.parse import HookInputError, parse_hook_event
@@ -84,6 +85,7 @@ class HookServer:
 
     async def handle_hook(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
+        ACTIVITY.note()  # the collector's long pauses wait for a quiet moment
         token_name = self.token_name(request)
         if token_name is None:
             return _error(401, "missing or unknown hook token (Authorization: Bearer <token>)")

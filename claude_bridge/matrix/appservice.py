@@ -21,6 +21,7 @@ from mautrix.appservice import AppService
 from mautrix.appservice.state_store import ASStateStore
 from mautrix.client.state_store.memory import MemoryStateStore
 
+from claude_bridge.collector import ACTIVITY
 from claude_bridge.config import Config
 from claude_bridge.log import get_logger, mau_logger
 from claude_bridge.matrix.echo import EchoFilter
@@ -104,6 +105,7 @@ class BridgeAppService(AppService):
 
     async def _http_handle_transaction(self, request: web.Request) -> web.Response:
         txn_id = request.match_info["transaction_id"]
+        ACTIVITY.note()  # the collector's long pauses wait for a quiet moment
         try:
             body = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):

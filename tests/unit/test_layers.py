@@ -59,6 +59,7 @@ LAYERS: list[set[str]] = [
         "host_files",
         "identicon",
         "event_loop",
+        "collector",
         ROOT,
     },
 ]

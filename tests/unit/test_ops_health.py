@@ -178,7 +178,7 @@ async def test_metrics_endpoint_survives_a_failing_refresher_and_names_are_docum
     assert openmetrics.headers["Content-Type"].startswith("application/openmetrics-text")
     text = response.body.decode()  # type: ignore[union-attr]
     ours = sorted(set(re.findall(r"^# TYPE (claude_bridge_\w+) ", text, re.M)))
-    assert len(ours) == 15
+    assert len(ours) == 16
     operations = (ROOT / "docs" / "operations.md").read_text()
     for name in ours:
         assert f"`{name}" in operations, f"{name} is not in docs/operations.md's metrics table"
