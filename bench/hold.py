@@ -12,7 +12,7 @@ limit. Measured:
 - the bridge's RSS and open descriptors with everything held;
 - its CPU while idle: nothing posted, nothing delivered, the waiters re-polling as their polls
   run out (first polls spread over ``REPOLL`` s, each poll after a 204 ``REPOLL`` s long: the
-  steady state of ``claude-bridge-hook wait --poll 300``);
+  steady state of ``claude-bridge-hook wait`` at its default ``--poll``);
 - an operator's message to one idle session → that session's waiter answered: the message is
   PUT to the appservice transaction endpoint as Synapse would push it (no Synapse in the path:
   the seeded rooms do not exist there), timed from just before the PUT to the first byte of the
@@ -45,6 +45,7 @@ from bench.mirroring import LiveSession, close_sessions
 from bench.stack import HOOK_TOKEN, REPO, Stack, proc_cpu_seconds, proc_status
 from bench.stats import Row, latency_summary
 from claude_bridge.devenv.synapse import die_with_parent
+from claude_bridge.shim import WAIT_POLL
 from claude_bridge.store import Thread, now_ms
 
 
@@ -64,7 +65,7 @@ class HoldParams:
 
 QUICK_HOLD = HoldParams(waiters=2_000, approval_sessions=5, approvals_each=40, active=20,
                         idle_window=10.0, messages=50, decisions=50)  # fmt: skip
-REPOLL = 300  # seconds per long-poll, as claude-bridge-hook wait --poll's default
+REPOLL = WAIT_POLL  # seconds per long-poll, as claude-bridge-hook wait --poll's default
 OPERATOR = "@alice:localhost"
 
 
@@ -390,7 +391,7 @@ def rows(raw: dict[str, Any], p: HoldParams) -> list[Row]:
         Row("hold.cpu", "hold", f"bridge CPU, idle, {held}", idle["cpu_pct"], "% of a core", 2.0,
             "≤ 2 %", detail=idle,
             note=f"over {idle['window_s']:.0f} s, waiters re-polling at {idle['repolls_per_s']} /s "
-            f"({REPOLL} s polls); Synapse {idle['synapse_cpu_pct']} %"),
+            f"({REPOLL:g} s polls); Synapse {idle['synapse_cpu_pct']} %"),
         Row("hold.msg.p50", "hold", "operator message → its waiter answered, p50", msg["p50"],
             "ms", status="info", detail=msg,
             note="PUT to the appservice transaction endpoint → first byte of the waiter's answer"),

@@ -694,7 +694,7 @@ OPTIONS = (
 _BY_FLAG = {o.flag: o for o in OPTIONS}
 
 WAIT_PATH = "/claude/v1/sessions/{}/wait"
-WAIT_POLL = 300.0
+WAIT_POLL = 600.0
 WAKE = 2
 """Exit code with which an ``asyncRewake`` hook wakes the session; its stderr is what Claude reads."""
 WAIT_BACKOFF_MAX = 30.0

@@ -19,6 +19,7 @@ the process goes on (``tests/e2e/test_fd_limits.py``).
 from __future__ import annotations
 
 import resource
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,32 @@ MIN_RESERVE, MAX_RESERVE = 64, 1024
 """Descriptors kept for all that is not held: an eighth of the limit, within these bounds."""
 _SANE_MAX = 1 << 20
 """Where the hard limit is "unlimited", the most the soft limit is raised to (Linux's nr_open)."""
+
+
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 60, 15, 4
+"""TCP keepalive on a held connection: a probe after 60 s without traffic, then every 15 s while
+unanswered, given up after 4. A held poll sends nothing for minutes; the probes keep NAT
+entries and TCP load balancers' idle timers alive through it, and tell the bridge within about
+two minutes that a peer vanished without a FIN (its answer would go nowhere)."""
+
+
+def keep_alive(transport: object) -> bool:
+    """Turn TCP keepalive on for ``transport``'s socket; False where it has none (a Unix
+    socket, a closed transport)."""
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    sock = get_extra_info("socket") if get_extra_info is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+                              ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                              ("TCP_KEEPCNT", KEEPALIVE_PROBES)):  # fmt: skip
+            if hasattr(socket, option):  # Linux has all three; macOS only the last two
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    except OSError:
+        return False
+    return True
 
 
 class NoSlot(Exception):
@@ -183,10 +210,11 @@ class Connected:
     (``request.transport`` is a property; the transport object stays the same for the life of
     the connection and says when it is closing), and :meth:`watch` to be told when it goes."""
 
-    __slots__ = ("_connection", "_hangups", "_is_closing")
+    __slots__ = ("_connection", "_hangups", "_is_closing", "_transport")
 
     def __init__(self, transport: object, connection: object, hangups: Hangups | None) -> None:
         self._is_closing: Callable[[], bool] = transport.is_closing  # type: ignore[attr-defined]
+        self._transport: object | None = transport
         self._connection = connection
         self._hangups = hangups
 
@@ -195,7 +223,10 @@ class Connected:
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None] | None:
         """``callback`` once the client goes (and the undo), or None where nobody would tell:
-        then the caller looks itself."""
+        then the caller looks itself. Watched means held: the connection gets TCP keepalive."""
+        if self._transport is not None:  # once per request, however often it waits
+            keep_alive(self._transport)
+            self._transport = None
         if self._hangups is None or not self._hangups.installed or self._connection is None:
             return None
         return self._hangups.watch(self._connection, callback)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import resource
+import socket
 
 import pytest
 
 from claude_bridge.hooks.held import (
+    KEEPALIVE_IDLE,
     MAX_RESERVE,
     MIN_RESERVE,
     HeldConnections,
     NoSlot,
     cap_for,
+    keep_alive,
     raise_fd_limit,
     reserve_for,
 )
@@ -55,3 +58,27 @@ def test_started_it_caps_by_the_raised_soft_limit() -> None:
     held = HeldConnections()
     held.start()
     assert held.cap == cap_for(now, 0)
+
+
+class _Transport:
+    def __init__(self, sock: object) -> None:
+        self.sock = sock
+
+    def get_extra_info(self, name: str) -> object:
+        return self.sock if name == "socket" else None
+
+
+def test_keepalive_goes_on_tcp_sockets_only() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        assert keep_alive(_Transport(tcp))
+        assert tcp.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE
+    unix, other = socket.socketpair()
+    with unix, other:
+        assert not keep_alive(_Transport(unix))
+        assert unix.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+    assert not keep_alive(_Transport(None))  # a closed transport has no socket
+    assert not keep_alive(object())
+    closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    closed.close()
+    assert not keep_alive(_Transport(closed))

@@ -48,7 +48,7 @@ class ControlConfig(BaseModel):
         "given (minutes).",
     )
     max_wait: float = Field(
-        default=300.0,
+        default=600.0,
         ge=1,
         le=3600,
         description="Longest one long-poll of the background waiter "

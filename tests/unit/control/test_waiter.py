@@ -4,6 +4,7 @@ and Postgres."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,12 @@ from aiohttp.test_utils import TestServer
 from claude_bridge.control.messages import MessageQueue
 from claude_bridge.control.signals import thread_key
 from claude_bridge.control.waiter import WAIT_PATH, Waiter
-from claude_bridge.hooks.held import HeldConnections
+from claude_bridge.hooks.held import (
+    KEEPALIVE_IDLE,
+    KEEPALIVE_INTERVAL,
+    KEEPALIVE_PROBES,
+    HeldConnections,
+)
 from tests.unit.control.test_responder import Env, make_env, until
 
 TOKENS = {"Bearer laptop-secret": "laptop", "Bearer other-secret": "other"}
@@ -133,6 +139,24 @@ async def test_shutdown_ends_the_poll(served: Served) -> None:
     await until(lambda: served.env.signals.holding(thread_key("t1")) == 1)
     served.env.signals.close()
     assert (await asyncio.wait_for(poll, 10))[0] == 204
+
+
+async def test_a_held_poll_gets_tcp_keepalive(store_url: str) -> None:
+    """A poll sends nothing for minutes: keepalive probes keep NAT entries alive through it and
+    tell the bridge when the peer vanished without a FIN."""
+    connections = HeldConnections()
+    async for served in serve(store_url, connections, idle_after=3600):
+        await served.env.hook("Stop")
+        poll = asyncio.create_task(served.wait(timeout=60, since=1))
+        await until(lambda: len(connections.hangups) == 1)
+        (protocol,) = connections.hangups._watching
+        sock = protocol.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVE_PROBES
+        poll.cancel()
+        await until(lambda: connections.held == 0, timeout=10)
 
 
 async def test_a_client_that_leaves_ends_its_poll_at_once(store_url: str) -> None:
