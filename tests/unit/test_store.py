@@ -146,3 +146,52 @@ async def test_a_withdrawn_runner_job_is_never_handed_out_and_a_handed_one_never
     assert [j.id for j in await jobs.open_for("laptop", "laptop")] == ["j2"]
     assert await jobs.note_open("j2", "told") and not await jobs.note_open("j2", "again")
     await db.stop()
+
+
+async def test_a_threads_latest_event_is_read_through_an_index(store_url: str) -> None:
+    """Every message written into a thread asks for its latest hook event (has the session
+    ended?). Without the (thread_id, id) index Postgres walked the table backwards from its
+    newest row, all of it for a session with no recent events, and SQLite sorted all of a
+    busy session's events: 12 ms and 6 ms at 60,000 events (migration 17)."""
+    from claude_bridge.store.thread_control import ThreadControlStore
+
+    db = create_database(store_url)
+    await db.start()
+    try:
+        threads = [f"t{i}" for i in range(50)]
+        async with db.acquire() as conn:
+            for t in threads:
+                await conn.execute(
+                    "INSERT INTO thread (id, session_id, ghost_mxid, alias, room_id, status, "
+                    "created_at, updated_at) VALUES ($1, $1, $2, $3, $4, 'active', 1, 1)",
+                    t, f"@g-{t}:x", f"#a-{t}:x", f"!r-{t}:x",
+                )  # fmt: skip
+            rows = [(threads[i % 40], "PostToolUse" if i < 4999 else "SessionEnd", "{}",
+                     "delivered", i) for i in range(5000)]  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO hook_event (thread_id, event_name, payload, state, received_at) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                rows,
+            )
+        controls = ThreadControlStore(db)
+        assert await controls.last_event("t39") == ("SessionEnd", 4999)
+        assert await controls.last_event("t0") == ("PostToolUse", 4960)
+        assert await controls.last_event("t45") is None  # a thread with no events
+        sql = (
+            "SELECT event_name, received_at FROM hook_event WHERE thread_id=$1 "
+            "ORDER BY id DESC LIMIT 1"
+        )
+        if db.scheme == Scheme.SQLITE:
+            plan = " ".join(r[3] for r in await db.fetch("EXPLAIN QUERY PLAN " + sql, "t0"))
+            assert "hook_event_thread_id_idx" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            async with db.acquire() as conn:
+                await conn.execute("ANALYZE hook_event")
+                # The plan a prepared statement settles on, whatever the thread.
+                await conn.execute("SET plan_cache_mode = force_generic_plan")
+                rows = await conn.fetch("EXPLAIN " + sql, "t45")
+                plan = " ".join(r[0] for r in rows)
+                await conn.execute("RESET plan_cache_mode")
+            assert "hook_event_thread_id_idx" in plan, plan
+    finally:
+        await db.stop()
