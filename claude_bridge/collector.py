@@ -69,8 +69,11 @@ _last_collection = [float("-inf")]
 
 
 class Activity:
-    """When the bridge last had work someone waits on; the hook server and the appservice
-    listener :meth:`note` it. Long-poll re-polls don't count: nobody waits on their answer."""
+    """When the bridge last had work someone waits on; the hook server (for a known token's
+    request) and the appservice listener (past its ``hs_token`` check) :meth:`note` it.
+    Long-poll re-polls don't count: nobody waits on their answer. A stranger's requests don't
+    either: they could otherwise keep the bridge from ever having a quiet moment, which would
+    only bring back the pauses under load (the forced collections), nothing worse."""
 
     __slots__ = ("last",)
 

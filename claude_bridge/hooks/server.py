@@ -85,10 +85,12 @@ class HookServer:
 
     async def handle_hook(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        ACTIVITY.note()  # the collector's long pauses wait for a quiet moment
         token_name = self.token_name(request)
         if token_name is None:
             return _error(401, "missing or unknown hook token (Authorization: Bearer <token>)")
+        # The collector's long pauses wait for a quiet moment; a stranger's requests can't
+        # keep the bridge from having one.
+        ACTIVITY.note()
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and not IDEMPOTENCY_KEY.match(key):
             return _error(400, f"{IDEMPOTENCY_HEADER} must match {IDEMPOTENCY_KEY.pattern}")

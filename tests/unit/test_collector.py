@@ -228,3 +228,24 @@ async def test_a_failing_collection_does_not_stop_the_schedule(
     finally:
         await c.stop()
         gc.set_threshold(*before)
+
+
+async def test_only_a_known_tokens_hook_request_counts_as_activity() -> None:
+    """Requests without a valid hook token must not keep the bridge from a quiet moment."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from claude_bridge.config import HooksConfig
+    from claude_bridge.hooks.server import HookServer
+
+    server = HookServer(HooksConfig(tokens={"host": "s3cret-token"}), ingest=None)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app)) as client:
+        collector.ACTIVITY.last = float("-inf")
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            async with client.post("/claude/v1/hooks", data=b"{}", headers=headers) as r:
+                assert r.status == 401
+        assert collector.ACTIVITY.last == float("-inf")
+        async with client.post(
+            "/claude/v1/hooks", data=b"not json", headers={"Authorization": "Bearer s3cret-token"}
+        ) as r:
+            assert r.status == 400
+        assert collector.ACTIVITY.last > 0
