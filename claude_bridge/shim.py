@@ -961,7 +961,7 @@ def wait(args: Args) -> tuple[bytes, int]:
             failing_since = None
         # Unreachable or 5xx (the bridge is restarting), or a 204 long before the poll was up
         # (it is stopping): try again, patiently. A 204 after a full poll: poll again at once.
-        if answer.kind == "temporary" or now - asked < poll / 2:
+        if answer.kind == "temporary" or answered_early(now - asked, poll):
             pause = min(delay, deadline - now)
             if failing_since is not None:  # one last try right at the give-up bound
                 pause = min(pause, failing_since + args.give_up - now)
@@ -970,6 +970,18 @@ def wait(args: Args) -> tuple[bytes, int]:
         else:
             delay = 0.5
     return b"", 0
+
+
+EARLY_ANSWER = 5.0
+"""A 204 this soon (or within half the poll, if shorter) is a bridge that is stopping, not a
+poll that ran out."""
+
+
+def answered_early(elapsed: float, poll: float) -> bool:
+    """Whether a 204 after ``elapsed`` s of a ``poll`` s long-poll came early. A bridge may hold
+    a poll for less than asked (``bridge.control.max_wait``, 300 s in configs written before
+    the default became 600): that is a poll that ran out, polled again at once."""
+    return elapsed < min(poll / 2, EARLY_ANSWER)
 
 
 def _retry_after(body: bytes) -> float | None:

@@ -363,3 +363,18 @@ async def test_the_waiter_prunes_old_files_at_most_once_a_day(
     run = await run_command(waiter(endpoint.url, "--timeout", "600"), STOP, env)
     assert (run.rc, run.stderr) == (0, "")
     assert later.exists()  # pruned today already
+
+
+def test_a_poll_the_bridge_held_shorter_than_asked_is_not_early() -> None:
+    """``--poll`` is 600 s, while configs written before hold 300 s at most (``max_wait``): a
+    204 at 300 s is a poll that ran out, polled again at once, not a stopping bridge to back
+    off from; a 204 at once still is."""
+    from claude_bridge.shim import EARLY_ANSWER, WAIT_POLL, answered_early
+
+    assert not answered_early(300.0, WAIT_POLL)
+    assert not answered_early(299.9, WAIT_POLL)
+    assert not answered_early(EARLY_ANSWER, WAIT_POLL)
+    assert answered_early(0.01, WAIT_POLL)
+    assert answered_early(EARLY_ANSWER - 0.1, WAIT_POLL)
+    # Short polls (tests, --poll 1) keep the half-the-poll rule.
+    assert answered_early(0.1, 0.3) and not answered_early(0.2, 0.3)
