@@ -89,7 +89,8 @@ ACTIVITY = Activity()
 
 
 class QuietCollector:
-    """Runs the middle and full collections (see the module's docstring)."""
+    """Runs the middle and full collections, and a young one where none came for a second
+    (see the module's docstring)."""
 
     def __init__(
         self,
