@@ -4,7 +4,7 @@
         python -m bench run --only hold --out /tmp/hold.json
     python bench/gc_trace.py --report /tmp/gc.json /tmp/hold.json
 
-As launcher it runs the bridge (``-m claude_bridge``, same arguments) with a ``gc.callbacks``
+As launcher it runs the bridge (its command line, same arguments, as ``stall_sampler.py`` does) with a ``gc.callbacks``
 hook that notes each collection: wall-clock time, generation, milliseconds, objects collected;
 a thread writes them to ``GC_TRACE`` every two seconds, so a killed bridge leaves them too.
 ``--report`` prints, per window of a results file (``raw.hold.ack_windows`` and the idle
@@ -18,7 +18,6 @@ import collections
 import gc
 import json
 import os
-import runpy
 import sys
 import threading
 import time
@@ -91,5 +90,6 @@ if __name__ == "__main__":
         report(Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
         trace(OUT)
-        sys.argv = ["claude_bridge", *sys.argv[1:]]
-        runpy.run_module("claude_bridge", run_name="__main__", alter_sys=True)
+        from claude_bridge.cli import main
+
+        raise SystemExit(main())

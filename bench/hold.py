@@ -350,10 +350,11 @@ async def _prompts_shown(stack: Stack, marks: list[str], timeout: float) -> list
 async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[str, Any]:
     pid, synapse = stack.bridge_pid, stack.synapse.pid or 0
     before = await gen.get_stats() if gen else {"repolls": 0, "rss_kb": 0}
-    cpu0, syn0, t0 = (
+    cpu0, syn0, t0, wall0 = (
         proc_cpu_seconds(pid),
         proc_cpu_seconds(synapse) if synapse else 0.0,
         time.monotonic(),
+        time.time(),
     )
     await asyncio.sleep(window)
     cpu1, syn1, t1 = (
@@ -364,7 +365,7 @@ async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[
     after = await gen.get_stats() if gen else before
     status = proc_status(pid)
     return {
-        "from": round(time.time() - (time.monotonic() - t0), 3),  # wall clock, beside traces
+        "from": round(wall0, 3),  # wall clock, to lay a trace beside
         "window_s": round(t1 - t0, 1),
         "cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
         "synapse_cpu_pct": round(100 * (syn1 - syn0) / (t1 - t0), 2),

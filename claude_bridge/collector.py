@@ -109,7 +109,6 @@ class QuietCollector:
         self.last_full = clock()
         self.last_full_seconds = 0.0
         self.full_due_since: float | None = None
-        self.collections = {0: 0, 1: 0, 2: 0}
         self._task: asyncio.Task[None] | None = None
         self._thresholds_before: tuple[int, int, int] | None = None
 
@@ -153,22 +152,18 @@ class QuietCollector:
             if self.full_due_since is None:
                 self.full_due_since = now
             if quiet or now - self.full_due_since >= FULL_FORCE_AFTER:
-                self._collect(2)
-                self.last_full_seconds = self.clock() - now
+                self.collect(2)
                 self.last_full = self.clock()
+                self.last_full_seconds = self.last_full - now
                 self.full_due_since = None
                 return 2
         if young >= MIDDLE_AT_MOST or (quiet and young >= MIDDLE_WHEN_QUIET):
-            self._collect(1)
+            self.collect(1)
             return 1
         if now - self.last_collection() >= YOUNG_AT_LEAST_EVERY:
-            self._collect(0)
+            self.collect(0)
             return 0
         return None
-
-    def _collect(self, generation: int) -> None:
-        self.collections[generation] += 1
-        self.collect(generation)
 
 
 _pause_started = [0.0]
