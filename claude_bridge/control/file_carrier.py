@@ -188,7 +188,12 @@ class FileCarrier:
     async def _check_fetched(self, message: SessionMessage) -> None:
         try:
             current = await self.inbox.get(message.event_id)
-            if current is not None and current.file_fetched_at is None and self.on_unfetched:
+            if (
+                current is not None
+                and current.state == "delivered"  # not back in the queue (hooks/receipt.py)
+                and current.file_fetched_at is None
+                and self.on_unfetched
+            ):
                 await self.on_unfetched(current)
         except Exception as e:
             log.warning("could not check a file was fetched", message=message.id, error=repr(e))

@@ -97,3 +97,12 @@ class MessageQueue:
             return []
         claimed = await self.inbox.claim_through(thread_id, prefix[-1].id, via, hook_event_id)
         return await self.files.claimed(claimed, carrier)
+
+    async def give_back(self, thread_id: str, via: str, messages: list[SessionMessage]) -> int:
+        """Put messages ``via`` claimed back in their queue, in their order (their ids): the
+        answer that carried them never reached its client. How many went back."""
+        back = 0
+        for message in messages:
+            if await self.inbox.requeue(message.id, thread_id, via) is not None:
+                back += 1
+        return back

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from claude_bridge import host_files
@@ -147,8 +147,26 @@ class Responder:
         )
         if messages:
             log.info("messages delivered", thread_id=thread.id, via=via, count=len(messages))
+            call.untaken.append(self.take_back(thread.id, via, messages))
             self.on_delivered()
         return messages, carrier
+
+    def take_back(
+        self, thread_id: str, via: str, messages: list[SessionMessage]
+    ) -> Callable[[], Awaitable[None]]:
+        """What puts ``messages`` back in the queue should their answer never arrive."""
+
+        async def take_back() -> None:
+            back = await self.queue.give_back(thread_id, via, messages)
+            log.warning(
+                "the session's host never took an answer carrying messages; queued again",
+                thread_id=thread_id,
+                via=via,
+                count=back,
+            )
+            self.signals.fire(thread_key(thread_id))  # a waiting answer may carry them now
+
+        return take_back
 
     async def _stop(self, event: HookEvent, thread: Thread, call: HookCall) -> dict[str, Any]:
         control = await self.controls.get(thread.id)

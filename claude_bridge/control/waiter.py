@@ -39,6 +39,7 @@ from claude_bridge.control.owned import owned_session
 from claude_bridge.control.responder import Responder
 from claude_bridge.control.signals import Signals, thread_key
 from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
+from claude_bridge.hooks.receipt import TAKEN_WITHIN, answer_taken
 from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.log import get_logger
 from claude_bridge.store import ThreadStore
@@ -84,6 +85,9 @@ class Waiter:
         # (``ownership.settle_owners``), before the first poll. Another token still goes to the
         # database, and gets its 403.
         self._owned: dict[str, tuple[str, str, str]] = {}
+        self.taken_within = TAKEN_WITHIN
+        """How long the waiter's host has to acknowledge an answer with messages, or they go
+        back to the queue (``hooks/receipt.py``)."""
 
     def waiting(self, thread_id: str) -> bool:
         """Whether a waiter of the thread is long-polling right now."""
@@ -138,7 +142,7 @@ class Waiter:
         )
         self._polling[thread_id] = self._polling.get(thread_id, 0) + 1
         try:
-            return await self._poll(thread_id, since, deadline, connected, carrier)
+            return await self._poll(request, thread_id, since, deadline, connected, carrier)
         finally:
             self.connections.give_back()
             self._polling[thread_id] -= 1
@@ -147,6 +151,7 @@ class Waiter:
 
     async def _poll(
         self,
+        request: web.Request,
         thread_id: str,
         since: int,
         deadline: float,
@@ -185,9 +190,12 @@ class Waiter:
                         )
                         self.on_delivered()
                         body = _body(messages, self.options.message_budget)
-                        return web.json_response(
+                        response = web.json_response(
                             with_files(body, FileCarrier.to_fetch(messages, carrier))
                         )
+                        take_back = self.responder.take_back(thread_id, "waiter", messages)
+                        await answer_taken(request, response, [take_back], self.taken_within)
+                        return response
                 until = min(deadline, loop.time() + BUSY_RECHECK) if queued else deadline
                 if not await self.signals.wait(wake, until, connected, idle=True) and (
                     loop.time() >= deadline or not connected()

@@ -7,8 +7,8 @@ and a probe telling whether Claude Code still holds the connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from claude_bridge.ids import HookEventID
 
@@ -30,3 +30,6 @@ class HookCall:
     under this root on its host (``host_files``)."""
     local: bool = False
     """The token is marked local: Claude Code runs on the bridge's machine."""
+    untaken: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """How to take back what the answer carries (an operator's messages) should the client's
+    host never acknowledge it (``hooks/receipt.py``): the answer's author adds to it."""

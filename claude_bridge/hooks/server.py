@@ -25,6 +25,7 @@ from claude_bridge.hooks.caps import HeldApprovals, HeldLimit, ThreadCapReached
 from claude_bridge.hooks.held import RETRY_AFTER, HeldConnections, NoSlot
 from claude_bridge.hooks.ingest import Ingest, SessionRejected
 from claude_bridge.hooks.limits import NewThreadLimit
+from claude_bridge.hooks.receipt import TAKEN_WITHIN, answer_taken
 from claude_bridge.hooks.validate import MAX_JSON_DEPTH, BadBody, read_json_object, unstorable
 from claude_bridge.host_files import FILES_HEADER
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
@@ -69,6 +70,7 @@ class HookServer:
         )
         # Long-polls, held approvals and held Stop hooks, against the file-descriptor limit.
         self.connections = HeldConnections(config.max_held_connections)
+        self.taken_within = TAKEN_WITHIN
         self.ingest = ingest
         self.respond = respond
         self.health = health
@@ -168,7 +170,11 @@ class HookServer:
             thread_id=thread.id,
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        return web.json_response(answer)
+        response = web.json_response(answer)
+        # An answer that carries an operator's messages is theirs only once Claude Code's host
+        # has it; otherwise they go back to the queue (receipt.py).
+        await answer_taken(request, response, call.untaken, self.taken_within)
+        return response
 
     async def handle_health(self, _: web.Request) -> web.Response:
         report = await self.health() if self.health else {"live": True, "ready": True}

@@ -21,6 +21,7 @@ from claude_bridge.app import Bridge
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, hook_payload, new_session
 from tests.e2e.test_foundation import _until, _wait_for_room
 from tests.matrix_client import MatrixRequestError, MatrixTestClient
+from tests.stuck_client import request_without_reading, what_arrives
 
 pytestmark = pytest.mark.e2e
 
@@ -159,6 +160,53 @@ async def test_operator_messages_reach_claude_once_mid_turn_then_at_stop(
         "SELECT actor, action FROM audit_log WHERE thread_id=$1 AND action='message'", thread_id
     )
     assert [tuple(r) for r in audit] == [(ALICE, "message")] * 3
+
+
+async def test_a_message_whose_answer_never_reaches_the_host_is_carried_again(
+    stack: Stack, bridge: Bridge, hooks: HookPoster
+) -> None:
+    """Claude Code's host vanished while its hook waited for an answer (a laptop shut): the
+    answer with alice's message goes into a connection that acknowledges nothing. The message
+    goes back to the queue, none of that answer arrives later, and the next hook carries it,
+    once."""
+    session, room, ghost = await open_thread(stack, bridge, hooks)
+    alice, thread_id = stack.users["alice"], session.lower()
+    bridge.hooks.taken_within = 1.0
+    long = "please read this carefully: " + "x" * 8000  # more than the host's receive window
+    sent = await alice.send_text(room, long)
+    await queued(bridge, thread_id, 1)
+
+    body = json.dumps(post_tool_use(session)).encode()
+    host, port = stack.config["hooks"]["listen"].rsplit(":", 1)
+    request = (
+        f"POST /claude/v1/hooks HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {HOOK_TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    stuck = await asyncio.to_thread(request_without_reading, int(port), request)
+
+    async def given_back() -> bool:
+        state = await bridge.db.fetchval(
+            "SELECT state FROM session_message WHERE event_id=$1", sent
+        )
+        return state == "queued" and not await bridge.db.fetchval(
+            "SELECT COUNT(*) FROM session_message WHERE event_id=$1 AND delivered_via IS NOT NULL",
+            sent,
+        )
+
+    await _until(
+        lambda: bridge.db.fetchval(
+            "SELECT COUNT(*) FROM session_message WHERE event_id=$1 AND state='delivered'", sent
+        ),
+        "the message claimed by the stuck answer",
+    )
+    await _until(given_back, "the message back in the queue")
+    assert long.encode() not in await asyncio.to_thread(what_arrives, stuck)
+
+    status, answer = await hooks.post(post_tool_use(session))
+    assert status == 200 and long in context_of(answer)
+    assert (await hooks.post(post_tool_use(session)))[1] == {}  # once
+    await delivered_mark(alice, room, ghost, sent)
 
 
 async def replay_transaction(stack: Stack, bridge: Bridge, event_id: str) -> None:

@@ -22,15 +22,17 @@ from claude_bridge.hooks.held import (
     KEEPALIVE_PROBES,
     HeldConnections,
 )
+from tests.stuck_client import request_without_reading, what_arrives
 from tests.unit.control.test_responder import Env, make_env, until
 
 TOKENS = {"Bearer laptop-secret": "laptop", "Bearer other-secret": "other"}
 
 
 class Served:
-    def __init__(self, env: Env, server: TestServer) -> None:
+    def __init__(self, env: Env, server: TestServer, waiter: Waiter) -> None:
         self.env = env
         self.server = server
+        self.waiter = waiter
         self.http = aiohttp.ClientSession()
 
     async def wait(
@@ -72,7 +74,7 @@ async def serve(
         server.runner.server.handler_cancellation = False
         if connections is not None:  # as the hook server does
             assert connections.hangups.install(server.runner.server)
-        served = Served(env, server)
+        served = Served(env, server, waiter)
         try:
             yield served
         finally:
@@ -179,3 +181,58 @@ async def test_a_client_that_leaves_ends_its_poll_at_once(store_url: str) -> Non
         # A poll that ends by itself leaves nothing watched either.
         assert (await served.wait(timeout=0.2, since=1))[0] == 204
         assert len(connections.hangups) == 0
+
+
+async def test_messages_whose_answer_the_host_never_takes_go_back_to_the_queue(
+    served: Served,
+) -> None:
+    """The answer is written into a connection whose peer acknowledges nothing: the messages go
+    back to the queue (they were claimed), none of the answer arrives later, and the next poll
+    carries them: nothing is lost, nothing is read twice."""
+    long = "x" * 8000  # more than the client's receive window
+    served.waiter.taken_within = 1.0
+    await served.env.hook("Stop")
+    assert served.server.port is not None
+    path = WAIT_PATH.format(session_id="T1") + "?timeout=30&since=1"
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer laptop-secret\r\n\r\n"
+    stuck = await asyncio.to_thread(request_without_reading, served.server.port, request.encode())
+    await until(lambda: served.env.signals.holding(thread_key("t1")) == 1)
+    await served.env.say(long)
+    await until(lambda: served.waiter.connections.held == 0, timeout=20)  # given up on
+    assert await served.env.inbox.count_queued("t1") == 1
+    assert long.encode() not in await asyncio.to_thread(what_arrives, stuck)
+
+    status, body = await served.wait(timeout=30, since=1)
+    assert status == 200
+    assert [m["body"] for m in body["messages"]] == [long]
+    await until(lambda: served.waiter.connections.held == 0, timeout=20)
+    assert await served.env.inbox.count_queued("t1") == 0  # this host took it
+
+
+async def test_a_host_that_reads_at_once_and_leaves_keeps_its_messages(served: Served) -> None:
+    """A client that reads the answer and closes straight away (the shim does) took it: the
+    bridge asks its own descriptor of the socket, and gives nothing back."""
+
+    def read_and_leave(port: int, path: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer laptop-secret\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            sock.settimeout(10)
+            got = b""
+            while b"wake up" not in got:
+                chunk = sock.recv(65536)
+                assert chunk, got
+                got += chunk
+            return got
+
+    served.waiter.taken_within = 1.0
+    await served.env.hook("Stop")
+    await served.env.say("wake up")
+    assert served.server.port is not None
+    path = WAIT_PATH.format(session_id="T1") + "?timeout=30&since=1"
+    got = await asyncio.to_thread(read_and_leave, served.server.port, path)
+    assert got.startswith(b"HTTP/1.1 200")
+    await until(lambda: served.waiter.connections.held == 0, timeout=20)
+    assert await served.env.inbox.count_queued("t1") == 0
