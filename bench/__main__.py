@@ -79,6 +79,7 @@ CAPS = {  # seconds per benchmark, set-up included
 }  # fmt: skip
 WAIT = 60.0  # longest wait for any single thing to show up
 ACK50_RATE = 5.0  # events/s per session: "a busy session fires several hook events per second"
+LOAD_BOUNDS_MS = (1, 5, 10, 25)  # the load row's tail sits between 5 and 25 ms
 
 
 class Run:
@@ -307,7 +308,7 @@ class Run:
 
     async def load(self) -> None:
         from bench import load
-        from bench.hooks import open_quiet_sessions
+        from bench.hooks import ack_histogram, add_hist, hist_delta, open_quiet_sessions, share
         from bench.mirroring import close_sessions
         from bench.modes import GROUP, case, row_id
 
@@ -318,6 +319,9 @@ class Run:
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
         hook_room: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
         raw_seen: dict[str, list[dict[str, Any]]] = {m: [] for m in self.modes.all}
+        # How much of the tail is inside the bridge's handler (its own histogram starts when the
+        # handler does) and how much before it: waiting to be read, or for a core.
+        hists: dict[str, dict[str, float]] = {m: {} for m in self.modes.all}
         try:
             async with load.null_server() as port:
                 for repeat, mode in self.modes.order(self.p.repeats):
@@ -327,17 +331,26 @@ class Run:
                     if len(floors) == repeat:  # once per repeat, just before the bridge
                         floors.append(await load.floor(port, bodies, seed=repeat))
                     work = load.think_time_load([s.conn for s in sessions], bodies, seed=repeat)
+                    hist0 = await ack_histogram(self.stack)
                     async with self.stack.profile(f"load-{mode}"):
                         acks, hook, rawp = await load.with_probes(
                             self.stack, work, probe, raw, WAIT
                         )
+                    add_hist(hists[mode], hist_delta(hist0, await ack_histogram(self.stack)))
                     runs[mode].append(acks)
                     hook_room[mode].append(hook)
                     raw_seen[mode].append(rawp)
                     await self.stack.drain(WAIT * 4)
         finally:
             await close_sessions(sessions)
-        self.raw["load"] = {"floor": floors, "ack": runs, "hook_room": hook_room, "raw": raw_seen}
+        own = {m: share(hists[m], LOAD_BOUNDS_MS) for m in self.modes.all}
+        self.raw["load"] = {
+            "floor": floors,
+            "ack": runs,
+            "hook_room": hook_room,
+            "raw": raw_seen,
+            "server_side": own,
+        }
         f = merge_repeats(floors)
         shape = f"{load.SESSIONS} sessions, think 0–{load.THINK_MAX * 1000:.0f} ms"
         self.add(
@@ -352,7 +365,7 @@ class Run:
                 Row(row_id("load.ack.p99", mode), "acknowledgement under load",
                     case(f"{shape}, while delivering, p99", mode), m["p99"], "ms",
                     f["p99"] + 5, f"≤ floor p99 + 5 ms ({f['p99'] + 5:.1f})", detail=m,
-                    note=f"{m['rate']:.0f} ev/s offered", **info),
+                    note=f"{m['rate']:.0f} ev/s offered; {own[mode]}", **info),
                 Row(row_id("load.raw.p50", mode), "acknowledgement under load",
                     case("raw send → readable during the load, p50", mode), r["p50"], "ms",
                     detail=r),

@@ -145,15 +145,16 @@ def add_hist(total: dict[str, float], delta: dict[str, float]) -> None:
         total[k] = total.get(k, 0.0) + v
 
 
-def share(delta: dict[str, float]) -> str:
-    """'bridge's own histogram: 99.2% ≤ 5 ms, 97.0% ≤ 1 ms' from a :func:`hist_delta`."""
+def share(delta: dict[str, float], bounds_ms: tuple[float, ...] = (5, 1)) -> str:
+    """'bridge's own histogram: 99.2% ≤ 5 ms, 97.0% ≤ 1 ms' from a :func:`hist_delta`, at the
+    histogram's bucket bounds ``bounds_ms``."""
     n = delta.get("count", 0)
     if n <= 0:
         return ""
     parts = [
-        f"{100 * delta[le] / n:.1f}% ≤ {label}"
-        for le, label in (("0.005", "5 ms"), ("0.001", "1 ms"))
-        if le in delta
+        f"{100 * delta[le] / n:.1f}% ≤ {ms:g} ms"
+        for ms in bounds_ms
+        if (le := f"{ms / 1000:g}") in delta
     ]
     return "bridge's own histogram: " + ", ".join(parts) if parts else ""
 
