@@ -161,15 +161,16 @@ class SessionInbox:
             thread_id,
         )
 
+    ATTACHED_AT = (
+        f"SELECT {_COLUMNS} FROM session_message WHERE thread_id=$1 AND file_path=$2 "
+        "AND state='delivered' AND file_store IS NOT NULL ORDER BY id DESC LIMIT 1"
+    )
+    """Asked on every Read permission request: by index (migration 18)."""
+
     async def attached_at(self, thread_id: str, path: str) -> SessionMessage | None:
         """The file of this thread whose host path is exactly ``path``: handed to Claude (its
         text named the path) and still held by the bridge."""
-        return await self._one(
-            f"SELECT {_COLUMNS} FROM session_message WHERE thread_id=$1 AND file_path=$2 "
-            "AND state='delivered' AND file_store IS NOT NULL ORDER BY id DESC LIMIT 1",
-            thread_id,
-            path,
-        )
+        return await self._one(self.ATTACHED_AT, thread_id, path)
 
     async def mark_fetched(self, message_id: int) -> bool:
         """The host wrote the file: the ✓ may follow. False when it was marked before."""
