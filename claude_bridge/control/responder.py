@@ -75,6 +75,13 @@ class Responder:
         except Exception:
             log.exception("composing a hook answer failed; answering {}", thread_id=thread.id)
             answer = {}
+            # What it had claimed is in no answer now: back to the queue at once.
+            untaken, call.untaken[:] = list(call.untaken), []
+            for take_back in untaken:
+                try:
+                    await take_back()
+                except Exception:
+                    log.exception("putting messages back in the queue failed", thread_id=thread.id)
         if call.files_root and not call.replayed and call.token_name == thread.token_name:
             # A command path: it can read files of the project for ``!claude file``.
             if offered := self.offer_requests(thread.id):
@@ -159,7 +166,7 @@ class Responder:
         async def take_back() -> None:
             back = await self.queue.give_back(thread_id, via, messages)
             log.warning(
-                "the session's host never took an answer carrying messages; queued again",
+                "messages queued again: the answer carrying them never reached the session",
                 thread_id=thread_id,
                 via=via,
                 count=back,

@@ -311,3 +311,23 @@ async def test_what_was_pending_before_a_restart_is_still_answered(store_url: st
             assert not env.controls.may_have_stop(T) and not env.inbox.queued_hint.may_have(T)
             await env.say("new")
             assert "new" in context(await env.hook("PostToolUse", tool_name="Bash"))
+
+
+async def test_messages_claimed_by_an_answer_that_failed_go_back_to_the_queue(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Composing the answer fails after it claimed the messages: it answers ``{}``, so they are
+    in no answer, and go back to the queue at once for the next hook."""
+    from claude_bridge.control import responder as responder_module
+
+    await env.say("run the linter")
+
+    def broken(*_: Any) -> str:
+        raise RuntimeError("composing failed")
+
+    monkeypatch.setattr(responder_module, "compose", broken)
+    assert await env.hook("PostToolUse", tool_name="Bash") == {}
+    assert await env.inbox.count_queued(T) == 1
+    monkeypatch.undo()
+    assert "run the linter" in context(await env.hook("PostToolUse", tool_name="Bash"))
+    assert await env.inbox.count_queued(T) == 0
