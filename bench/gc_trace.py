@@ -4,8 +4,8 @@
         python -m bench run --only hold --out /tmp/hold.json
     python bench/gc_trace.py --report /tmp/gc.json /tmp/hold.json
 
-As launcher it runs the bridge (its command line, same arguments, as ``stall_sampler.py`` does) with a ``gc.callbacks``
-hook that notes each collection: wall-clock time, generation, milliseconds, objects collected;
+As launcher it runs the bridge (its command line, same arguments, as ``stall_sampler.py``
+does) with a ``gc.callbacks`` hook that notes each collection: wall-clock time, generation, milliseconds, objects collected;
 a thread writes them to ``GC_TRACE`` every two seconds, so a killed bridge leaves them too.
 ``--report`` prints, per window of a results file (``raw.hold.ack_windows`` and the idle
 windows), the collections inside it, and every collection over 5 ms. Used for docs/scaling.md,

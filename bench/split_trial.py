@@ -23,29 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
-import socket
 import sys
 from typing import Any
 
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _spare_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from claude_bridge.devenv.processes import die_with_parent, free_port
 
 
 def _delivery(notes: int, ready: int) -> int:
     """The child: the whole bridge; its delivery is woken by the ingest side's notes."""
-    _die_with_parent()
-    os.environ["CLAUDE_BRIDGE__HOOKS__LISTEN"] = f"127.0.0.1:{_spare_port()}"
+    os.environ["CLAUDE_BRIDGE__HOOKS__LISTEN"] = f"127.0.0.1:{free_port()}"
     from claude_bridge import app
 
     start = app.Bridge.start
@@ -123,8 +111,11 @@ def _ingest(notes: int, ready: int) -> int:
 def _launch() -> int:
     notes_r, notes_w = os.pipe()
     ready_r, ready_w = os.pipe()
+    dies_with_parent = die_with_parent()  # resolved before the fork, as it asks
     child = os.fork()
     if child == 0:
+        if dies_with_parent is not None:
+            dies_with_parent()
         os.close(notes_w)
         os.close(ready_r)
         os._exit(_delivery(notes_r, ready_w))

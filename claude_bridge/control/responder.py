@@ -35,6 +35,7 @@ from claude_bridge.events.catalogue import STOP, kind_of
 from claude_bridge.events.models import HookEvent, PermissionRequest
 from claude_bridge.hooks.call import HookCall
 from claude_bridge.hooks.held import HeldConnections
+from claude_bridge.hooks.receipt import take_back_all
 from claude_bridge.log import get_logger
 from claude_bridge.store import Thread
 from claude_bridge.store.database import now_ms
@@ -77,11 +78,7 @@ class Responder:
             answer = {}
             # What it had claimed is in no answer now: back to the queue at once.
             untaken, call.untaken[:] = list(call.untaken), []
-            for take_back in untaken:
-                try:
-                    await take_back()
-                except Exception:
-                    log.exception("putting messages back in the queue failed", thread_id=thread.id)
+            await take_back_all(untaken)
         if call.files_root and not call.replayed and call.token_name == thread.token_name:
             # A command path: it can read files of the project for ``!claude file``.
             if offered := self.offer_requests(thread.id):

@@ -45,12 +45,20 @@ entries and TCP load balancers' idle timers alive through it, and tell the bridg
 two minutes that a peer vanished without a FIN (its answer would go nowhere)."""
 
 
-def keep_alive(transport: object) -> bool:
-    """Turn TCP keepalive on for ``transport``'s socket; False where it has none (a Unix
-    socket, a closed transport)."""
+def tcp_socket(transport: object) -> socket.socket | None:
+    """``transport``'s TCP socket; None where it has none (a Unix socket, a closed transport)."""
     get_extra_info = getattr(transport, "get_extra_info", None)
     sock = get_extra_info("socket") if get_extra_info is not None else None
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return sock
+
+
+def keep_alive(transport: object) -> bool:
+    """Turn TCP keepalive on for ``transport``'s socket; False where it has none (a Unix
+    socket, a closed transport)."""
+    sock = tcp_socket(transport)
+    if sock is None:
         return False
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from claude_bridge.hooks.held import tcp_socket
 from claude_bridge.log import get_logger
 
 log = get_logger("hooks")
@@ -44,11 +45,8 @@ class AnswerReceipt:
     def __init__(self, transport: object) -> None:
         self._transport = transport
         self._sock: socket.socket | None = None
-        if sys.platform != "linux":
-            return
-        get_extra_info = getattr(transport, "get_extra_info", None)
-        sock = get_extra_info("socket") if get_extra_info is not None else None
-        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        sock = tcp_socket(transport) if sys.platform == "linux" else None
+        if sock is None:
             return
         with contextlib.suppress(OSError):
             self._sock = socket.socket(fileno=os.dup(sock.fileno()))
@@ -120,9 +118,14 @@ async def answer_taken(
     await response.write_eof()
     if await receipt.taken(within):
         return True
+    await take_back_all(untaken)
+    return False
+
+
+async def take_back_all(untaken: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Take back what an answer carried, each part whatever another's failure."""
     for take_back in untaken:
         try:
             await take_back()
         except Exception:
-            log.exception("taking back an answer its client never got failed")
-    return False
+            log.exception("taking back what an answer carried failed")

@@ -201,6 +201,9 @@ async def test_messages_whose_answer_the_host_never_takes_go_back_to_the_queue(
     await until(lambda: served.waiter.connections.held == 0, timeout=20)  # given up on
     assert await served.env.inbox.count_queued("t1") == 1
     assert long.encode() not in await asyncio.to_thread(what_arrives, stuck)
+    # Back in its own session's queue: another host's token still gets nothing of it.
+    assert (await served.wait(token="other-secret", timeout=0.2, since=1))[0] == 403
+    assert await served.env.inbox.count_queued("t1") == 1
 
     status, body = await served.wait(timeout=30, since=1)
     assert status == 200
