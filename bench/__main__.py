@@ -383,7 +383,7 @@ class Run:
         from bench.modes import GROUP, case, row_id
         from bench.payloads import Session, new_tag
 
-        floor_session, bodies = Session(new_tag()), []
+        floor_session, bodies = Session(new_tag()), list[bytes]()
         while len(bodies) < self.p.burst_n:
             bodies.extend(body for body, _ in floor_session.pair())
         async with load.null_server() as port:

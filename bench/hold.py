@@ -40,7 +40,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.hooks import acknowledgement, open_quiet_sessions
+from bench.hooks import acknowledgement, gc_pauses, open_quiet_sessions
 from bench.mirroring import LiveSession, close_sessions
 from bench.stack import HOOK_TOKEN, REPO, Stack, proc_cpu_seconds, proc_status
 from bench.stats import Row, latency_summary
@@ -350,6 +350,7 @@ async def _prompts_shown(stack: Stack, marks: list[str], timeout: float) -> list
 async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[str, Any]:
     pid, synapse = stack.bridge_pid, stack.synapse.pid or 0
     before = await gen.get_stats() if gen else {"repolls": 0, "rss_kb": 0}
+    gc0 = await gc_pauses(stack)
     cpu0, syn0, t0, wall0 = (
         proc_cpu_seconds(pid),
         proc_cpu_seconds(synapse) if synapse else 0.0,
@@ -363,7 +364,15 @@ async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[
         time.monotonic(),
     )
     after = await gen.get_stats() if gen else before
+    gc1 = await gc_pauses(stack)
     status = proc_status(pid)
+    # What the collector took of the window, by generation: a full collection of everything
+    # held (~1 s here) is due once after the setup and then at most every 1,000 times its
+    # length (collector.FULL_SHARE), so a window that catches it is not the steady state.
+    collections = {
+        g: [int(c - gc0.get(g, [0, 0])[0]), round(1000 * (t - gc0.get(g, [0, 0])[1]), 1)]
+        for g, (c, t) in sorted(gc1.items())
+    }
     return {
         "from": round(wall0, 3),  # wall clock, to lay a trace beside
         "window_s": round(t1 - t0, 1),
@@ -373,7 +382,19 @@ async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[
         "rss_mb": round(status["VmRSS"] / 1024, 1),
         "fds": fd_count(pid),
         "client_rss_mb": round(after["rss_kb"] / 1024, 1),
+        "gc": {g: {"count": c, "ms": ms} for g, (c, ms) in collections.items()},
     }
+
+
+def _collections(idle: dict[str, Any]) -> str:
+    """'; garbage collections in the window: full 1 (812 ms), middle 5 (14 ms), young 25 (15 ms)'."""
+    names = {"2": "full", "1": "middle", "0": "young"}
+    parts = [
+        f"{names.get(g, g)} {v['count']} ({v['ms']:g} ms)"
+        for g, v in sorted(idle.get("gc", {}).items(), reverse=True)
+        if v["count"]
+    ]
+    return "; garbage collections in the window: " + ", ".join(parts) if parts else ""
 
 
 def rows(raw: dict[str, Any], p: HoldParams) -> list[Row]:
@@ -392,7 +413,7 @@ def rows(raw: dict[str, Any], p: HoldParams) -> list[Row]:
         Row("hold.cpu", "hold", f"bridge CPU, idle, {held}", idle["cpu_pct"], "% of a core", 2.0,
             "≤ 2 %", detail=idle,
             note=f"over {idle['window_s']:.0f} s, waiters re-polling at {idle['repolls_per_s']} /s "
-            f"({REPOLL:g} s polls); Synapse {idle['synapse_cpu_pct']} %"),
+            f"({REPOLL:g} s polls); Synapse {idle['synapse_cpu_pct']} %{_collections(idle)}"),
         Row("hold.msg.p50", "hold", "operator message → its waiter answered, p50", msg["p50"],
             "ms", status="info", detail=msg,
             note="PUT to the appservice transaction endpoint → first byte of the waiter's answer"),

@@ -108,9 +108,8 @@ async def burst(stack: Stack, n: int, timeout: float, window: int = 32) -> dict[
         await live.conn.close()
 
 
-async def ack_histogram(stack: Stack) -> dict[str, float] | None:
-    """The bridge's own ``claude_bridge_hook_ack_seconds`` buckets (cumulative counts by upper
-    bound), from ``GET /metrics``; None where this tree has no metrics endpoint."""
+async def bridge_metrics(stack: Stack) -> str | None:
+    """The bridge's ``GET /metrics`` text; None where this tree has no metrics endpoint."""
     from bench.httpclient import GetConnection
     from bench.stack import HOOK_TOKEN
 
@@ -121,16 +120,36 @@ async def ack_histogram(stack: Stack) -> dict[str, float] | None:
         return None
     finally:
         await conn.close()
-    if status != 200:
+    return body.decode(errors="replace") if status == 200 else None
+
+
+async def ack_histogram(stack: Stack) -> dict[str, float] | None:
+    """The bridge's own ``claude_bridge_hook_ack_seconds`` buckets (cumulative counts by upper
+    bound), from ``GET /metrics``; None where this tree has no metrics endpoint."""
+    text = await bridge_metrics(stack)
+    if text is None:
         return None
     out: dict[str, float] = {}
-    for line in body.decode(errors="replace").splitlines():
+    for line in text.splitlines():
         if line.startswith("claude_bridge_hook_ack_seconds_bucket{"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out[le] = float(line.rsplit(" ", 1)[1])
         elif line.startswith("claude_bridge_hook_ack_seconds_count"):
             out["count"] = float(line.rsplit(" ", 1)[1])
     return out or None
+
+
+async def gc_pauses(stack: Stack) -> dict[str, list[float]]:
+    """The bridge's garbage collections so far, by generation: ``{"2": [count, seconds]}``,
+    from ``claude_bridge_gc_pause_seconds``; empty where this tree does not export it."""
+    text = await bridge_metrics(stack) or ""
+    out: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for field, i in (("_count{", 0), ("_sum{", 1)):
+            if line.startswith("claude_bridge_gc_pause_seconds" + field):
+                gen = line.split('generation="', 1)[1].split('"', 1)[0]
+                out.setdefault(gen, [0.0, 0.0])[i] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def hist_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from claude_bridge.delivery.context import ContextReader
+from claude_bridge.ids import SessionID, ThreadID
 from claude_bridge.store import HookEventLog, Outbox, Thread, ThreadStore, create_database
 from tests.conftest import create_pg_database, drop_pg_database
 
@@ -28,7 +29,9 @@ async def run(url: str, n: int) -> dict[str, float]:
     db = create_database(url)
     await db.start()
     try:
-        await ThreadStore(db).ensure(Thread("t1", "S1", "@claude-t1:hs", "#claude-thread-t1:hs"))
+        await ThreadStore(db).ensure(
+            Thread(ThreadID("t1"), SessionID("S1"), "@claude-t1:hs", "#claude-thread-t1:hs")
+        )
         outbox = Outbox(db, group_commit=False)
         ids = []
         for i in range(n):
