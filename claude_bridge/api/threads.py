@@ -27,6 +27,7 @@ from claude_bridge.config.sections.control import HandoffMode
 from claude_bridge.config.sections.mirror import RedactConfig
 from claude_bridge.control.handoffs import PROPOSAL, delivery
 from claude_bridge.history import ThreadFilter, ThreadHistory
+from claude_bridge.hooks.validate import BadBody, read_json_object
 from claude_bridge.ids import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
 from claude_bridge.log import get_logger
 from claude_bridge.matrix.client import MatrixClient, MatrixError
@@ -41,6 +42,9 @@ log = get_logger("api")
 
 SESSION_HEADER = "X-Claude-Session-Id"
 MAX_TEXT = 20_000
+MAX_BODY = 12 * MAX_TEXT + 1024
+"""Bytes: the longest text with every character escaped (``\\uXXXX``, two for one past the
+Basic Multilingual Plane), and room to spare."""
 TOKEN_NAME = web.RequestKey("token_name", str)
 
 
@@ -272,14 +276,15 @@ class ThreadsAPI:
 
     async def _text(self, request: web.Request) -> str:
         try:
-            body = await request.json()
-        except web.HTTPRequestEntityTooLarge:
-            raise APIError(413, "body too large") from None
-        except RecursionError:  # Python's decoder recurses: deep nesting would be a 500
-            raise APIError(400, 'body must be JSON: {"text": "…"}, not nested too deeply') from None
-        except ValueError:
-            raise APIError(400, 'body must be JSON: {"text": "…"}') from None
-        text = body.get("text") if isinstance(body, dict) else None
+            _, body = await read_json_object(
+                request,
+                MAX_BODY,
+                'body: {"text": "…"}',
+                deep='body must be JSON: {"text": "…"}, not nested too deeply',
+            )
+        except BadBody as e:
+            raise APIError(e.status, e.message) from None
+        text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             raise APIError(422, "text: a non-empty string is required")
         if len(text) > MAX_TEXT:

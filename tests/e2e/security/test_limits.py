@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from claude_bridge.api.threads import MAX_BODY
 from claude_bridge.app import Bridge
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, StartBridge, hook_payload, new_session
 from tests.e2e.proxy import HomeserverProxy
@@ -307,4 +308,11 @@ async def test_deeply_nested_json_is_a_400_on_the_hook_and_the_threads_api(
     async with hooks.http.post(url, data=deep, headers=headers) as resp:
         assert resp.status == 400, await resp.text()
         assert "JSON" in (await resp.json())["error"]
+    # The threads API reads its body as the hook server does: standard JSON only, and no more
+    # bytes than the longest text could need (under hooks.max_body_bytes, 1 MiB).
+    async with hooks.http.post(url, data=b'{"text": NaN}', headers=headers) as resp:
+        assert resp.status == 400, await resp.text()
+    huge = json.dumps({"text": "x", "pad": "y" * (MAX_BODY + 1)})
+    async with hooks.http.post(url, data=huge, headers=headers) as resp:
+        assert resp.status == 413, await resp.text()
     assert await stored_count(bridge, session, None) == 1
