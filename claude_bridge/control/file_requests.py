@@ -1,7 +1,7 @@
 """``!claude file <path>``: a file of the session's project directory, posted into the room.
 
 The bridge never reads the host's disk for this (the host may be another machine, and even on
-this one the token may not be ``local``): an operator's request waits, in memory, for the
+this one the token may not be ``local``): an operator's request waits, stored, for the
 session's next command-path call — a hook through the shim (``--durable``) or the background
 waiter, both of which send ``X-Claude-Bridge-Files`` — whose answer lists it under
 ``"claudeBridgeFileRequests"`` with the project directory the session started in. The host
@@ -12,8 +12,11 @@ a text the scrubber can't bring to rest (scrubbing it again would change it) is 
 anything else passes as it is. The file is posted as ``m.file`` in reply to the command. A
 request nobody takes within ``WAIT`` seconds is answered as such: never silence.
 
-In memory: a request outstanding when the bridge stops is lost, and the room was told it was
-asked for, not that it came (the operator asks again).
+A request is stored (``store/file_requests.py``) before the command is answered and deleted
+with its answer or expiry. One outstanding when the bridge stops is offered again after the
+restart, with what is left of its ``WAIT``: the host may read the file twice then, and the
+first answer posts it (the second finds no request). A host's answer is taken for any request
+of its session still outstanding, handed to it by this process or by the one before.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from claude_bridge.matrix.client import MatrixError
 from claude_bridge.render.messages import TEXT_MIMETYPES
 from claude_bridge.render.scrub import Scrubber
 from claude_bridge.render.text import one_line
-from claude_bridge.store import Thread
+from claude_bridge.store import Thread, now_ms
+from claude_bridge.store.file_requests import FileRequestStore, StoredFileRequest
 
 log = get_logger("attachments")
 
@@ -62,11 +66,38 @@ class FileRequest:
     by: str
     room_id: str
     event_id: str
+    asked_at: int
+    """Milliseconds since the epoch."""
     sent_at: float | None = None
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     def wire(self, max_bytes: int) -> dict[str, Any]:
         return {"id": self.id, "path": self.path, "root": self.root, "max_bytes": max_bytes}
+
+    def stored(self) -> StoredFileRequest:
+        return StoredFileRequest(
+            self.id,
+            self.thread_id,
+            self.path,
+            self.root,
+            self.by,
+            self.room_id,
+            self.event_id,
+            self.asked_at,
+        )
+
+    @classmethod
+    def from_stored(cls, row: StoredFileRequest) -> FileRequest:
+        return cls(
+            row.id,
+            row.thread_id,
+            row.path,
+            row.root,
+            row.by_user,
+            row.room_id,
+            row.event_id,
+            row.asked_at,
+        )
 
 
 def request_path(raw: str, project: str | None) -> str:
@@ -116,8 +147,10 @@ class FileRequests:
         options: AttachmentsConfig,
         scrub: Scrubber,
         commands: CommandSet,
+        store: FileRequestStore,
     ) -> None:
         self.p = parts
+        self.store = store
         self.replies = replies
         self.options = options
         self.scrub = scrub
@@ -146,10 +179,10 @@ class FileRequests:
             caller.user_id,
             caller.room_id,
             caller.event_id,
+            now_ms(),
         )
-        loop = asyncio.get_running_loop()
-        request.timer = loop.call_later(WAIT, self._expire_later, request)
-        self._pending[request.id] = request
+        await self.store.add(request.stored())
+        self._hold(request, WAIT)
         await self.p.audit.record(thread.id, caller.user_id, "file request", path)
         self.p.signals.fire(thread_key(thread.id))  # a waiting background waiter takes it now
         return Reply(
@@ -158,8 +191,22 @@ class FileRequests:
             "waiter while the session is idle; plain `http` hooks can't read files."
         )
 
+    async def load(self) -> None:
+        """At start: the requests outstanding when the bridge last stopped, each to be offered
+        again with what was left of its wait (one whose wait ran out is answered as such)."""
+        for row in await self.store.outstanding():
+            request = FileRequest.from_stored(row)
+            self._hold(request, max(0.0, WAIT - (now_ms() - request.asked_at) / 1000))
+        if self._pending:
+            log.info("file requests outstanding from before a restart", count=len(self._pending))
+
+    def _hold(self, request: FileRequest, wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        request.timer = loop.call_later(wait, self._expire_later, request)
+        self._pending[request.id] = request
+
     def close(self) -> None:
-        """The bridge stops: outstanding requests are dropped (they live in memory)."""
+        """The bridge stops: the outstanding requests stay stored, for :meth:`load`."""
         for request in self._pending.values():
             if request.timer is not None:
                 request.timer.cancel()
@@ -185,6 +232,7 @@ class FileRequests:
     async def _expire(self, request: FileRequest) -> None:
         if self._pending.pop(request.id, None) is None:
             return
+        await self.store.remove(request.id)
         thread = await self.p.threads.get(request.thread_id)
         why = (
             "its host took the request but never sent the file"
@@ -204,8 +252,9 @@ class FileRequests:
         thread = await owned_session(request, token, self.p.threads, "answer its file requests")
         if isinstance(thread, web.Response):
             return thread
+        # Not only requests this process handed out: the process before may have (see above).
         wanted = self._pending.get(request.match_info["request_id"])
-        if wanted is None or wanted.thread_id != thread.id or wanted.sent_at is None:
+        if wanted is None or wanted.thread_id != thread.id:
             return error(404, "no such file request of this session outstanding")
         refused = request.headers.get(host_files.ERROR_HEADER)
         data = bytearray()
@@ -214,9 +263,11 @@ class FileRequests:
             if len(data) > self.options.max_bytes:
                 refused = f"larger than {size_text(self.options.max_bytes)}"
                 break
-        self._pending.pop(wanted.id, None)
+        if self._pending.pop(wanted.id, None) is None:  # another answer (or the expiry) came first
+            return error(404, "no such file request of this session outstanding")
         if wanted.timer is not None:
             wanted.timer.cancel()
+        await self.store.remove(wanted.id)
         if refused is not None:
             await self._say(thread, wanted, f"⚠️ `{wanted.path}` refused: {one_line(refused, 300)}")
         else:

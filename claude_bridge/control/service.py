@@ -60,6 +60,7 @@ from claude_bridge.store import ThreadStore
 from claude_bridge.store.approvals import ApprovalStore
 from claude_bridge.store.audit import AuditLog
 from claude_bridge.store.database import now_ms
+from claude_bridge.store.file_requests import FileRequestStore
 from claude_bridge.store.room_policy import RoomPolicyStore
 from claude_bridge.store.runner_jobs import RunnerJobStore
 from claude_bridge.store.runners import RunnerStore
@@ -141,7 +142,9 @@ class Control:
         ThreadCommands(self.parts, commands)
         replies = RoomReplies(client)
         self.intake = AttachmentIntake(self.parts, replies, files, self.files_dir)
-        self.file_requests = FileRequests(self.parts, replies, files, client.scrub, commands)
+        self.file_requests = FileRequests(
+            self.parts, replies, files, client.scrub, commands, FileRequestStore(db)
+        )
         self.respond.offer_requests = self.file_requests.offer
         carrier.on_held = lambda message: self._note_held(replies, message)
         carrier.on_unfetched = lambda message: self._note_unfetched(replies, message)
@@ -256,6 +259,7 @@ class Control:
         await self.parts.inbox.load_hint()
         await self.receipts.start()
         await self.runners.load()
+        await self.file_requests.load()
         await self.typing.load()
         self.typing.start()
         await self.guard.start()

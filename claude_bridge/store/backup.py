@@ -32,6 +32,7 @@ THREAD_TABLES = (
     "thread_control",
     "thread_member",
     "audit_log",
+    "file_request",
 )
 ROOM_TABLES = ("matrix_event",)
 

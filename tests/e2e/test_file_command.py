@@ -187,3 +187,49 @@ async def test_another_token_cannot_answer_a_file_request(
         async with http.post(url, data=b"again", headers=owner) as resp:
             assert resp.status == 404
     assert await posted_file(alice, room, ghost, asked) == b"real"
+
+
+async def test_file_requests_outlive_a_restart(
+    stack: Stack, start_bridge: StartBridge, hooks: HookPoster, tmp_path: Path
+) -> None:
+    """A request outstanding when the bridge stops is neither lost nor silent: one a host was
+    handed before the restart is answered into the new process, one nobody took yet is offered
+    to the next command path, one whose wait ran out while the bridge was down is answered as
+    such."""
+    first = await start_bridge()
+    project = tmp_path / "demo-app"
+    project.mkdir()
+    (project / "taken.txt").write_text("read before the restart\n")
+    (project / "later.txt").write_text("read after it\n")
+    session, room, ghost = await project_thread(stack, first, hooks, project)
+    alice = stack.users["alice"]
+    taken, _ = await ask(alice, room, ghost, "taken.txt")
+    handed: list[dict[str, Any]] = first.control.file_requests.offer(session.lower())
+    assert [r["path"] for r in handed] == ["taken.txt"]
+    later, _ = await ask(alice, room, ghost, "later.txt")
+    expired, _ = await ask(alice, room, ghost, "expired.txt")
+    # As if expired.txt had been asked for longer ago than a request waits (this process keeps
+    # its own timer; the next one reads the row).
+    await first.db.execute(
+        "UPDATE file_request SET asked_at = asked_at - 3600000 WHERE path = 'expired.txt'"
+    )
+    await first.stop()
+
+    second = await start_bridge()
+    assert "did not come" in await outcome(alice, room, ghost, expired)
+    url = (
+        f"http://{stack.config['hooks']['listen']}/claude/v1/sessions/{session}/file-requests/"
+        f"{handed[0]['id']}"
+    )
+    owner = {"Authorization": f"Bearer {HOOK_TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=b"read before the restart\n", headers=owner) as resp:
+            assert resp.status == 200, await resp.text()
+    assert await posted_file(alice, room, ghost, taken) == b"read before the restart\n"
+    # The command path after the restart is offered what is still outstanding, the request
+    # answered above included no more.
+    code, out, err = await run_shim(stack, tmp_path, [], post_tool_use(session))
+    assert code == 0 and json.loads(out) == {}, err
+    assert await posted_file(alice, room, ghost, later) == b"read after it\n"
+    assert await second.db.fetchval("SELECT COUNT(*) FROM file_request") == 0
+    assert second.control.file_requests.offer(session.lower()) == []
