@@ -157,6 +157,9 @@ REGISTRY.register(STORED_COUNTS)
 
 HOOK_EVENT_NAME = web.RequestKey("hook_event_name", str)
 """Set by the hook server once the body parsed, for the labels of ``claude_bridge_hook_events``."""
+HOOK_ANSWERED_AT = web.RequestKey("hook_answered_at", float)
+"""``perf_counter()`` when a handler wrote its answer itself (``hooks/receipt.py``): the
+acknowledgement ends there, not when the handler returns after waiting for the peer's receipt."""
 
 HOOK_OUTCOMES = {
     200: "accepted",
@@ -250,7 +253,8 @@ async def hook_metrics_middleware(request: web.Request, handler: Handler) -> web
         status = e.status
         raise
     finally:
-        observe_hook(request.get(HOOK_EVENT_NAME), status, time.perf_counter() - started)
+        ended = request.get(HOOK_ANSWERED_AT) or time.perf_counter()
+        observe_hook(request.get(HOOK_EVENT_NAME), status, ended - started)
 
 
 Refresher = Callable[[], Awaitable[None]]

@@ -21,10 +21,12 @@ import os
 import socket
 import struct
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from claude_bridge import metrics
 from claude_bridge.hooks.held import tcp_socket
 from claude_bridge.log import get_logger
 
@@ -116,6 +118,7 @@ async def answer_taken(
     receipt = AnswerReceipt(request.transport)
     await response.prepare(request)
     await response.write_eof()
+    request[metrics.HOOK_ANSWERED_AT] = time.perf_counter()
     if await receipt.taken(within):
         return True
     await take_back_all(untaken)

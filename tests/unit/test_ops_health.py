@@ -130,6 +130,31 @@ def test_unknown_event_names_share_one_label() -> None:
     assert _value("claude_bridge_hook_events_total", event="unparsed", outcome="unauthorized") >= 1
 
 
+async def test_the_ack_ends_when_the_answer_is_written_not_when_its_receipt_came(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An answer carrying operators' messages is written by the handler, which then waits for
+    the host's receipt (hooks/receipt.py): Claude Code had its answer at the write."""
+    clock = iter([100.0, 103.0])
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: next(clock))
+
+    async def plain(_: web.Request) -> web.StreamResponse:
+        return web.json_response({})
+
+    async def waits_for_receipt(request: web.Request) -> web.StreamResponse:
+        request[metrics.HOOK_ANSWERED_AT] = 100.25  # written; then the receipt took 2.75 s
+        return web.json_response({})
+
+    for handler, took in ((plain, 3.0), (waits_for_receipt, 0.25)):
+        clock = iter([100.0, 103.0])
+        count = _value("claude_bridge_hook_ack_seconds_count")
+        total = _value("claude_bridge_hook_ack_seconds_sum")
+        request = make_mocked_request("POST", "/claude/v1/hooks")
+        await metrics.hook_metrics_middleware(request, handler)
+        assert _value("claude_bridge_hook_ack_seconds_count") == count + 1
+        assert _value("claude_bridge_hook_ack_seconds_sum") - total == pytest.approx(took)
+
+
 @pytest.mark.parametrize(
     ("status", "cause"),
     [(0, "unreachable"), (429, "rate_limited"), (502, "server_error"), (403, "rejected")],
