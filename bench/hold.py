@@ -12,7 +12,9 @@ limit. Measured:
 - the bridge's RSS and open descriptors with everything held;
 - its CPU while idle: nothing posted, nothing delivered, the waiters re-polling as their polls
   run out (first polls spread over ``REPOLL`` s, each poll after a 204 ``REPOLL`` s long: the
-  steady state of ``claude-bridge-hook wait`` at its default ``--poll``);
+  steady state of ``claude-bridge-hook wait`` at its default ``--poll``), after the one full
+  garbage collection the setup makes due (reported beside it, with what it costs in the long
+  run), and with what the collector took of the window;
 - an operator's message to one idle session → that session's waiter answered: the message is
   PUT to the appservice transaction endpoint as Synapse would push it (no Synapse in the path:
   the seeded rooms do not exist there), timed from just before the PUT to the first byte of the
@@ -44,6 +46,7 @@ from bench.hooks import acknowledgement, gc_pauses, open_quiet_sessions
 from bench.mirroring import LiveSession, close_sessions
 from bench.stack import HOOK_TOKEN, REPO, Stack, proc_cpu_seconds, proc_status
 from bench.stats import Row, latency_summary
+from claude_bridge.collector import FULL_MIN_INTERVAL, FULL_SHARE
 from claude_bridge.devenv.synapse import die_with_parent
 from claude_bridge.shim import WAIT_POLL
 from claude_bridge.store import Thread, now_ms
@@ -251,6 +254,7 @@ async def run(stack: Stack, p: HoldParams, wait: float) -> tuple[list[Row], dict
         gen = LoadGenerator(stack, {"waits": waits, "posts": posts, "repoll": REPOLL},
                             stack.workdir)  # fmt: skip
         held_at = time.monotonic()
+        full_before = (await gc_pauses(stack)).get("2", [0.0, 0.0])
         raw["client_ready"] = await gen.start(wait * 3)
         prompts = await _prompts_shown(stack, marks, wait * 3)
         await stack.drain(wait * 2)
@@ -260,6 +264,7 @@ async def run(stack: Stack, p: HoldParams, wait: float) -> tuple[list[Row], dict
             raise RuntimeError(f"{len(refused)} held requests answered early: "
                                f"{list(refused.items())[:5]}")  # fmt: skip
         await settle(stack, wait)
+        raw["setup_full_collection"] = await _setup_full_collection(stack, full_before)
         async with stack.profile("hold-idle"):
             raw["idle"] = await _idle(stack, gen, p.idle_window)
         for _ in range(2):
@@ -347,6 +352,28 @@ async def _prompts_shown(stack: Stack, marks: list[str], timeout: float) -> list
             await asyncio.sleep(0.5)
 
 
+async def _setup_full_collection(
+    stack: Stack, before: list[float], timeout: float = FULL_MIN_INTERVAL + 30
+) -> dict[str, Any]:
+    """Wait for the full collection that 11,000 new connections make due (the bridge runs it at
+    its first quiet moment, at most once a minute): it comes once, then no sooner than 1,000
+    times its length later (``collector.FULL_SHARE``), so the idle window after it is the steady
+    state. Its length and long-run share are reported beside the idle row."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        count, seconds = (await gc_pauses(stack)).get("2", [0.0, 0.0])
+        if count > before[0]:
+            ms = 1000 * (seconds - before[1]) / (count - before[0])
+            interval = max(FULL_MIN_INTERVAL, ms / 1000 / FULL_SHARE)
+            return {
+                "ms": round(ms, 1),
+                "waited_s": round(time.monotonic() - start, 1),
+                "share_pct": round(100 * ms / 1000 / interval, 3),
+            }
+        await asyncio.sleep(1.0)
+    return {"ms": None, "waited_s": round(time.monotonic() - start, 1), "share_pct": None}
+
+
 async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[str, Any]:
     pid, synapse = stack.bridge_pid, stack.synapse.pid or 0
     before = await gen.get_stats() if gen else {"repolls": 0, "rss_kb": 0}
@@ -397,6 +424,17 @@ def _collections(idle: dict[str, Any]) -> str:
     return "; garbage collections in the window: " + ", ".join(parts) if parts else ""
 
 
+def _setup_note(full: dict[str, Any] | None) -> str:
+    if not full:
+        return ""
+    if full["ms"] is None:
+        return f"; no full collection came in {full['waited_s']:g} s after the setup"
+    return (
+        f"; before the window, the full collection the setup made due: {full['ms']:g} ms, "
+        f"at most {full['share_pct']:g} % of a core from then on"
+    )
+
+
 def rows(raw: dict[str, Any], p: HoldParams) -> list[Row]:
     from bench.stats import merge_repeats
 
@@ -413,7 +451,8 @@ def rows(raw: dict[str, Any], p: HoldParams) -> list[Row]:
         Row("hold.cpu", "hold", f"bridge CPU, idle, {held}", idle["cpu_pct"], "% of a core", 2.0,
             "≤ 2 %", detail=idle,
             note=f"over {idle['window_s']:.0f} s, waiters re-polling at {idle['repolls_per_s']} /s "
-            f"({REPOLL:g} s polls); Synapse {idle['synapse_cpu_pct']} %{_collections(idle)}"),
+            f"({REPOLL:g} s polls); Synapse {idle['synapse_cpu_pct']} %{_collections(idle)}"
+            f"{_setup_note(raw.get('setup_full_collection'))}"),
         Row("hold.msg.p50", "hold", "operator message → its waiter answered, p50", msg["p50"],
             "ms", status="info", detail=msg,
             note="PUT to the appservice transaction endpoint → first byte of the waiter's answer"),
