@@ -598,11 +598,11 @@ FILE_TIMEOUT = 30.0
 the project), whatever is left of ``--timeout``."""
 
 
-def files_header() -> dict[str, str]:
-    """The header saying this command path writes files from Matrix itself, under which root
-    (none when the root can't travel in a header: the bridge then holds files for another
-    path)."""
-    root = default_files_root()
+def files_header(root: str | None = None) -> dict[str, str]:
+    """The header saying this command path (or a runner: ``runner/files.py``) writes files from
+    Matrix itself, under ``root`` (this host's default when not given); none when the root can't
+    travel in a header: the bridge then holds files for another path."""
+    root = default_files_root() if root is None else root
     if not root.startswith("/") or not root.isascii() or not root.isprintable():
         return {}
     return {FILES_HEADER: root}

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from claude_bridge import host_files
+from claude_bridge import host_files, shim
 from claude_bridge.log import get_logger
 from claude_bridge.runner.sessions import Live
 
@@ -46,9 +46,7 @@ async def prune_forever(root: str, keep_seconds: float, every: float = PRUNE_EVE
 
 def files_header(root: str | None) -> dict[str, str]:
     """The poll's header announcing ``root`` (none: this runner carries no files)."""
-    if not root or not root.startswith("/") or not root.isascii() or not root.isprintable():
-        return {}
-    return {host_files.FILES_HEADER: root}
+    return shim.files_header(root) if root else {}
 
 
 class FileReceiver:
