@@ -75,3 +75,11 @@ class TranscriptWriter:
             "is_error": is_error,
         }
         self._write("user", {"role": "user", "content": [block]}, toolUseResult=text)
+
+    def image_result(self, use_id: str, data: str, media_type: str = "image/png") -> None:
+        """A Read of an image, as the CLI (2.1.332) writes it: one image content block."""
+        source = {"type": "base64", "data": data, "media_type": media_type}
+        block = {"tool_use_id": use_id, "type": "tool_result",
+                 "content": [{"type": "image", "source": source}]}  # fmt: skip
+        result = {"type": "image", "file": {"base64": data, "type": media_type}}
+        self._write("user", {"role": "user", "content": [block]}, toolUseResult=result)

@@ -73,6 +73,11 @@ def synthetic_events(items: list[Item], omitted: int, event: HookEvent) -> list[
             data.update(hook_event_name=PRE_TOOL_USE.name, **tool)
         elif item.is_error:
             data.update(hook_event_name=POST_TOOL_USE_FAILURE.name, error=item.text, **tool)
+        elif item.images:
+            # As an MCP tool's content blocks: the renderer shows their text and posts the images.
+            text = [{"type": "text", "text": item.text}] if item.text else []
+            response = [*text, *item.images]
+            data.update(hook_event_name=POST_TOOL_USE.name, tool_response=response, **tool)
         else:
             data.update(hook_event_name=POST_TOOL_USE.name, tool_response=item.text, **tool)
         out.append(data)

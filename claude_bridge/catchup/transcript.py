@@ -23,6 +23,12 @@ ItemKind = Literal["prompt", "text", "tool_use", "tool_result"]
 
 MAX_ITEM_CHARS = 65_536
 """Longer text is cut here: the renderer trims and attaches anyway, this bounds what is stored."""
+MAX_IMAGE_CHARS = 1024 * 1024
+"""A tool result's images are kept, as the content blocks the transcript holds, while their base64
+adds up to no more than this (a live hook's body is capped at ``hooks.max_body_bytes``, 1 MiB by
+default); the rest are ``[image]`` in the text."""
+MAX_IMAGES = 8
+"""As many as a live call shows (``render/images.MAX_PICTURES``); the rest are ``[image]``."""
 
 # User entries that are Claude Code's own plumbing, not something a person typed.
 _NOT_PROMPTS = (
@@ -45,6 +51,8 @@ class Item:
     tool_name: str = ""
     tool_input: dict[str, Any] = field(default_factory=dict)
     is_error: bool = False
+    images: tuple[dict[str, Any], ...] = ()
+    """A tool result's image blocks (``{"type": "image", "source": {"type": "base64", …}}``)."""
 
 
 def read_tail(path: Path, max_bytes: int) -> tuple[bytes, bool]:
@@ -120,30 +128,50 @@ def _entry_items(entry: dict[str, Any], tools: dict[str, tuple[str, dict[str, An
             )
         elif btype == "tool_result" and isinstance(block.get("tool_use_id"), str):
             name, tool_input = tools.get(block["tool_use_id"], ("", {}))
+            text, images = _result(block.get("content"))
             out.append(
                 Item(
                     "tool_result",
                     item_id,
                     stamp,
-                    text=_result_text(block.get("content"))[:MAX_ITEM_CHARS],
+                    text=text[:MAX_ITEM_CHARS],
                     tool_use_id=block["tool_use_id"],
                     tool_name=name,
                     tool_input=tool_input,
                     is_error=block.get("is_error") is True,
+                    images=images,
                 )
             )
     return out
 
 
-def _result_text(content: Any) -> str:
+def _result(content: Any) -> tuple[str, tuple[dict[str, Any], ...]]:
+    """A tool result's text, and the image blocks kept to be shown (see :data:`MAX_IMAGES`)."""
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            elif isinstance(part, dict) and part.get("type") == "image":
+        return content, ()
+    if not isinstance(content, list):
+        return "", ()
+    parts: list[str] = []
+    images: list[dict[str, Any]] = []
+    left = MAX_IMAGE_CHARS
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("text"), str):
+            parts.append(part["text"])
+        elif part.get("type") == "image":
+            data = _base64_of(part)
+            if data is not None and len(images) < MAX_IMAGES and len(data) <= left:
+                left -= len(data)
+                images.append({"type": "image", "source": dict(part["source"])})
+            else:
                 parts.append("[image]")
-        return "\n".join(parts)
-    return ""
+    return "\n".join(parts), tuple(images)
+
+
+def _base64_of(block: dict[str, Any]) -> str | None:
+    source = block.get("source")
+    if not isinstance(source, dict) or source.get("type") != "base64":
+        return None
+    data, kind = source.get("data"), source.get("media_type")
+    return data if isinstance(data, str) and isinstance(kind, str) else None

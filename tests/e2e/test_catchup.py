@@ -21,6 +21,7 @@ import pytest
 from claude_bridge.app import Bridge
 from tests.claude_transcript import TranscriptWriter
 from tests.e2e.conftest import HOOK_TOKEN, HookPoster, Stack, hook_payload, new_session
+from tests.images import b64, png
 
 pytestmark = pytest.mark.e2e
 
@@ -145,6 +146,37 @@ async def test_an_outage_is_caught_up_from_the_transcript_once(
     bodies = await room_bodies(stack, bridge, claude.session)
     assert sum(MARKER in b for b in bodies) == 1
     assert [b for b, n in Counter(bodies).items() if n > 1] == []
+
+
+async def test_an_image_read_during_an_outage_is_posted_by_the_catch_up(
+    stack: Stack, start_bridge: Any, hooks: HookPoster, projects: Path
+) -> None:
+    """The transcript keeps the image Claude read as a content block: catch-up posts it as the
+    live PostToolUse would, an ``m.image`` with the file's name, not ``[image]``."""
+    bridge: Bridge = await start_bridge(hooks=catchup_config(projects))
+    claude = Claude(hooks, projects)
+    assert await claude.hook("SessionStart") == 200
+    await until(lambda: drained(bridge), "the start delivered")
+    await bridge.stop()
+
+    image = png(24, 16)
+    tool_input = {"file_path": "/home/dev/projects/demo-app/plot.png"}
+    use = claude.transcript.tool_use("Read", tool_input)
+    claude.transcript.image_result(use, b64(image))
+    assert await claude.hook("PreToolUse", tool_name="Read", tool_use_id=use,
+                             tool_input=tool_input) is None  # fmt: skip
+
+    bridge = await start_bridge(hooks=catchup_config(projects))
+    claude.transcript.prompt("what does the plot show?")
+    assert await claude.hook("UserPromptSubmit", prompt="what does the plot show?") == 200
+    bodies = await room_bodies(stack, bridge, claude.session)
+    assert "[image]" not in "".join(bodies)
+    thread = await bridge.threads.get(claude.session)
+    assert thread is not None and thread.room_id
+    events = await stack.users["admin"].messages(thread.room_id, limit=1000)
+    (shown,) = [e for e in events if e["content"].get("msgtype") == "m.image"]
+    assert shown["content"]["body"] == "plot.png"
+    assert shown["content"]["info"]["w"] == 24 and shown["content"]["info"]["h"] == 16
 
 
 async def test_events_the_bridge_failed_to_store_are_caught_up(

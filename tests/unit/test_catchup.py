@@ -28,6 +28,7 @@ from claude_bridge.events.parse import parse_hook_event
 from claude_bridge.hooks.limits import TokenBuckets
 from claude_bridge.render import RenderContext, render_event
 from claude_bridge.slots import SendSlots
+from tests.images import b64, png
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "transcript.jsonl"
 SESSION = "3eb5f21d-5dcb-43a8-9ab8-939331f73b6b"
@@ -233,3 +234,47 @@ async def test_a_hung_send_gives_its_slot_back_after_its_patience() -> None:
     assert order == ["stuck", "healthy", "stuck done"] and slots.overdue == 0
     async with slots.slot():  # the slot the overdue send gave back is usable again, once
         assert slots.locked()
+
+
+def test_images_a_tool_result_held_are_posted_by_catch_up() -> None:
+    """A transcript holds a tool result's images as the content blocks Claude saw: catch-up posts
+    them as the live PostToolUse would (m.image), up to what one call shows; the rest, and data
+    that is no base64 source, stay ``[image]`` in the text."""
+    image = png(6, 4)
+    block = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": b64(image)}}  # fmt: skip
+    stamp = "2026-12-07T09:00:00.000Z"
+
+    def line(kind: str, uuid: str, content: list[dict[str, Any]]) -> bytes:
+        entry = {"type": kind, "uuid": uuid, "sessionId": SESSION, "timestamp": stamp,
+                 "message": {"role": kind, "content": content}}  # fmt: skip
+        return json.dumps(entry).encode()
+
+    read = {"type": "tool_use", "id": "toolu_1", "name": "Read",
+            "input": {"file_path": "/home/dev/projects/demo-app/plot.png"}}  # fmt: skip
+    many = {"type": "tool_use", "id": "toolu_2", "name": "mcp__browser__shots", "input": {}}
+    odd = {"type": "image", "source": {"type": "url", "url": "https://example.org/x.png"}}
+    transcript = b"\n".join([
+        line("assistant", "a1", [read]),
+        line("user", "u1", [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [block]}]),
+        line("assistant", "a2", [many]),
+        line("user", "u2", [{"type": "tool_result", "tool_use_id": "toolu_2",
+                             "content": [{"type": "text", "text": "ten shots"}, odd,
+                                         *[block] * 10]}]),
+    ])  # fmt: skip
+    parsed = parse_items(transcript, SESSION)
+    results = [i for i in parsed if i.kind == "tool_result"]
+    assert [len(r.images) for r in results] == [1, 8]
+    assert results[0].text == "" and results[1].text == "ten shots\n[image]\n[image]\n[image]"
+
+    event = parse_hook_event({"session_id": SESSION, "hook_event_name": "UserPromptSubmit",
+                              "cwd": "/home/dev/projects/demo-app"})  # fmt: skip
+    ctx = RenderContext(thread_id=SESSION, project="demo-app", title="t")
+    posted = []
+    for data in synthetic_events(parsed, 0, event)[1:]:
+        for message in render_event(parse_hook_event(json.loads(json.dumps(data))), ctx):
+            if message.attachment is not None:
+                posted.append((message.content["msgtype"], message.attachment.filename,
+                               message.attachment.data))  # fmt: skip
+    assert posted[0] == ("m.image", "plot.png", image)
+    assert len(posted) == 9 and all(p[2] == image for p in posted)
