@@ -17,6 +17,7 @@ from claude_bridge.collector import (
     MIDDLE_WHEN_QUIET,
     QUIET,
     YOUNG_AT_LEAST_EVERY,
+    YOUNG_WHILE_BUSY,
     Activity,
     QuietCollector,
 )
@@ -163,20 +164,36 @@ def test_nothing_happened_since_the_last_full_collection_runs_none() -> None:
     assert c.tick() is None and fake.ran == []
 
 
-def test_a_young_collection_comes_at_least_every_second_quiet_or_not() -> None:
+def test_a_young_collection_comes_at_least_every_second_when_quiet() -> None:
     """Frees of long-lived objects cancel allocations in Python's count: without this the young
     generation grows with no collection while held connections are replaced."""
-    c, fake, clock, activity = _collector()
+    c, fake, clock, _ = _collector()
     fake.last = clock.now
-    _busy(activity, clock)
     clock.now += YOUNG_AT_LEAST_EVERY - 0.01
     assert c.tick() is None
     clock.now += 0.01
     assert c.tick() == 0
     assert c.tick() is None  # it just ran
     clock.now += YOUNG_AT_LEAST_EVERY
+    assert c.tick() == 0
+    assert fake.ran == [0, 0]
+
+
+def test_a_busy_bridge_collects_young_four_times_as_often() -> None:
+    """While hooks come, each young collection walks a quarter of a second's survivors: a
+    quarter of the pause a hook may wait out."""
+    c, fake, clock, activity = _collector()
+    fake.last = clock.now
+    clock.now += YOUNG_WHILE_BUSY - 0.01
+    _busy(activity, clock)
+    assert c.tick() is None
+    clock.now += 0.01
     _busy(activity, clock)
     assert c.tick() == 0
+    clock.now += YOUNG_WHILE_BUSY
+    assert c.tick() == 0  # still within QUIET of the last hook: busy
+    clock.now += YOUNG_WHILE_BUSY + QUIET
+    assert c.tick() is None  # quiet now: once a second again
     assert fake.ran == [0, 0]
 
 
