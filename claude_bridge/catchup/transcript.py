@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from claude_bridge.render.images import MAX_PICTURES
+
 ItemKind = Literal["prompt", "text", "tool_use", "tool_result"]
 
 MAX_ITEM_CHARS = 65_536
@@ -27,8 +29,6 @@ MAX_IMAGE_CHARS = 1024 * 1024
 """A tool result's images are kept, as the content blocks the transcript holds, while their base64
 adds up to no more than this (a live hook's body is capped at ``hooks.max_body_bytes``, 1 MiB by
 default); the rest are ``[image]`` in the text."""
-MAX_IMAGES = 8
-"""As many as a live call shows (``render/images.MAX_PICTURES``); the rest are ``[image]``."""
 
 # User entries that are Claude Code's own plumbing, not something a person typed.
 _NOT_PROMPTS = (
@@ -146,7 +146,8 @@ def _entry_items(entry: dict[str, Any], tools: dict[str, tuple[str, dict[str, An
 
 
 def _result(content: Any) -> tuple[str, tuple[dict[str, Any], ...]]:
-    """A tool result's text, and the image blocks kept to be shown (see :data:`MAX_IMAGES`)."""
+    """A tool result's text, and the image blocks kept to be shown: as many as a live call shows
+    (:data:`MAX_PICTURES`) within :data:`MAX_IMAGE_CHARS`."""
     if isinstance(content, str):
         return content, ()
     if not isinstance(content, list):
@@ -161,7 +162,7 @@ def _result(content: Any) -> tuple[str, tuple[dict[str, Any], ...]]:
             parts.append(part["text"])
         elif part.get("type") == "image":
             data = _base64_of(part)
-            if data is not None and len(images) < MAX_IMAGES and len(data) <= left:
+            if data is not None and len(images) < MAX_PICTURES and len(data) <= left:
                 left -= len(data)
                 images.append({"type": "image", "source": dict(part["source"])})
             else:

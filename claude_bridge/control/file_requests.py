@@ -58,46 +58,14 @@ CHUNK = 64 * 1024
 
 
 @dataclass
-class FileRequest:
-    id: str
-    thread_id: str
-    path: str
-    root: str
-    by: str
-    room_id: str
-    event_id: str
-    asked_at: int
-    """Milliseconds since the epoch."""
+class FileRequest(StoredFileRequest):
+    """A stored request, and what this process knows of it."""
+
     sent_at: float | None = None
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     def wire(self, max_bytes: int) -> dict[str, Any]:
         return {"id": self.id, "path": self.path, "root": self.root, "max_bytes": max_bytes}
-
-    def stored(self) -> StoredFileRequest:
-        return StoredFileRequest(
-            self.id,
-            self.thread_id,
-            self.path,
-            self.root,
-            self.by,
-            self.room_id,
-            self.event_id,
-            self.asked_at,
-        )
-
-    @classmethod
-    def from_stored(cls, row: StoredFileRequest) -> FileRequest:
-        return cls(
-            row.id,
-            row.thread_id,
-            row.path,
-            row.root,
-            row.by_user,
-            row.room_id,
-            row.event_id,
-            row.asked_at,
-        )
 
 
 def request_path(raw: str, project: str | None) -> str:
@@ -181,7 +149,7 @@ class FileRequests:
             caller.event_id,
             now_ms(),
         )
-        await self.store.add(request.stored())
+        await self.store.add(request)
         self._hold(request, WAIT)
         await self.p.audit.record(thread.id, caller.user_id, "file request", path)
         self.p.signals.fire(thread_key(thread.id))  # a waiting background waiter takes it now
@@ -195,7 +163,7 @@ class FileRequests:
         """At start: the requests outstanding when the bridge last stopped, each to be offered
         again with what was left of its wait (one whose wait ran out is answered as such)."""
         for row in await self.store.outstanding():
-            request = FileRequest.from_stored(row)
+            request = FileRequest(**vars(row))
             self._hold(request, max(0.0, WAIT - (now_ms() - request.asked_at) / 1000))
         if self._pending:
             log.info("file requests outstanding from before a restart", count=len(self._pending))
@@ -308,7 +276,7 @@ class FileRequests:
             log.warning("could not post a requested file", request=wanted.id, error=str(e))
             await self._say(thread, wanted, f"⚠️ `{wanted.path}` could not be posted: {e}")
             return
-        await self.p.audit.record(thread.id, wanted.by, "file posted", wanted.path + note)
+        await self.p.audit.record(thread.id, wanted.by_user, "file posted", wanted.path + note)
         if note:
             await self._say(thread, wanted, f"📄 `{wanted.path}`{note}.")
 

@@ -14,7 +14,7 @@ from mautrix.util.async_db import Database
 _COLUMNS = "id, thread_id, path, root, by_user, room_id, event_id, asked_at"
 
 
-@dataclass(frozen=True)
+@dataclass
 class StoredFileRequest:
     id: str
     thread_id: str
