@@ -180,8 +180,14 @@ async def test_another_token_cannot_answer_a_file_request(
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             async with http.post(url, data=b"forged", headers=headers) as resp:
                 assert resp.status == status
-        # The owner answers once; a second answer finds nothing outstanding.
+        # The same token, through another of its sessions: not that session's request.
+        other = new_session()
+        assert (await hooks.post(hook_payload("SessionStart", other)))[0] == 200
         owner = {"Authorization": f"Bearer {HOOK_TOKEN}"}
+        elsewhere = url.replace(f"/sessions/{session}/", f"/sessions/{other}/")
+        async with http.post(elsewhere, data=b"forged", headers=owner) as resp:
+            assert resp.status == 404
+        # The owner answers once; a second answer finds nothing outstanding.
         async with http.post(url, data=b"real", headers=owner) as resp:
             assert resp.status == 200
         async with http.post(url, data=b"again", headers=owner) as resp:

@@ -241,6 +241,7 @@ def test_images_a_tool_result_held_are_posted_by_catch_up() -> None:
     them as the live PostToolUse would (m.image), up to what one call shows; the rest, and data
     that is no base64 source, stay ``[image]`` in the text."""
     image = png(6, 4)
+    secret = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
     block = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                          "data": b64(image)}}  # fmt: skip
     stamp = "2026-12-07T09:00:00.000Z"
@@ -259,22 +260,25 @@ def test_images_a_tool_result_held_are_posted_by_catch_up() -> None:
         line("user", "u1", [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [block]}]),
         line("assistant", "a2", [many]),
         line("user", "u2", [{"type": "tool_result", "tool_use_id": "toolu_2",
-                             "content": [{"type": "text", "text": "ten shots"}, odd,
+                             "content": [{"type": "text", "text": f"ten shots {secret}"}, odd,
                                          *[block] * 10]}]),
     ])  # fmt: skip
     parsed = parse_items(transcript, SESSION)
     results = [i for i in parsed if i.kind == "tool_result"]
     assert [len(r.images) for r in results] == [1, 8]
-    assert results[0].text == "" and results[1].text == "ten shots\n[image]\n[image]\n[image]"
+    assert results[0].text == ""
+    assert results[1].text == f"ten shots {secret}\n[image]\n[image]\n[image]"
 
     event = parse_hook_event({"session_id": SESSION, "hook_event_name": "UserPromptSubmit",
                               "cwd": "/home/dev/projects/demo-app"})  # fmt: skip
     ctx = RenderContext(thread_id=SESSION, project="demo-app", title="t")
-    posted = []
+    posted, redacted = [], 0
     for data in synthetic_events(parsed, 0, event)[1:]:
         for message in render_event(parse_hook_event(json.loads(json.dumps(data))), ctx):
+            assert secret not in json.dumps(message.content)  # the text beside images is scrubbed
+            redacted += "ten shots [redacted]" in json.dumps(message.content)
             if message.attachment is not None:
                 posted.append((message.content["msgtype"], message.attachment.filename,
                                message.attachment.data))  # fmt: skip
-    assert posted[0] == ("m.image", "plot.png", image)
+    assert redacted and posted[0] == ("m.image", "plot.png", image)
     assert len(posted) == 9 and all(p[2] == image for p in posted)
