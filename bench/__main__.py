@@ -1,12 +1,13 @@
 """``python -m bench``: run the benchmarks, or compare two result files.
 
-    python -m bench run [--postgres] [--quick] [--no-coalesce] [--out FILE] [--only NAME,…]
+    python -m bench run [--postgres] [--synapse SHAPE] [--quick] [--no-coalesce] [--out FILE]
+                        [--only NAME,…]
                         [--profile DIR]
     python -m bench compare OLD.json NEW.json
     python -m bench table RESULT.json          (the Markdown table of docs/benchmarks.md)
     python -m bench profile DIR/*.collapsed.txt
 
-``run`` starts a throwaway Synapse and the bridge (SQLite, or a fresh Postgres database with
+``run`` starts a throwaway Synapse (``--synapse``: see ``bench/synapse_workers.py``) and the bridge (SQLite, or a fresh Postgres database with
 ``--postgres``) on loopback, runs every benchmark below with a time cap each, prints the table and
 writes it as JSON (default ``bench/results/<date>-<store>[-quick].json``). Bridge figures are
 compared with the raw ceiling, i.e. Synapse measured in the same run with the same content,
@@ -37,6 +38,7 @@ from typing import Any
 
 from bench import report
 from bench.stats import Row, error_row, merge_repeats, na_row
+from bench.synapse_workers import SynapseShape
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ["latency", "throughput", "creation", "ack", "load", "burst", "control", "shim", "scale"]
@@ -129,10 +131,9 @@ class Run:
     async def cpu(self) -> tuple[float, float]:
         from bench.stack import proc_cpu_seconds
 
-        synapse_pid = self.stack.synapse.pid
         return (
             proc_cpu_seconds(self.stack.bridge_pid),
-            proc_cpu_seconds(synapse_pid) if synapse_pid else 0.0,
+            sum(proc_cpu_seconds(pid) for pid in self.stack.synapse_pids),
         )
 
     # -- benchmarks --------------------------------------------------------------------------
@@ -620,12 +621,15 @@ async def run(args: argparse.Namespace) -> int:
     bridge_env = {"CLAUDE_BRIDGE__BRIDGE__MIRROR__COALESCE_LINES": "1"} if args.no_coalesce else {}
     now = dt.datetime.now()
     tags = ("-quick" if args.quick else "") + ("-nocoalesce" if args.no_coalesce else "")
+    if args.synapse.database != "sqlite":
+        tags += f"-synapse-{args.synapse}".replace("=", "")
     out = args.out or RESULTS / f"{now:%Y%m%d-%H%M%S}-{store}{tags}.json"
     meta: dict[str, Any] = {
         "date": now.isoformat(timespec="seconds"),
         "store": store,
         "quick": args.quick,
         "coalesce": not args.no_coalesce,
+        "synapse": str(args.synapse),
         "bridge_env": bridge_env,
         "params": params.__dict__,
         "machine": machine(),
@@ -645,7 +649,11 @@ async def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     stack = Stack(
         StackOptions(
-            postgres=args.postgres, keep=args.keep, profile_dir=args.profile, bridge_env=bridge_env
+            postgres=args.postgres,
+            keep=args.keep,
+            profile_dir=args.profile,
+            bridge_env=bridge_env,
+            synapse=args.synapse,
         )
     )
     run_ = Run(stack, params)
@@ -660,7 +668,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"\n[{name}] (cap {CAPS[name]} s)", flush=True)
             t0 = time.perf_counter()
             bench: Callable[[], Awaitable[None]] = getattr(run_, name)
-            noise = Noise([stack.bridge_pid, stack.synapse.pid or 0])
+            noise = Noise([stack.bridge_pid, *stack.synapse_pids])
             noise.start()
             try:
                 async with asyncio.timeout(CAPS[name]):
@@ -727,6 +735,11 @@ def main(argv: list[str] | None = None) -> int:
         "--postgres", action="store_true", help="the bridge on Postgres (127.0.0.1:5432)"
     )
     r.add_argument("--quick", action="store_true", help="fewer samples, one repeat (~2 min)")
+    r.add_argument(
+        "--synapse", type=SynapseShape.parse, default=SynapseShape(), metavar="SHAPE",
+        help="sqlite (default: one process), postgres (one process on Postgres) or persisters=N "
+        "(Postgres, Redis on 127.0.0.1:6379, N event-persister workers)",
+    )  # fmt: skip
     r.add_argument("--out", type=Path, help="JSON file to write")
     r.add_argument("--only", help=f"comma-separated subset of: {','.join(ALL + OPT_IN)}")
     r.add_argument("--profile", type=Path, metavar="DIR",

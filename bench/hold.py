@@ -356,19 +356,19 @@ async def _prompts_shown(stack: Stack, marks: list[str], timeout: float) -> list
 
 
 async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[str, Any]:
-    pid, synapse = stack.bridge_pid, stack.synapse.pid or 0
+    pid, synapse = stack.bridge_pid, stack.synapse_pids
     before = await gen.get_stats() if gen else {"repolls": 0, "rss_kb": 0}
     gc0 = await gc_pauses(stack)
     cpu0, syn0, t0, wall0 = (
         proc_cpu_seconds(pid),
-        proc_cpu_seconds(synapse) if synapse else 0.0,
+        sum(proc_cpu_seconds(p) for p in synapse),
         time.monotonic(),
         time.time(),
     )
     await asyncio.sleep(window)
     cpu1, syn1, t1 = (
         proc_cpu_seconds(pid),
-        proc_cpu_seconds(synapse) if synapse else 0.0,
+        sum(proc_cpu_seconds(p) for p in synapse),
         time.monotonic(),
     )
     after = await gen.get_stats() if gen else before

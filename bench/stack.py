@@ -29,6 +29,7 @@ from ruamel.yaml import YAML
 
 from bench.httpclient import HookConnection
 from bench.observer import Observer
+from bench.synapse_workers import ScaledSynapse, SynapseShape
 from claude_bridge.config import ENV_PREFIX, HooksConfig, parse_config
 from claude_bridge.devenv.synapse import LocalSynapse, die_with_parent, free_port
 from claude_bridge.registration import build_registration, new_token
@@ -68,6 +69,8 @@ class StackOptions:
     workdir: Path | None = None
     bridge_env: dict[str, str] = field(default_factory=dict)
     """Config overrides (``CLAUDE_BRIDGE__…``) for the bridge process, set by the bench."""
+    synapse: SynapseShape = field(default_factory=SynapseShape)
+    """``--synapse``: one process on SQLite (the default), on Postgres, or with workers."""
 
 
 @dataclass
@@ -115,6 +118,13 @@ class Stack:
     def bridge_pid(self) -> int:
         assert self.bridge_proc is not None
         return self.bridge_proc.pid
+
+    @property
+    def synapse_pids(self) -> list[int]:
+        """Synapse's processes: the main one, and its workers where it has them."""
+        if isinstance(self.synapse, ScaledSynapse):
+            return self.synapse.pids
+        return [self.synapse.pid] if self.synapse.pid else []
 
     def hook_connection(self) -> HookConnection:
         return HookConnection(self.hook_host, self.hook_port, HOOK_TOKEN)
@@ -172,9 +182,18 @@ class Stack:
         registration = self.workdir / "registration.yaml"
         YAML().dump(build_registration(parsed), registration)
         (self.workdir / "config.yaml").write_text(_yaml_text(self.config))
-        self.synapse = LocalSynapse(
-            self.workdir / "synapse", port=synapse_port, app_service_config_files=[registration]
-        )
+        if self.options.synapse.database == "sqlite":
+            self.synapse = LocalSynapse(
+                self.workdir / "synapse", port=synapse_port, app_service_config_files=[registration]
+            )
+        else:
+            self.synapse = ScaledSynapse(
+                self.workdir / "synapse",
+                self.options.synapse,
+                PG_ADMIN,
+                port=synapse_port,
+                app_service_config_files=[registration],
+            )
         await self.synapse.start()
         self.alice = await user_client(self.synapse, "alice")
         await self.synapse.register_user("admin", admin=True)
@@ -269,7 +288,10 @@ class Stack:
                 await self._db.stop()
         await self.stop_bridge()
         with contextlib.suppress(Exception):
-            await self.synapse.stop()
+            if isinstance(self.synapse, ScaledSynapse):
+                await self.synapse.close()
+            else:
+                await self.synapse.stop()
         if self._pg_db:
             with contextlib.suppress(Exception):
                 await self._drop_pg_database()
