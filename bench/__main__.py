@@ -128,12 +128,31 @@ class Run:
         if self._raw_side is not None:
             await self._raw_side.close()
 
-    async def cpu(self) -> tuple[float, float]:
-        from bench.stack import proc_cpu_seconds
+    def _postgres_share(self, m: dict[str, Any]) -> str:
+        """The Postgres server's CPU per event, for a note, where anything is on it."""
+        options = self.stack.options
+        on = [
+            name
+            for name, yes in (
+                ("bridge", options.postgres),
+                ("Synapse", options.synapse.database == "postgres"),
+            )
+            if yes
+        ]
+        if not on:
+            return ""
+        return (f", the Postgres server ({' and '.join(on)}): "
+                f"{m['postgres_cpu_ms_per_event']:.2f} ms")  # fmt: skip
+
+    async def cpu(self) -> tuple[float, float, float]:
+        """CPU seconds so far of the bridge, Synapse (all its processes) and the Postgres
+        server (which serves whoever is on Postgres: the bridge, Synapse, the bench's probes)."""
+        from bench.stack import postgres_cpu_seconds, proc_cpu_seconds
 
         return (
             proc_cpu_seconds(self.stack.bridge_pid),
             sum(proc_cpu_seconds(pid) for pid in self.stack.synapse_pids),
+            postgres_cpu_seconds(),
         )
 
     # -- benchmarks --------------------------------------------------------------------------
@@ -411,6 +430,9 @@ class Run:
                 result["synapse_cpu_ms_per_event"] = round(
                     1000 * (c1[1] - c0[1]) / self.p.burst_n, 3
                 )
+                result["postgres_cpu_ms_per_event"] = round(
+                    1000 * (c1[2] - c0[2]) / self.p.burst_n, 3
+                )
                 runs[mode].append(result)
         self.raw["burst"] = {**runs, "floor": floor, "store": store}
         n = self.p.burst_n
@@ -445,8 +467,9 @@ class Run:
             self.add(
                 Row("burst.cpu", "burst", "bridge CPU per mirrored event",
                     m["bridge_cpu_ms_per_event"], "ms", status="info", detail=m,
-                    note=f"Synapse: {m['synapse_cpu_ms_per_event']:.1f} ms CPU per event "
-                    f"(CPU time is robust to a busy machine; wall times are not)"),
+                    note=f"Synapse: {m['synapse_cpu_ms_per_event']:.1f} ms CPU per event"
+                    + self._postgres_share(m) +
+                    " (CPU time is robust to a busy machine; wall times are not)"),
                 Row("burst.lag", "burst", "room catch-up after the last ack", m["catch_up_lag_s"],
                     "s", status="info",
                     note=f"{m['messages']:.0f} messages for {n} events, {m['room_rate']:.0f} ev/s "

@@ -60,6 +60,26 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU time of the Postgres server on this machine so far: every ``postgres``
+    process, with what its ended children (backends that closed) spent. 0.0 where none runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                head, tail = f.read().rsplit(")", 1)
+        except OSError:  # gone meanwhile
+            continue
+        if head.split("(", 1)[1] != "postgres":
+            continue
+        fields = tail.split()
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / ticks
+
+
 @dataclass
 class StackOptions:
     postgres: bool = False

@@ -42,3 +42,21 @@ def test_persisters_own_the_events_stream_on_loopback(tmp_path: Path) -> None:
     ports = [listener["port"] for listener in config["listeners"]]
     assert hs.replication_port in ports
     assert config["instance_map"]["main"]["port"] == hs.replication_port
+
+
+async def test_postgres_cpu_counts_the_servers_work() -> None:
+    """The burst's "Postgres server" CPU: work a backend does shows up, including that of a
+    backend which has closed by the time it is read (its parent counts it)."""
+    import asyncpg
+
+    from bench.stack import postgres_cpu_seconds
+    from tests.conftest import PG_ADMIN_DSN
+
+    before = postgres_cpu_seconds()
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        # Work measured in CPU, not wall time: some tenths of a second on any machine.
+        await conn.fetchval("SELECT count(*) FROM generate_series(1, 3000000) g WHERE g % 7 = 0")
+    finally:
+        await conn.close()
+    assert postgres_cpu_seconds() - before >= 0.05
