@@ -7,8 +7,9 @@
 the main process: sharding the persisters splits where events are written, not who sends them.
 
 Needs Synapse's ``postgres`` and ``redis`` extras (psycopg2, txredisapi, hiredis), which the
-``bench`` extra installs. Redis's pub/sub channels are server-wide, so two worker-mode benchmarks
-on one machine would hear each other; run one at a time.
+``bench`` and ``dev`` extras install. Redis's pub/sub channels are server-wide, so two
+worker-mode benchmarks on one machine would hear each other: run one at a time. Synapse also
+caches events there (``cache_v1:…`` keys, which expire).
 """
 
 from __future__ import annotations
