@@ -1,15 +1,15 @@
 """``python -m bench``: run the benchmarks, or compare two result files.
 
     python -m bench run [--postgres] [--synapse SHAPE] [--quick] [--no-coalesce] [--out FILE]
-                        [--only NAME,…]
-                        [--profile DIR]
+                        [--only NAME,…] [--profile DIR]
     python -m bench compare OLD.json NEW.json
     python -m bench table RESULT.json          (the Markdown table of docs/benchmarks.md)
     python -m bench profile DIR/*.collapsed.txt
 
-``run`` starts a throwaway Synapse (``--synapse``: see ``bench/synapse_workers.py``) and the bridge (SQLite, or a fresh Postgres database with
-``--postgres``) on loopback, runs every benchmark below with a time cap each, prints the table and
-writes it as JSON (default ``bench/results/<date>-<store>[-quick].json``). Bridge figures are
+``run`` starts a throwaway Synapse (``--synapse``: see ``bench/synapse_workers.py``) and the
+bridge (SQLite, or a fresh Postgres database with ``--postgres``) on loopback, runs every
+benchmark below with a time cap each, prints the table and writes it as JSON (default
+``bench/results/<date>-<store>[-quick].json``). Bridge figures are
 compared with the raw ceiling, i.e. Synapse measured in the same run with the same content,
 and raw and bridge measurements alternate so both see the same machine. About 5–10 minutes
 (``--quick``: about 2, fewer samples and one repeat: for checking the suite, not for docs/benchmarks.md).
@@ -151,7 +151,7 @@ class Run:
 
         return (
             proc_cpu_seconds(self.stack.bridge_pid),
-            sum(proc_cpu_seconds(pid) for pid in self.stack.synapse_pids),
+            sum(proc_cpu_seconds(pid) for pid in self.stack.synapse.pids),
             postgres_cpu_seconds(),
         )
 
@@ -691,7 +691,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"\n[{name}] (cap {CAPS[name]} s)", flush=True)
             t0 = time.perf_counter()
             bench: Callable[[], Awaitable[None]] = getattr(run_, name)
-            noise = Noise([stack.bridge_pid, *stack.synapse_pids])
+            noise = Noise([stack.bridge_pid, *stack.synapse.pids])
             noise.start()
             try:
                 async with asyncio.timeout(CAPS[name]):

@@ -356,7 +356,7 @@ async def _prompts_shown(stack: Stack, marks: list[str], timeout: float) -> list
 
 
 async def _idle(stack: Stack, gen: LoadGenerator | None, window: float) -> dict[str, Any]:
-    pid, synapse = stack.bridge_pid, stack.synapse_pids
+    pid, synapse = stack.bridge_pid, stack.synapse.pids
     before = await gen.get_stats() if gen else {"repolls": 0, "rss_kb": 0}
     gc0 = await gc_pauses(stack)
     cpu0, syn0, t0, wall0 = (

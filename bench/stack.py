@@ -52,32 +52,34 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def _proc_stat(pid: int | str) -> tuple[str, list[str]]:
+    """A process's name and the fields of ``/proc/<pid>/stat`` after it (``fields[11]`` is
+    utime); the name is cut out first, since it may hold spaces and parentheses."""
+    with open(f"/proc/{pid}/stat") as f:
+        head, tail = f.read().rsplit(")", 1)
+    return head.split("(", 1)[1], tail.split()
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    fields = _proc_stat(pid)[1]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds() -> float:
     """User + system CPU time of the Postgres server on this machine so far: every ``postgres``
     process, with what its ended children (backends that closed) spent. 0.0 where none runs."""
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                head, tail = f.read().rsplit(")", 1)
+            name, fields = _proc_stat(entry.name)
         except OSError:  # gone meanwhile
             continue
-        if head.split("(", 1)[1] != "postgres":
-            continue
-        fields = tail.split()
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return total / ticks
+        if name == "postgres":
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -138,13 +140,6 @@ class Stack:
     def bridge_pid(self) -> int:
         assert self.bridge_proc is not None
         return self.bridge_proc.pid
-
-    @property
-    def synapse_pids(self) -> list[int]:
-        """Synapse's processes: the main one, and its workers where it has them."""
-        if isinstance(self.synapse, ScaledSynapse):
-            return self.synapse.pids
-        return [self.synapse.pid] if self.synapse.pid else []
 
     def hook_connection(self) -> HookConnection:
         return HookConnection(self.hook_host, self.hook_port, HOOK_TOKEN)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import secrets
 import subprocess
 import sys
@@ -26,12 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from ruamel.yaml import YAML
 from yarl import URL
 
 from claude_bridge.devenv.processes import die_with_parent, free_port
-from claude_bridge.devenv.synapse import LocalSynapse, SynapseError
-from claude_bridge.files import write_private_text
+from claude_bridge.devenv.synapse import LocalSynapse, SynapseError, write_private_yaml
 
 REDIS = ("127.0.0.1", 6379)
 
@@ -72,8 +69,7 @@ class ScaledSynapse(LocalSynapse):
     @property
     def pids(self) -> list[int]:
         """The main process and every worker: their CPU is Synapse's."""
-        main = [self.pid] if self.pid else []
-        return main + [p.pid for p in self._workers.values() if p.poll() is None]
+        return super().pids + [p.pid for p in self._workers.values() if p.poll() is None]
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -149,12 +145,8 @@ class ScaledSynapse(LocalSynapse):
             "worker_listeners": [_replication_listener(port)],
             "worker_log_config": str(log_config),
         }
-        yaml = YAML(typ="safe", pure=True)
-        yaml.default_flow_style = False
-        for path, data in ((log_config, logging), (self.workdir / f"{name}.yaml", worker)):
-            buf = io.StringIO()
-            yaml.dump(data, buf)
-            write_private_text(path, buf.getvalue())
+        write_private_yaml(log_config, logging)
+        write_private_yaml(self.workdir / f"{name}.yaml", worker)
         with open(self.workdir / f"{name}.stdout.log", "ab") as out:
             return subprocess.Popen(
                 [sys.executable, "-m", "synapse.app.generic_worker",

@@ -34,7 +34,7 @@ from ruamel.yaml import YAML
 from claude_bridge.devenv.processes import die_with_parent, free_port
 from claude_bridge.files import private_dir, write_private_text
 
-__all__ = ["LocalSynapse", "SynapseError", "die_with_parent", "free_port"]
+__all__ = ["LocalSynapse", "SynapseError", "die_with_parent", "free_port", "write_private_yaml"]
 
 # Far above anything a test or benchmark does; tests that exercise rate limiting
 # tighten individual keys through ``extra_config``.
@@ -95,6 +95,15 @@ def _rate_limits() -> dict[str, Any]:
     for key, subkeys in _RATE_LIMIT_KEYS.items():
         out[key] = {sub: dict(_GENEROUS) for sub in subkeys} if subkeys else dict(_GENEROUS)
     return out
+
+
+def write_private_yaml(path: Path, data: Mapping[str, Any]) -> None:
+    """``data`` as block-style YAML, readable by its owner only."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    buf = io.StringIO()
+    yaml.dump(data, buf)
+    write_private_text(path, buf.getvalue())
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -160,6 +169,11 @@ class LocalSynapse:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self.running and self._proc else None
+
+    @property
+    def pids(self) -> list[int]:
+        """Every running process of this homeserver (one here; a subclass may run workers)."""
+        return [self.pid] if self.pid else []
 
     # -- configuration ----------------------------------------------------------------
 
@@ -242,15 +256,8 @@ class LocalSynapse:
     def write_config(self) -> None:
         """Write homeserver.yaml, log.config and (first time only) the signing key."""
         config = self.config()
-        yaml = YAML(typ="safe", pure=True)
-        yaml.default_flow_style = False
-        for path, data in (
-            (self.config_path, config),
-            (Path(config["log_config"]), self._log_config()),
-        ):
-            buf = io.StringIO()
-            yaml.dump(data, buf)
-            write_private_text(path, buf.getvalue())  # homeserver.yaml holds the shared secret
+        write_private_yaml(self.config_path, config)  # it holds the shared secret
+        write_private_yaml(Path(config["log_config"]), self._log_config())
         key_path = Path(config["signing_key_path"])
         if not key_path.exists():
             write_private_text(key_path, self._new_signing_key())
